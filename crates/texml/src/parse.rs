@@ -535,8 +535,11 @@ fn record(ctx: &mut Ctx, el: &Element) -> Result<Option<Record>, ParseError> {
         format: a.get(ctx, "format", keyword)?,
         recording_status_callback: a.get(ctx, "recordingStatusCallback", url)?,
         recording_status_callback_method: a.get(ctx, "recordingStatusCallbackMethod", keyword)?,
-        recording_status_callback_event: a
-            .get(ctx, "recordingStatusCallbackEvent", EventSet::parse)?,
+        recording_status_callback_event: a.get(
+            ctx,
+            "recordingStatusCallbackEvent",
+            EventSet::parse,
+        )?,
         transcription: a.get(ctx, "transcription", boolean)?,
         transcription_callback: a.get(ctx, "transcriptionCallback", url)?,
         transcription_engine: a.get(ctx, "transcriptionEngine", keyword)?,

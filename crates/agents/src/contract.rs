@@ -1,0 +1,499 @@
+//! The contract every [`AgentStore`] must meet, as test stories run against the in-memory
+//! fake (here) and against SQLite and PostgreSQL (in the `store` crate). Enabled by the
+//! `contract` feature; each function panics on a violation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::sync::Arc;
+
+use audit::{Actor, AuditAction, AuditFilter, AuditLog, NewAuditEvent};
+use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
+
+use crate::model::{
+    Agent, AgentId, AgentMetrics, AgentName, EffectiveStatus, Liveness, MetricsDelta, Presence,
+};
+use crate::port::{AgentPatch, AgentStore, AgentStoreError};
+use crate::sip::SipUri;
+
+/// A fixed instant the stories start from.
+#[must_use]
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+        .single()
+        .unwrap()
+}
+
+/// A minimal agent for stories.
+#[must_use]
+pub fn agent(
+    name: &str,
+    sip: &str,
+    presence: Presence,
+    heartbeat: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> Agent {
+    Agent {
+        id: AgentId::new(),
+        name: AgentName::parse(name).unwrap(),
+        sip_uri: SipUri::parse(sip).unwrap(),
+        presence,
+        last_heartbeat_at: heartbeat.map(|h| h.trunc_subsecs(6)),
+        current_call_sid: None,
+        idle_since: at,
+        created_at: at,
+        updated_at: at,
+        metrics: AgentMetrics::default(),
+    }
+}
+
+fn event(action: AuditAction, id: AgentId) -> Vec<NewAuditEvent> {
+    vec![NewAuditEvent::new(t0(), Actor::Admin, action).agent(id.0)]
+}
+
+async fn audited(log: &dyn AuditLog, id: AgentId) -> Vec<AuditAction> {
+    let filter = AuditFilter {
+        agent_id: Some(id.0),
+        ..AuditFilter::default()
+    };
+    log.entries(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+/// Insert, read back by id, token and SIP key; the audit event lands with the insert.
+pub async fn insert_and_read_back(store: Arc<dyn AgentStore>, log: Arc<dyn AuditLog>) {
+    let a = agent(
+        "Alice Smith",
+        "sip:alice@Example.com",
+        Presence::Available,
+        Some(t0()),
+        t0(),
+    );
+    store
+        .insert(&a, "hash-a", event(AuditAction::AgentRegistered, a.id))
+        .await
+        .unwrap();
+    assert_eq!(store.get(a.id).await.unwrap().as_ref(), Some(&a));
+    assert_eq!(store.agent_for_token("hash-a").await.unwrap(), Some(a.id));
+    assert_eq!(store.agent_for_token("nope").await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_by_sip_key("alice@example.com")
+            .await
+            .unwrap()
+            .map(|x| x.id),
+        Some(a.id)
+    );
+    assert_eq!(store.get(AgentId::new()).await.unwrap(), None);
+    assert_eq!(
+        audited(log.as_ref(), a.id).await,
+        vec![AuditAction::AgentRegistered]
+    );
+}
+
+/// The SIP key is unique on insert and on update; a refused write leaves no audit entry.
+pub async fn sip_uri_is_unique(store: Arc<dyn AgentStore>, log: Arc<dyn AuditLog>) {
+    let a = agent(
+        "A",
+        "sip:alice@example.com",
+        Presence::Available,
+        None,
+        t0(),
+    );
+    let b = agent("B", "sip:bob@example.com", Presence::Available, None, t0());
+    store.insert(&a, "ha", vec![]).await.unwrap();
+    store.insert(&b, "hb", vec![]).await.unwrap();
+    let dup = agent(
+        "A2",
+        "sips:alice@EXAMPLE.com;transport=tls",
+        Presence::Available,
+        None,
+        t0(),
+    );
+    let err = store
+        .insert(&dup, "hd", event(AuditAction::AgentRegistered, dup.id))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AgentStoreError::DuplicateSipUri), "{err:?}");
+    assert!(audited(log.as_ref(), dup.id).await.is_empty());
+    let patch = AgentPatch {
+        sip_uri: Some(SipUri::parse("sip:alice@example.com").unwrap()),
+        ..AgentPatch::default()
+    };
+    let err = store
+        .update(b.id, &patch, t0(), event(AuditAction::AgentUpdated, b.id))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AgentStoreError::DuplicateSipUri), "{err:?}");
+    assert!(audited(log.as_ref(), b.id).await.is_empty());
+    // Keeping one's own URI is no conflict.
+    let own = AgentPatch {
+        sip_uri: Some(SipUri::parse("sip:bob@example.com;lr").unwrap()),
+        ..AgentPatch::default()
+    };
+    let updated = store.update(b.id, &own, t0(), vec![]).await.unwrap();
+    assert_eq!(updated.sip_uri.as_str(), "sip:bob@example.com;lr");
+}
+
+/// Update and delete: not-found, field changes, tokens gone with the agent.
+pub async fn update_and_delete(store: Arc<dyn AgentStore>, log: Arc<dyn AuditLog>) {
+    let a = agent("A", "sip:a@example.com", Presence::Available, None, t0());
+    store.insert(&a, "ha", vec![]).await.unwrap();
+    let later = t0() + Duration::seconds(5);
+    let patch = AgentPatch {
+        name: Some(AgentName::parse("Alice").unwrap()),
+        sip_uri: None,
+        presence: Some(Presence::Busy),
+    };
+    let updated = store
+        .update(a.id, &patch, later, event(AuditAction::AgentUpdated, a.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.name.as_str(), updated.presence, updated.updated_at),
+        ("Alice", Presence::Busy, later)
+    );
+    assert!(matches!(
+        store.update(AgentId::new(), &patch, later, vec![]).await,
+        Err(AgentStoreError::NotFound)
+    ));
+    store
+        .delete(a.id, event(AuditAction::AgentRemoved, a.id))
+        .await
+        .unwrap();
+    assert_eq!(store.get(a.id).await.unwrap(), None);
+    assert_eq!(store.agent_for_token("ha").await.unwrap(), None);
+    assert!(matches!(
+        store.delete(a.id, vec![]).await,
+        Err(AgentStoreError::NotFound)
+    ));
+    assert_eq!(
+        audited(log.as_ref(), a.id).await,
+        vec![AuditAction::AgentUpdated, AuditAction::AgentRemoved]
+    );
+}
+
+/// Heartbeats refresh liveness; a presence change is audited once, in the same write.
+pub async fn heartbeat_and_presence_changes(store: Arc<dyn AgentStore>, log: Arc<dyn AuditLog>) {
+    let a = agent("A", "sip:a@example.com", Presence::Available, None, t0());
+    store.insert(&a, "ha", vec![]).await.unwrap();
+    let ttl = Duration::seconds(60);
+    let on_change = |from: Presence, to: Presence| {
+        vec![
+            NewAuditEvent::new(t0(), Actor::Agent(a.id.0), AuditAction::AgentStatusChanged)
+                .agent(a.id.0)
+                .data([("from", from.as_str().into()), ("to", to.as_str().into())]),
+        ]
+    };
+    let status = |agent: &Agent, at: DateTime<Utc>| agent.status(&Liveness::new(at, ttl));
+    assert_eq!(
+        status(&store.get(a.id).await.unwrap().unwrap(), t0()),
+        EffectiveStatus::Offline
+    );
+
+    let hb = store.heartbeat(a.id, None, t0(), &on_change).await.unwrap();
+    assert_eq!(status(&hb, t0()), EffectiveStatus::Available);
+    assert_eq!(status(&hb, t0() + ttl), EffectiveStatus::Available);
+    assert_eq!(
+        status(&hb, t0() + ttl + Duration::seconds(1)),
+        EffectiveStatus::Offline
+    );
+
+    let later = t0() + Duration::seconds(90);
+    let hb = store
+        .heartbeat(a.id, Some(Presence::Available), later, &on_change)
+        .await
+        .unwrap();
+    assert_eq!(status(&hb, later), EffectiveStatus::Available);
+    assert!(
+        audited(log.as_ref(), a.id).await.is_empty(),
+        "no change, no entry"
+    );
+
+    let hb = store
+        .heartbeat(a.id, Some(Presence::Busy), later, &on_change)
+        .await
+        .unwrap();
+    assert_eq!(status(&hb, later), EffectiveStatus::Busy);
+    assert_eq!(
+        audited(log.as_ref(), a.id).await,
+        vec![AuditAction::AgentStatusChanged]
+    );
+    assert!(matches!(
+        store
+            .heartbeat(AgentId::new(), None, later, &on_change)
+            .await,
+        Err(AgentStoreError::NotFound)
+    ));
+}
+
+/// `list` filters by effective status exactly as [`crate::effective_status`] says, for
+/// every row of the status table.
+pub async fn list_filters_by_effective_status(store: Arc<dyn AgentStore>) {
+    let now = t0() + Duration::seconds(600);
+    let ttl = Duration::seconds(60);
+    let fresh = Some(now - Duration::seconds(10));
+    let stale = Some(now - Duration::seconds(61));
+    let rows = [
+        ("busy-on-call-stale", Presence::Available, stale, true),
+        ("busy-on-call-offline", Presence::Offline, fresh, true),
+        ("available", Presence::Available, fresh, false),
+        ("busy-presence", Presence::Busy, fresh, false),
+        ("offline-fresh", Presence::Offline, fresh, false),
+        ("available-stale", Presence::Available, stale, false),
+        ("busy-stale", Presence::Busy, stale, false),
+        ("never", Presence::Available, None, false),
+    ];
+    let mut agents = Vec::new();
+    for (i, (name, presence, hb, on_call)) in rows.iter().enumerate() {
+        let a = agent(
+            name,
+            &format!("sip:{name}@example.com"),
+            *presence,
+            *hb,
+            t0() + Duration::seconds(i as i64),
+        );
+        store.insert(&a, &format!("h{i}"), vec![]).await.unwrap();
+        if *on_call {
+            assert!(store.engage(a.id, &format!("call-{i}"), now).await.unwrap());
+        }
+        agents.push(store.get(a.id).await.unwrap().unwrap());
+    }
+    let liveness = Liveness::new(now, ttl);
+    for status in EffectiveStatus::ALL {
+        let mut expected: Vec<AgentId> = agents
+            .iter()
+            .filter(|a| a.status(&liveness) == status)
+            .map(|a| a.id)
+            .collect();
+        let mut got: Vec<AgentId> = store
+            .list(Some(status), &liveness)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.id)
+            .collect();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected, "status {status}");
+    }
+    let all: Vec<AgentId> = store
+        .list(None, &liveness)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(
+        all,
+        agents.iter().map(|a| a.id).collect::<Vec<_>>(),
+        "oldest first"
+    );
+}
+
+/// "Available now": presence available, fresh heartbeat, no call; longest idle first;
+/// limited.
+pub async fn available_now_is_ordered_and_limited(store: Arc<dyn AgentStore>) {
+    let now = t0() + Duration::seconds(600);
+    let liveness = Liveness::new(now, Duration::seconds(60));
+    let fresh = Some(now);
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        // idle_since goes backwards, so the last inserted is the longest idle.
+        let a = agent(
+            &format!("a{i}"),
+            &format!("sip:a{i}@example.com"),
+            Presence::Available,
+            fresh,
+            t0() - Duration::seconds(i),
+        );
+        store.insert(&a, &format!("h{i}"), vec![]).await.unwrap();
+        expected.insert(0, a.id);
+    }
+    let busy = agent(
+        "b",
+        "sip:b@example.com",
+        Presence::Busy,
+        fresh,
+        t0() - Duration::seconds(100),
+    );
+    let stale = agent(
+        "s",
+        "sip:s@example.com",
+        Presence::Available,
+        Some(now - Duration::seconds(61)),
+        t0() - Duration::seconds(100),
+    );
+    store.insert(&busy, "hb", vec![]).await.unwrap();
+    store.insert(&stale, "hs", vec![]).await.unwrap();
+    let engaged = expected.remove(0);
+    assert!(store.engage(engaged, "call-x", now).await.unwrap());
+    let got: Vec<AgentId> = store
+        .available_now(&liveness, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(got, expected);
+    let limited = store.available_now(&liveness, 2).await.unwrap();
+    assert_eq!(
+        limited.iter().map(|c| c.id).collect::<Vec<_>>(),
+        expected[..2]
+    );
+    // Released at `now`, the engaged agent becomes the most recently idle.
+    assert!(store.release(engaged, "call-x", now).await.unwrap());
+    let got: Vec<AgentId> = store
+        .available_now(&liveness, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(got.last(), Some(&engaged));
+}
+
+/// Engage is a compare-and-set; release frees only for the call held.
+pub async fn engage_and_release(store: Arc<dyn AgentStore>) {
+    let a = agent(
+        "A",
+        "sip:a@example.com",
+        Presence::Available,
+        Some(t0()),
+        t0(),
+    );
+    store.insert(&a, "ha", vec![]).await.unwrap();
+    assert!(store.engage(a.id, "call-1", t0()).await.unwrap());
+    assert!(!store.engage(a.id, "call-2", t0()).await.unwrap());
+    assert!(
+        !store.engage(a.id, "call-1", t0()).await.unwrap(),
+        "not re-entrant"
+    );
+    assert!(!store.release(a.id, "call-2", t0()).await.unwrap());
+    assert_eq!(
+        store
+            .get(a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .current_call_sid
+            .as_deref(),
+        Some("call-1")
+    );
+    let later = t0() + Duration::seconds(30);
+    assert!(store.release(a.id, "call-1", later).await.unwrap());
+    let freed = store.get(a.id).await.unwrap().unwrap();
+    assert_eq!((freed.current_call_sid, freed.idle_since), (None, later));
+    assert!(!store.engage(AgentId::new(), "call-3", t0()).await.unwrap());
+}
+
+/// 50 concurrent attempts to engage one agent for 50 calls: exactly one wins.
+pub async fn concurrent_engage_has_one_winner(store: Arc<dyn AgentStore>) {
+    let a = agent(
+        "A",
+        "sip:a@example.com",
+        Presence::Available,
+        Some(t0()),
+        t0(),
+    );
+    store.insert(&a, "ha", vec![]).await.unwrap();
+    let attempts = (0..50).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .engage(a.id, &format!("call-{i}"), t0())
+                .await
+                .unwrap()
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners = results.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    assert_eq!(winners, 1);
+    assert!(
+        store
+            .get(a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .current_call_sid
+            .is_some()
+    );
+}
+
+/// Counters change by atomic increments: concurrent additions all land.
+pub async fn metrics_are_atomic_increments(store: Arc<dyn AgentStore>) {
+    let a = agent(
+        "A",
+        "sip:a@example.com",
+        Presence::Available,
+        Some(t0()),
+        t0(),
+    );
+    store.insert(&a, "ha", vec![]).await.unwrap();
+    let adds = (0..40).map(|_| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let delta = MetricsDelta {
+                answered: 1,
+                missed: 2,
+                talk_seconds: 30,
+            };
+            store.add_metrics(a.id, delta).await.unwrap();
+        })
+    });
+    futures::future::join_all(adds).await;
+    let m = store.get(a.id).await.unwrap().unwrap().metrics;
+    assert_eq!(
+        m,
+        AgentMetrics {
+            calls_answered: 40,
+            calls_missed: 80,
+            total_talk_seconds: 1200
+        }
+    );
+    // A status change does not reset them.
+    let patch = AgentPatch {
+        presence: Some(Presence::Offline),
+        ..AgentPatch::default()
+    };
+    store.update(a.id, &patch, t0(), vec![]).await.unwrap();
+    assert_eq!(
+        store
+            .get(a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .metrics
+            .calls_answered,
+        40
+    );
+    assert!(matches!(
+        store
+            .add_metrics(AgentId::new(), MetricsDelta::default())
+            .await,
+        Err(AgentStoreError::NotFound)
+    ));
+}
+
+/// Runs every story, each on a fresh store from `fresh`.
+pub async fn run_all<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = (Arc<dyn AgentStore>, Arc<dyn AuditLog>)>,
+{
+    let (s, l) = fresh().await;
+    insert_and_read_back(s, l).await;
+    let (s, l) = fresh().await;
+    sip_uri_is_unique(s, l).await;
+    let (s, l) = fresh().await;
+    update_and_delete(s, l).await;
+    let (s, l) = fresh().await;
+    heartbeat_and_presence_changes(s, l).await;
+    list_filters_by_effective_status(fresh().await.0).await;
+    available_now_is_ordered_and_limited(fresh().await.0).await;
+    engage_and_release(fresh().await.0).await;
+    concurrent_engage_has_one_winner(fresh().await.0).await;
+    metrics_are_atomic_increments(fresh().await.0).await;
+}

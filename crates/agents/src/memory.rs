@@ -1,0 +1,248 @@
+//! An in-memory [`AgentStore`]: the fake for unit tests and for embedding without a
+//! database. One mutex stands in for the database's transactions.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use audit::{MemoryAuditLog, NewAuditEvent};
+use chrono::{DateTime, Utc};
+
+use crate::model::{Agent, AgentId, Candidate, EffectiveStatus, Liveness, MetricsDelta, Presence};
+use crate::port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit};
+
+#[derive(Debug, Default)]
+struct Inner {
+    agents: BTreeMap<AgentId, Agent>,
+    tokens: BTreeMap<String, AgentId>,
+}
+
+/// Agents in memory; clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryAgentStore {
+    inner: Arc<Mutex<Inner>>,
+    audit: MemoryAuditLog,
+}
+
+impl MemoryAgentStore {
+    /// An empty store writing its audit events to `audit`.
+    #[must_use]
+    pub fn new(audit: MemoryAuditLog) -> Self {
+        Self {
+            inner: Arc::default(),
+            audit,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Compare-and-set of the agent's call, for other in-memory stores.
+    pub fn engage_now(&self, id: AgentId, call_sid: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.agents.get_mut(&id) {
+            Some(a) if a.current_call_sid.is_none() => {
+                a.current_call_sid = Some(call_sid.to_owned());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Frees the agent if it holds `call_sid`, for other in-memory stores.
+    pub fn release_now(&self, id: AgentId, call_sid: &str, now: DateTime<Utc>) -> bool {
+        let mut inner = self.lock();
+        match inner.agents.get_mut(&id) {
+            Some(a) if a.current_call_sid.as_deref() == Some(call_sid) => {
+                a.current_call_sid = None;
+                a.idle_since = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Adds to the counters, for other in-memory stores. Unknown agents are ignored (an
+    /// agent may be removed while a call it took is still running).
+    pub fn add_metrics_now(&self, id: AgentId, delta: MetricsDelta) -> bool {
+        let mut inner = self.lock();
+        let Some(a) = inner.agents.get_mut(&id) else {
+            return false;
+        };
+        a.metrics.calls_answered += delta.answered;
+        a.metrics.calls_missed += delta.missed;
+        a.metrics.total_talk_seconds += delta.talk_seconds;
+        true
+    }
+
+    fn key_taken(inner: &Inner, key: &str, except: Option<AgentId>) -> bool {
+        inner
+            .agents
+            .values()
+            .any(|a| a.sip_uri.key() == key && Some(a.id) != except)
+    }
+}
+
+#[async_trait]
+impl AgentStore for MemoryAgentStore {
+    async fn insert(
+        &self,
+        agent: &Agent,
+        token_hash: &str,
+        audit: Vec<NewAuditEvent>,
+    ) -> Result<(), AgentStoreError> {
+        let mut inner = self.lock();
+        if Self::key_taken(&inner, agent.sip_uri.key(), None) {
+            return Err(AgentStoreError::DuplicateSipUri);
+        }
+        inner.agents.insert(agent.id, agent.clone());
+        inner.tokens.insert(token_hash.to_owned(), agent.id);
+        self.audit.push(audit);
+        Ok(())
+    }
+
+    async fn get(&self, id: AgentId) -> Result<Option<Agent>, AgentStoreError> {
+        Ok(self.lock().agents.get(&id).cloned())
+    }
+
+    async fn agent_for_token(&self, token_hash: &str) -> Result<Option<AgentId>, AgentStoreError> {
+        Ok(self.lock().tokens.get(token_hash).copied())
+    }
+
+    async fn find_by_sip_key(&self, key: &str) -> Result<Option<Agent>, AgentStoreError> {
+        Ok(self
+            .lock()
+            .agents
+            .values()
+            .find(|a| a.sip_uri.key() == key)
+            .cloned())
+    }
+
+    async fn list(
+        &self,
+        status: Option<EffectiveStatus>,
+        liveness: &Liveness,
+    ) -> Result<Vec<Agent>, AgentStoreError> {
+        let inner = self.lock();
+        let mut out: Vec<Agent> = inner
+            .agents
+            .values()
+            .filter(|a| status.is_none_or(|s| a.status(liveness) == s))
+            .cloned()
+            .collect();
+        out.sort_by_key(|a| (a.created_at, a.id));
+        Ok(out)
+    }
+
+    async fn update(
+        &self,
+        id: AgentId,
+        patch: &AgentPatch,
+        now: DateTime<Utc>,
+        audit: Vec<NewAuditEvent>,
+    ) -> Result<Agent, AgentStoreError> {
+        let mut inner = self.lock();
+        if !inner.agents.contains_key(&id) {
+            return Err(AgentStoreError::NotFound);
+        }
+        if let Some(uri) = &patch.sip_uri
+            && Self::key_taken(&inner, uri.key(), Some(id))
+        {
+            return Err(AgentStoreError::DuplicateSipUri);
+        }
+        let agent = inner.agents.get_mut(&id).ok_or(AgentStoreError::NotFound)?;
+        if let Some(name) = &patch.name {
+            agent.name = name.clone();
+        }
+        if let Some(uri) = &patch.sip_uri {
+            agent.sip_uri = uri.clone();
+        }
+        if let Some(p) = patch.presence {
+            agent.presence = p;
+        }
+        agent.updated_at = now;
+        let updated = agent.clone();
+        self.audit.push(audit);
+        Ok(updated)
+    }
+
+    async fn heartbeat(
+        &self,
+        id: AgentId,
+        presence: Option<Presence>,
+        now: DateTime<Utc>,
+        on_change: PresenceAudit<'_>,
+    ) -> Result<Agent, AgentStoreError> {
+        let mut inner = self.lock();
+        let agent = inner.agents.get_mut(&id).ok_or(AgentStoreError::NotFound)?;
+        let previous = agent.presence;
+        agent.last_heartbeat_at = Some(now);
+        agent.updated_at = now;
+        if let Some(p) = presence {
+            agent.presence = p;
+            if p != previous {
+                self.audit.push(on_change(previous, p));
+            }
+        }
+        Ok(agent.clone())
+    }
+
+    async fn delete(&self, id: AgentId, audit: Vec<NewAuditEvent>) -> Result<(), AgentStoreError> {
+        let mut inner = self.lock();
+        inner.agents.remove(&id).ok_or(AgentStoreError::NotFound)?;
+        inner.tokens.retain(|_, a| *a != id);
+        self.audit.push(audit);
+        Ok(())
+    }
+
+    async fn available_now(
+        &self,
+        liveness: &Liveness,
+        limit: u32,
+    ) -> Result<Vec<Candidate>, AgentStoreError> {
+        let inner = self.lock();
+        let mut ready: Vec<&Agent> = inner
+            .agents
+            .values()
+            .filter(|a| a.status(liveness) == EffectiveStatus::Available)
+            .collect();
+        ready.sort_by_key(|a| (a.idle_since, a.id));
+        Ok(ready
+            .into_iter()
+            .take(limit as usize)
+            .map(|a| Candidate {
+                id: a.id,
+                sip_uri: a.sip_uri.clone(),
+            })
+            .collect())
+    }
+
+    async fn engage(
+        &self,
+        id: AgentId,
+        call_sid: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<bool, AgentStoreError> {
+        Ok(self.engage_now(id, call_sid))
+    }
+
+    async fn release(
+        &self,
+        id: AgentId,
+        call_sid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AgentStoreError> {
+        Ok(self.release_now(id, call_sid, now))
+    }
+
+    async fn add_metrics(&self, id: AgentId, delta: MetricsDelta) -> Result<(), AgentStoreError> {
+        if self.add_metrics_now(id, delta) {
+            Ok(())
+        } else {
+            Err(AgentStoreError::NotFound)
+        }
+    }
+}

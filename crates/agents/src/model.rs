@@ -1,0 +1,342 @@
+//! Agents, their validated fields, and how reported presence, call holding and heartbeat
+//! liveness combine into the effective status the API shows and routing uses.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::sip::SipUri;
+
+/// An agent's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AgentId(pub Uuid);
+
+impl AgentId {
+    /// A fresh random id.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl Default for AgentId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for AgentId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// A display name: trimmed, 1 to 100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct AgentName(String);
+
+impl AgentName {
+    /// Longest accepted name, in characters.
+    pub const MAX_CHARS: usize = 100;
+
+    /// Trims and validates.
+    ///
+    /// # Errors
+    /// A message when the name is empty, too long or holds control characters.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let trimmed = s.trim();
+        let count = trimmed.chars().count();
+        if count == 0 {
+            return Err("must not be empty".into());
+        }
+        if count > Self::MAX_CHARS {
+            return Err(format!(
+                "must be at most {} characters, got {count}",
+                Self::MAX_CHARS
+            ));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AgentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! status_enum {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            /// Ready for calls.
+            Available,
+            /// Not taking calls right now.
+            Busy,
+            /// Away.
+            Offline,
+        }
+
+        impl $name {
+            /// Every value.
+            pub const ALL: [Self; 3] = [Self::Available, Self::Busy, Self::Offline];
+
+            /// The stored and JSON spelling.
+            #[must_use]
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    Self::Available => "available",
+                    Self::Busy => "busy",
+                    Self::Offline => "offline",
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| format!("must be one of available, busy, offline; got {s:?}"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+status_enum!(
+    /// What the agent (or an admin) last said about itself.
+    Presence
+);
+status_enum!(
+    /// What the API shows and routing uses: see [`effective_status`].
+    EffectiveStatus
+);
+
+/// The window in which a heartbeat keeps an agent online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// The current time.
+    pub now: DateTime<Utc>,
+    /// Heartbeats at or after this instant are fresh (`now - ttl`).
+    pub cutoff: DateTime<Utc>,
+}
+
+impl Liveness {
+    /// The window for `ttl` ending at `now`.
+    #[must_use]
+    pub fn new(now: DateTime<Utc>, ttl: Duration) -> Self {
+        Self {
+            now,
+            cutoff: now - ttl,
+        }
+    }
+
+    /// Whether a heartbeat at `at` is still fresh.
+    #[must_use]
+    pub fn is_fresh(&self, at: Option<DateTime<Utc>>) -> bool {
+        at.is_some_and(|t| t >= self.cutoff)
+    }
+}
+
+/// The effective status (the transition table in `docs/agents.md`):
+///
+/// | holds a call | presence  | heartbeat fresh | effective |
+/// |---|---|---|---|
+/// | yes | any | any | busy |
+/// | no | available | yes | available |
+/// | no | busy | yes | busy |
+/// | no | offline | any | offline |
+/// | no | available or busy | no (or never) | offline |
+#[must_use]
+pub fn effective_status(
+    presence: Presence,
+    holds_call: bool,
+    heartbeat_fresh: bool,
+) -> EffectiveStatus {
+    match (holds_call, presence, heartbeat_fresh) {
+        (true, _, _) => EffectiveStatus::Busy,
+        (false, Presence::Offline, _) | (false, _, false) => EffectiveStatus::Offline,
+        (false, Presence::Available, true) => EffectiveStatus::Available,
+        (false, Presence::Busy, true) => EffectiveStatus::Busy,
+    }
+}
+
+/// Counters kept by atomic increments in the store; they never reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct AgentMetrics {
+    /// Calls this agent answered first.
+    pub calls_answered: i64,
+    /// Offers that rang out, were declined or failed (once per agent per round).
+    pub calls_missed: i64,
+    /// Seconds talked on answered calls.
+    pub total_talk_seconds: i64,
+}
+
+impl AgentMetrics {
+    /// `total_talk_seconds / calls_answered`, rounded to 0.1 s; 0 before the first call.
+    #[must_use]
+    pub fn average_call_duration_seconds(&self) -> f64 {
+        if self.calls_answered <= 0 {
+            return 0.0;
+        }
+        #[allow(clippy::cast_precision_loss)] // counters far below 2^52
+        let avg = self.total_talk_seconds as f64 / self.calls_answered as f64;
+        (avg * 10.0).round() / 10.0
+    }
+}
+
+/// A registered agent as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// Id.
+    pub id: AgentId,
+    /// Display name.
+    pub name: AgentName,
+    /// Where to ring.
+    pub sip_uri: SipUri,
+    /// Reported presence.
+    pub presence: Presence,
+    /// Last heartbeat, if any.
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// The call-center call this agent is on, if any.
+    pub current_call_sid: Option<String>,
+    /// Since when the agent has been without a call (longest idle is rung first).
+    pub idle_since: DateTime<Utc>,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Counters.
+    pub metrics: AgentMetrics,
+}
+
+impl Agent {
+    /// The effective status at `liveness`.
+    #[must_use]
+    pub fn status(&self, liveness: &Liveness) -> EffectiveStatus {
+        effective_status(
+            self.presence,
+            self.current_call_sid.is_some(),
+            liveness.is_fresh(self.last_heartbeat_at),
+        )
+    }
+}
+
+/// An agent that can be rung now, as routing needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Id.
+    pub id: AgentId,
+    /// Where to ring.
+    pub sip_uri: SipUri,
+}
+
+/// Changes to an agent's counters, applied atomically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsDelta {
+    /// Added to `calls_answered`.
+    pub answered: i64,
+    /// Added to `calls_missed`.
+    pub missed: i64,
+    /// Added to `total_talk_seconds`.
+    pub talk_seconds: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_of_the_status_table() {
+        use EffectiveStatus as E;
+        use Presence as P;
+        let rows = [
+            // holds call, presence, fresh -> effective
+            (true, P::Available, true, E::Busy),
+            (true, P::Available, false, E::Busy),
+            (true, P::Busy, true, E::Busy),
+            (true, P::Offline, false, E::Busy),
+            (false, P::Available, true, E::Available),
+            (false, P::Busy, true, E::Busy),
+            (false, P::Offline, true, E::Offline),
+            (false, P::Offline, false, E::Offline),
+            (false, P::Available, false, E::Offline),
+            (false, P::Busy, false, E::Offline),
+        ];
+        for (holds, presence, fresh, expected) in rows {
+            assert_eq!(
+                effective_status(presence, holds, fresh),
+                expected,
+                "{holds} {presence} {fresh}"
+            );
+        }
+    }
+
+    #[test]
+    fn heartbeat_exactly_at_the_ttl_is_still_fresh() {
+        let now = Utc::now();
+        let l = Liveness::new(now, Duration::seconds(60));
+        assert!(l.is_fresh(Some(now - Duration::seconds(60))));
+        assert!(!l.is_fresh(Some(now - Duration::seconds(61))));
+        assert!(!l.is_fresh(None));
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(
+            AgentName::parse("  Alice Smith ").unwrap().as_str(),
+            "Alice Smith"
+        );
+        assert!(AgentName::parse("   ").is_err());
+        assert!(AgentName::parse(&"é".repeat(100)).is_ok());
+        assert!(AgentName::parse(&"é".repeat(101)).is_err());
+        assert!(AgentName::parse("a\u{0}b").is_err());
+        assert!(AgentName::parse("<b>Bob</b> & co").is_ok());
+    }
+
+    #[test]
+    fn average_is_rounded_and_zero_without_calls() {
+        let m = AgentMetrics {
+            calls_answered: 12,
+            calls_missed: 3,
+            total_talk_seconds: 2410,
+        };
+        assert!((m.average_call_duration_seconds() - 200.8).abs() < 1e-9);
+        assert!(
+            AgentMetrics::default()
+                .average_call_duration_seconds()
+                .abs()
+                < f64::EPSILON
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The agent store port. Implementations: [`crate::MemoryAgentStore`] here, SQLite and
+//! PostgreSQL in the `store` crate; all pass [`crate::contract`].
+
+use async_trait::async_trait;
+use audit::NewAuditEvent;
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+use crate::model::{
+    Agent, AgentId, AgentName, Candidate, EffectiveStatus, Liveness, MetricsDelta, Presence,
+};
+use crate::sip::SipUri;
+
+/// Failures of an [`AgentStore`].
+#[derive(Debug, Error)]
+pub enum AgentStoreError {
+    /// No agent with that id.
+    #[error("agent not found")]
+    NotFound,
+    /// Another agent already has a SIP URI with the same key.
+    #[error("an agent with this SIP URI is already registered")]
+    DuplicateSipUri,
+    /// The store failed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Fields an admin may change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentPatch {
+    /// New name.
+    pub name: Option<AgentName>,
+    /// New SIP URI.
+    pub sip_uri: Option<SipUri>,
+    /// New presence.
+    pub presence: Option<Presence>,
+}
+
+/// Builds the audit events for a presence change seen by the store inside its transaction:
+/// `(previous, new) -> events`.
+pub type PresenceAudit<'a> = &'a (dyn Fn(Presence, Presence) -> Vec<NewAuditEvent> + Send + Sync);
+
+/// Where agents live.
+///
+/// Every write takes the audit events that describe it and writes them in the same
+/// transaction. Counters change by atomic increments, never read-modify-write.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Stores a new agent and the hash of its heartbeat token.
+    ///
+    /// # Errors
+    /// [`AgentStoreError::DuplicateSipUri`] when the SIP URI key is taken.
+    async fn insert(
+        &self,
+        agent: &Agent,
+        token_hash: &str,
+        audit: Vec<NewAuditEvent>,
+    ) -> Result<(), AgentStoreError>;
+
+    /// One agent.
+    ///
+    /// # Errors
+    /// Only [`AgentStoreError::Unexpected`].
+    async fn get(&self, id: AgentId) -> Result<Option<Agent>, AgentStoreError>;
+
+    /// The agent whose heartbeat token hashes to `token_hash`.
+    ///
+    /// # Errors
+    /// Only [`AgentStoreError::Unexpected`].
+    async fn agent_for_token(&self, token_hash: &str) -> Result<Option<AgentId>, AgentStoreError>;
+
+    /// The agent registered with this SIP URI key.
+    ///
+    /// # Errors
+    /// Only [`AgentStoreError::Unexpected`].
+    async fn find_by_sip_key(&self, key: &str) -> Result<Option<Agent>, AgentStoreError>;
+
+    /// All agents, or those with this effective status at `liveness`, oldest first.
+    ///
+    /// # Errors
+    /// Only [`AgentStoreError::Unexpected`].
+    async fn list(
+        &self,
+        status: Option<EffectiveStatus>,
+        liveness: &Liveness,
+    ) -> Result<Vec<Agent>, AgentStoreError>;
+
+    /// Applies an admin change.
+    ///
+    /// # Errors
+    /// [`AgentStoreError::NotFound`], [`AgentStoreError::DuplicateSipUri`].
+    async fn update(
+        &self,
+        id: AgentId,
+        patch: &AgentPatch,
+        now: DateTime<Utc>,
+        audit: Vec<NewAuditEvent>,
+    ) -> Result<Agent, AgentStoreError>;
+
+    /// Records a heartbeat at `now`, and a new presence if given; when the presence
+    /// changes, the events built by `on_change` are written in the same transaction.
+    ///
+    /// # Errors
+    /// [`AgentStoreError::NotFound`].
+    async fn heartbeat(
+        &self,
+        id: AgentId,
+        presence: Option<Presence>,
+        now: DateTime<Utc>,
+        on_change: PresenceAudit<'_>,
+    ) -> Result<Agent, AgentStoreError>;
+
+    /// Removes an agent.
+    ///
+    /// # Errors
+    /// [`AgentStoreError::NotFound`].
+    async fn delete(&self, id: AgentId, audit: Vec<NewAuditEvent>) -> Result<(), AgentStoreError>;
+
+    /// Agents that can be rung now (presence available, heartbeat fresh, no call), longest
+    /// idle first, then by id; at most `limit`. One indexed query.
+    ///
+    /// # Errors
+    /// Only [`AgentStoreError::Unexpected`].
+    async fn available_now(
+        &self,
+        liveness: &Liveness,
+        limit: u32,
+    ) -> Result<Vec<Candidate>, AgentStoreError>;
+
+    /// Atomically gives the agent this call if it holds none (compare-and-set). Returns
+    /// whether it did. At most one of any number of concurrent calls succeeds.
+    ///
+    /// # Errors
+    /// Only [`AgentStoreError::Unexpected`].
+    async fn engage(
+        &self,
+        id: AgentId,
+        call_sid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AgentStoreError>;
+
+    /// Frees the agent if it holds exactly this call; it becomes idle at `now`.
+    ///
+    /// # Errors
+    /// Only [`AgentStoreError::Unexpected`].
+    async fn release(
+        &self,
+        id: AgentId,
+        call_sid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AgentStoreError>;
+
+    /// Adds to the counters with atomic increments.
+    ///
+    /// # Errors
+    /// [`AgentStoreError::NotFound`].
+    async fn add_metrics(&self, id: AgentId, delta: MetricsDelta) -> Result<(), AgentStoreError>;
+}

@@ -1,0 +1,399 @@
+//! The agent-management service: validation, tokens, audit events, and the JSON view of an
+//! agent. HTTP and CLI both go through it.
+
+use std::sync::Arc;
+
+use audit::{Actor, AuditAction, AuditSink, NewAuditEvent};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::clock::Clock;
+use crate::model::{
+    Agent, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness, Presence,
+};
+use crate::port::{AgentPatch, AgentStore, AgentStoreError};
+use crate::sip::SipUri;
+
+/// What can go wrong managing agents.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    /// A field failed validation (HTTP 422).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// No such agent (404).
+    #[error("agent not found")]
+    NotFound,
+    /// The SIP URI is already registered (409).
+    #[error("an agent with this SIP URI is already registered")]
+    DuplicateSipUri,
+    /// The token belongs to another agent (403).
+    #[error("this token may not act for that agent")]
+    Forbidden,
+    /// The store failed (500); the cause is for the logs only.
+    #[error("agent store failure")]
+    Unexpected(#[source] anyhow::Error),
+}
+
+impl From<AgentStoreError> for AgentError {
+    fn from(e: AgentStoreError) -> Self {
+        match e {
+            AgentStoreError::NotFound => Self::NotFound,
+            AgentStoreError::DuplicateSipUri => Self::DuplicateSipUri,
+            AgentStoreError::Unexpected(e) => Self::Unexpected(e),
+        }
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> AgentError {
+    AgentError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Who is calling the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin token.
+    Admin,
+    /// An agent's heartbeat token.
+    Agent(AgentId),
+}
+
+impl Caller {
+    fn actor(self) -> Actor {
+        match self {
+            Self::Admin => Actor::Admin,
+            Self::Agent(id) => Actor::Agent(id.0),
+        }
+    }
+}
+
+/// Registration input, as received.
+#[derive(Debug, Clone, Default)]
+pub struct NewAgent<'a> {
+    /// Display name.
+    pub name: &'a str,
+    /// SIP URI.
+    pub sip_uri: &'a str,
+    /// Initial presence; `available` counts as a first heartbeat.
+    pub status: Option<&'a str>,
+}
+
+/// Update input, as received; absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct AgentChanges<'a> {
+    /// New name.
+    pub name: Option<&'a str>,
+    /// New SIP URI.
+    pub sip_uri: Option<&'a str>,
+    /// New presence.
+    pub status: Option<&'a str>,
+}
+
+/// An agent's counters as the API shows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsView {
+    /// Calls answered.
+    pub calls_answered: i64,
+    /// Offers missed.
+    pub calls_missed: i64,
+    /// Seconds talked.
+    pub total_talk_seconds: i64,
+    /// `total_talk_seconds / calls_answered`, to 0.1 s.
+    pub average_call_duration_seconds: f64,
+}
+
+impl From<AgentMetrics> for MetricsView {
+    fn from(m: AgentMetrics) -> Self {
+        Self {
+            calls_answered: m.calls_answered,
+            calls_missed: m.calls_missed,
+            total_talk_seconds: m.total_talk_seconds,
+            average_call_duration_seconds: m.average_call_duration_seconds(),
+        }
+    }
+}
+
+/// The agent object of the HTTP contract.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentView {
+    /// Id.
+    pub id: AgentId,
+    /// Display name.
+    pub name: String,
+    /// SIP URI as registered.
+    pub sip_uri: String,
+    /// Effective status.
+    pub status: EffectiveStatus,
+    /// Last heartbeat.
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Counters.
+    pub metrics: MetricsView,
+}
+
+impl AgentView {
+    /// The view of `agent` at `liveness`.
+    #[must_use]
+    pub fn new(agent: &Agent, liveness: &Liveness) -> Self {
+        Self {
+            id: agent.id,
+            name: agent.name.as_str().to_owned(),
+            sip_uri: agent.sip_uri.as_str().to_owned(),
+            status: agent.status(liveness),
+            last_heartbeat_at: agent.last_heartbeat_at,
+            created_at: agent.created_at,
+            updated_at: agent.updated_at,
+            metrics: agent.metrics.into(),
+        }
+    }
+}
+
+/// Hash under which a heartbeat token is stored (tokens are 256-bit random, so a plain
+/// SHA-256 is enough; the token itself is never stored).
+#[must_use]
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("hb_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn parse_presence(s: &str) -> Result<Presence, AgentError> {
+    s.parse().map_err(|m| invalid("status", m))
+}
+
+/// Agent management over an [`AgentStore`].
+#[derive(Clone)]
+pub struct AgentService {
+    store: Arc<dyn AgentStore>,
+    clock: Arc<dyn Clock>,
+    audit: Arc<dyn AuditSink>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for AgentService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentService")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentService {
+    /// A service; `heartbeat_ttl` is how long a heartbeat keeps an agent online.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn AgentStore>,
+        clock: Arc<dyn Clock>,
+        audit: Arc<dyn AuditSink>,
+        heartbeat_ttl: Duration,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            audit,
+            ttl: heartbeat_ttl,
+        }
+    }
+
+    /// The liveness window now.
+    #[must_use]
+    pub fn liveness(&self) -> Liveness {
+        Liveness::new(self.clock.now(), self.ttl)
+    }
+
+    fn event(&self, caller: Caller, action: AuditAction, agent: AgentId) -> NewAuditEvent {
+        NewAuditEvent::new(self.clock.now(), caller.actor(), action).agent(agent.0)
+    }
+
+    fn staged(&self, event: NewAuditEvent) -> Vec<NewAuditEvent> {
+        let mut batch = Vec::with_capacity(1);
+        self.audit.stage(&mut batch, event);
+        batch
+    }
+
+    /// Registers an agent; returns it with its heartbeat token, which is shown only now.
+    ///
+    /// # Errors
+    /// [`AgentError::Invalid`], [`AgentError::DuplicateSipUri`], [`AgentError::Unexpected`].
+    pub async fn register(
+        &self,
+        input: NewAgent<'_>,
+        caller: Caller,
+    ) -> Result<(AgentView, String), AgentError> {
+        let name = AgentName::parse(input.name).map_err(|m| invalid("name", m))?;
+        let sip_uri = SipUri::parse(input.sip_uri).map_err(|e| invalid("sip_uri", e.0))?;
+        let presence = input.status.map(parse_presence).transpose()?;
+        let now = self.clock.now();
+        let agent = Agent {
+            id: AgentId::new(),
+            name,
+            sip_uri,
+            presence: presence.unwrap_or(Presence::Available),
+            last_heartbeat_at: (presence == Some(Presence::Available)).then_some(now),
+            current_call_sid: None,
+            idle_since: now,
+            created_at: now,
+            updated_at: now,
+            metrics: AgentMetrics::default(),
+        };
+        let token = new_token();
+        let event = self
+            .event(caller, AuditAction::AgentRegistered, agent.id)
+            .data([("presence", Value::from(agent.presence.as_str()))]);
+        self.store
+            .insert(&agent, &token_hash(&token), self.staged(event))
+            .await?;
+        Ok((AgentView::new(&agent, &self.liveness()), token))
+    }
+
+    /// Records a heartbeat from `caller` for `agent_id`, with an optional new presence.
+    ///
+    /// # Errors
+    /// [`AgentError::Invalid`] for a malformed id or status, [`AgentError::Forbidden`] when
+    /// an agent's token names another agent, [`AgentError::NotFound`].
+    pub async fn heartbeat(
+        &self,
+        caller: Caller,
+        agent_id: &str,
+        status: Option<&str>,
+    ) -> Result<AgentView, AgentError> {
+        let id: AgentId = agent_id
+            .parse()
+            .map_err(|_| invalid("agent_id", "must be a UUID"))?;
+        if let Caller::Agent(own) = caller
+            && own != id
+        {
+            return Err(AgentError::Forbidden);
+        }
+        let presence = status.map(parse_presence).transpose()?;
+        let now = self.clock.now();
+        let on_change = |from: Presence, to: Presence| {
+            let event = self
+                .event(caller, AuditAction::AgentStatusChanged, id)
+                .data([
+                    ("from", Value::from(from.as_str())),
+                    ("to", Value::from(to.as_str())),
+                ]);
+            self.staged(event)
+        };
+        let agent = self.store.heartbeat(id, presence, now, &on_change).await?;
+        Ok(AgentView::new(&agent, &self.liveness()))
+    }
+
+    /// One agent.
+    ///
+    /// # Errors
+    /// [`AgentError::Invalid`] for a malformed id, [`AgentError::NotFound`].
+    pub async fn get(&self, agent_id: &str) -> Result<AgentView, AgentError> {
+        let id = parse_id(agent_id)?;
+        let agent = self.store.get(id).await?.ok_or(AgentError::NotFound)?;
+        Ok(AgentView::new(&agent, &self.liveness()))
+    }
+
+    /// All agents, or those with this effective status.
+    ///
+    /// # Errors
+    /// [`AgentError::Invalid`] for an unknown status.
+    pub async fn list(&self, status: Option<&str>) -> Result<Vec<AgentView>, AgentError> {
+        let status: Option<EffectiveStatus> = status
+            .map(|s| s.parse().map_err(|m| invalid("status", m)))
+            .transpose()?;
+        let liveness = self.liveness();
+        let agents = self.store.list(status, &liveness).await?;
+        Ok(agents
+            .iter()
+            .map(|a| AgentView::new(a, &liveness))
+            .collect())
+    }
+
+    /// Applies an admin change.
+    ///
+    /// # Errors
+    /// [`AgentError::Invalid`], [`AgentError::NotFound`], [`AgentError::DuplicateSipUri`].
+    pub async fn update(
+        &self,
+        agent_id: &str,
+        changes: AgentChanges<'_>,
+    ) -> Result<AgentView, AgentError> {
+        let id = parse_id(agent_id)?;
+        let patch = AgentPatch {
+            name: changes
+                .name
+                .map(|n| AgentName::parse(n).map_err(|m| invalid("name", m)))
+                .transpose()?,
+            sip_uri: changes
+                .sip_uri
+                .map(|s| SipUri::parse(s).map_err(|e| invalid("sip_uri", e.0)))
+                .transpose()?,
+            presence: changes.status.map(parse_presence).transpose()?,
+        };
+        let mut fields: Vec<Value> = Vec::new();
+        if patch.name.is_some() {
+            fields.push("name".into());
+        }
+        if patch.sip_uri.is_some() {
+            fields.push("sip_uri".into());
+        }
+        if let Some(p) = patch.presence {
+            fields.push(format!("status={}", p.as_str()).into());
+        }
+        let event = self
+            .event(Caller::Admin, AuditAction::AgentUpdated, id)
+            .data([("fields", Value::Array(fields))]);
+        let agent = self
+            .store
+            .update(id, &patch, self.clock.now(), self.staged(event))
+            .await?;
+        Ok(AgentView::new(&agent, &self.liveness()))
+    }
+
+    /// Removes an agent.
+    ///
+    /// # Errors
+    /// [`AgentError::Invalid`] for a malformed id, [`AgentError::NotFound`].
+    pub async fn remove(&self, agent_id: &str) -> Result<(), AgentError> {
+        let id = parse_id(agent_id)?;
+        let event = self.event(Caller::Admin, AuditAction::AgentRemoved, id);
+        self.store.delete(id, self.staged(event)).await?;
+        Ok(())
+    }
+
+    /// The agent a heartbeat token belongs to.
+    ///
+    /// # Errors
+    /// [`AgentError::Unexpected`] when the store fails.
+    pub async fn agent_for_token(&self, token: &str) -> Result<Option<AgentId>, AgentError> {
+        Ok(self.store.agent_for_token(&token_hash(token)).await?)
+    }
+
+    /// Agents to ring now, longest idle first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`AgentError::Unexpected`] when the store fails.
+    pub async fn available_now(&self, limit: u32) -> Result<Vec<Candidate>, AgentError> {
+        Ok(self.store.available_now(&self.liveness(), limit).await?)
+    }
+}
+
+/// Parses an agent id from a path or body (a malformed id names no agent: 404 in paths).
+fn parse_id(s: &str) -> Result<AgentId, AgentError> {
+    s.parse().map_err(|_| AgentError::NotFound)
+}

@@ -1,0 +1,270 @@
+//! What an audit entry says: when, who, what, about which call or agent, and a few ids.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Who caused the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Actor {
+    /// A Telnyx webhook.
+    Telnyx,
+    /// A holder of the admin token.
+    Admin,
+    /// An agent, with its heartbeat token.
+    Agent(Uuid),
+    /// The server itself (retention, reconciliation).
+    System,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Telnyx => f.write_str("telnyx"),
+            Self::Admin => f.write_str("admin"),
+            Self::Agent(id) => write!(f, "agent:{id}"),
+            Self::System => f.write_str("system"),
+        }
+    }
+}
+
+impl FromStr for Actor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "telnyx" => Ok(Self::Telnyx),
+            "admin" => Ok(Self::Admin),
+            "system" => Ok(Self::System),
+            _ => s
+                .strip_prefix("agent:")
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .map(Self::Agent)
+                .ok_or_else(|| format!("unknown actor {s:?}")),
+        }
+    }
+}
+
+impl Serialize for Actor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Actor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+macro_rules! actions {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal),+ $(,)?) => {
+        /// What happened. The snake_case names are stored and are part of the public interface.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum AuditAction {
+            $($(#[$doc])* $variant),+
+        }
+
+        impl AuditAction {
+            /// Every action.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The stored name.
+            #[must_use]
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+        }
+
+        impl FromStr for AuditAction {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s { $($name => Ok(Self::$variant),)+ _ => Err(format!("unknown audit action {s:?}")) }
+            }
+        }
+    };
+}
+
+actions! {
+    /// Telnyx delivered a new inbound call.
+    CallReceived => "call_received",
+    /// The recording notice was played to the caller.
+    RecordingNoticePlayed => "recording_notice_played",
+    /// A dial round started.
+    AttemptOpened => "attempt_opened",
+    /// An agent was rung in a round.
+    OfferMade => "offer_made",
+    /// An offer ended without an answer and counts as missed.
+    OfferMissed => "offer_missed",
+    /// The first agent answered.
+    CallAnswered => "call_answered",
+    /// Another agent answered after the call was taken.
+    LateAnswer => "late_answer",
+    /// The call entered voicemail.
+    VoicemailStarted => "voicemail_started",
+    /// A voicemail recording or transcription was stored.
+    VoicemailStored => "voicemail_stored",
+    /// A call recording was stored.
+    RecordingStored => "recording_stored",
+    /// The call ended with an outcome.
+    CallCompleted => "call_completed",
+    /// Recordings and transcriptions of a call were removed.
+    RecordingRedacted => "recording_redacted",
+    /// An agent was registered.
+    AgentRegistered => "agent_registered",
+    /// An agent's name, SIP URI or presence was changed by an admin.
+    AgentUpdated => "agent_updated",
+    /// An agent was removed.
+    AgentRemoved => "agent_removed",
+    /// An agent's reported presence changed (heartbeat).
+    AgentStatusChanged => "agent_status_changed",
+    /// The agent holding a call was released.
+    AgentReleased => "agent_released",
+    /// An administrative run (retention, seeding, ...).
+    AdminAction => "admin_action",
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event to be written, in the transaction of the change it describes.
+///
+/// `data` holds ids, counts and enum values only: never caller numbers, names or
+/// transcripts, so the log can be kept and shown to auditors without leaking them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEvent {
+    /// When it happened, truncated to microseconds (what both databases keep).
+    pub occurred_at: DateTime<Utc>,
+    /// Who.
+    pub actor: Actor,
+    /// What.
+    pub action: AuditAction,
+    /// The call concerned.
+    pub call_sid: Option<String>,
+    /// The agent concerned.
+    pub agent_id: Option<Uuid>,
+    /// Ids and small facts as a JSON object, serialised once and stored as text.
+    pub data: String,
+}
+
+impl NewAuditEvent {
+    /// An event without subject or data.
+    #[must_use]
+    pub fn new(occurred_at: DateTime<Utc>, actor: Actor, action: AuditAction) -> Self {
+        Self {
+            occurred_at: occurred_at.trunc_subsecs(6),
+            actor,
+            action,
+            call_sid: None,
+            agent_id: None,
+            data: "{}".to_owned(),
+        }
+    }
+
+    /// About this call.
+    #[must_use]
+    pub fn call(mut self, call_sid: impl Into<String>) -> Self {
+        self.call_sid = Some(call_sid.into());
+        self
+    }
+
+    /// About this agent.
+    #[must_use]
+    pub fn agent(mut self, agent_id: Uuid) -> Self {
+        self.agent_id = Some(agent_id);
+        self
+    }
+
+    /// Sets the data object from key/value pairs (sorted by key when serialised).
+    #[must_use]
+    pub fn data<I, K>(mut self, pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, Value)>,
+        K: Into<String>,
+    {
+        // Sorted explicitly: serde_json keeps insertion order when `preserve_order` is on.
+        let sorted: BTreeMap<String, Value> =
+            pairs.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let map: Map<String, Value> = sorted.into_iter().collect();
+        self.data = Value::Object(map).to_string();
+        self
+    }
+}
+
+/// A stored entry. `seq`, `prev_digest` and `digest` are set when the sealer puts the entry
+/// into the chain; until then the entry is pending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Storage id (insertion order; not part of the chain).
+    pub id: i64,
+    /// Position in the chain, from 1; `None` while pending.
+    pub seq: Option<i64>,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Who.
+    pub actor: Actor,
+    /// What.
+    pub action: AuditAction,
+    /// The call concerned.
+    pub call_sid: Option<String>,
+    /// The agent concerned.
+    pub agent_id: Option<Uuid>,
+    /// The data object as stored.
+    pub data: String,
+    /// Digest of the previous entry (64 zeros for the first).
+    pub prev_digest: Option<String>,
+    /// This entry's digest.
+    pub digest: Option<String>,
+}
+
+impl AuditEntry {
+    /// The event part of the entry.
+    #[must_use]
+    pub fn event(&self) -> NewAuditEvent {
+        NewAuditEvent {
+            occurred_at: self.occurred_at,
+            actor: self.actor,
+            action: self.action,
+            call_sid: self.call_sid.clone(),
+            agent_id: self.agent_id,
+            data: self.data.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_round_trip_through_text() {
+        let id = Uuid::new_v4();
+        for actor in [Actor::Telnyx, Actor::Admin, Actor::System, Actor::Agent(id)] {
+            assert_eq!(actor.to_string().parse::<Actor>().unwrap(), actor);
+        }
+        assert!("agent:nope".parse::<Actor>().is_err());
+    }
+
+    #[test]
+    fn actions_round_trip_through_text() {
+        for a in AuditAction::ALL {
+            assert_eq!(a.as_str().parse::<AuditAction>().unwrap(), *a);
+        }
+    }
+
+    #[test]
+    fn data_is_a_sorted_json_object() {
+        let e = NewAuditEvent::new(Utc::now(), Actor::System, AuditAction::AdminAction)
+            .data([("z", Value::from(1)), ("a", Value::from("x"))]);
+        assert_eq!(e.data, r#"{"a":"x","z":1}"#);
+    }
+}
