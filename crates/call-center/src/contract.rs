@@ -1,0 +1,482 @@
+//! The contract every [`CallStore`] must meet, run against the in-memory fake and against
+//! SQLite and PostgreSQL (`store` crate). Enabled by the `contract` feature; each story
+//! panics on a violation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::sync::Arc;
+
+use agents::contract::{agent, t0};
+use agents::{AgentId, AgentStore, MetricsDelta, Presence};
+use audit::{Actor, AuditAction, AuditFilter, AuditLog, NewAuditEvent};
+use chrono::Duration;
+
+use crate::model::{AgentEffect, Call, CallStatus, Offer, OfferState, Outcome};
+use crate::port::{Applied, AttemptChange, CallChange, CallFilter, CallStore, Receipt, Redaction};
+
+/// The three stores a story needs.
+#[derive(Clone)]
+pub struct Stores {
+    /// Calls.
+    pub calls: Arc<dyn CallStore>,
+    /// Agents (effects land there).
+    pub agents: Arc<dyn AgentStore>,
+    /// The audit log (events land there).
+    pub audit: Arc<dyn AuditLog>,
+}
+
+fn call(sid: &str) -> Call {
+    let mut c = Call::new(sid, "+13125550100", "+13125550199", t0());
+    c.version = 1;
+    c
+}
+
+fn offer(sid: &str, attempt: i32, agent: AgentId, n: usize) -> Offer {
+    Offer {
+        call_sid: sid.to_owned(),
+        attempt,
+        agent_id: agent,
+        sip_uri: format!("sip:a{n}@example.com"),
+        sip_key: format!("a{n}@example.com"),
+        leg_sid: None,
+        state: OfferState::Ringing,
+        leg_status: None,
+        offered_at: t0(),
+        answered_at: None,
+        ended_at: None,
+        leg_duration: None,
+        talk_seconds: None,
+        talk_final: false,
+    }
+}
+
+fn event(sid: &str, action: AuditAction) -> NewAuditEvent {
+    NewAuditEvent::new(t0(), Actor::Telnyx, action).call(sid)
+}
+
+fn create(sid: &str) -> CallChange {
+    CallChange {
+        expected_version: 0,
+        call: call(sid),
+        offers: vec![],
+        attempts: vec![],
+        agents: vec![],
+        receipts: vec![],
+        audit: vec![event(sid, AuditAction::CallReceived)],
+    }
+}
+
+async fn audited(log: &dyn AuditLog, sid: &str) -> Vec<AuditAction> {
+    let filter = AuditFilter {
+        call_sid: Some(sid.to_owned()),
+        ..AuditFilter::default()
+    };
+    log.entries(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+async fn new_agent(s: &Stores, n: usize) -> AgentId {
+    let a = agent(
+        &format!("A{n}"),
+        &format!("sip:a{n}@example.com"),
+        Presence::Available,
+        Some(t0()),
+        t0(),
+    );
+    s.agents.insert(&a, &format!("h{n}"), vec![]).await.unwrap();
+    a.id
+}
+
+/// A new call is inserted at version 1; a second insert of the same call conflicts and
+/// writes nothing.
+pub async fn insert_once(s: Stores) {
+    assert_eq!(s.calls.apply(&create("c1")).await.unwrap(), Applied::Yes);
+    let loaded = s.calls.load("c1", &[]).await.unwrap().state.unwrap();
+    assert_eq!(loaded.call, call("c1"));
+    assert!(loaded.offers.is_empty());
+    assert_eq!(
+        s.calls.apply(&create("c1")).await.unwrap(),
+        Applied::Conflict
+    );
+    assert_eq!(
+        audited(s.audit.as_ref(), "c1").await,
+        vec![AuditAction::CallReceived]
+    );
+    assert!(s.calls.load("nope", &[]).await.unwrap().state.is_none());
+}
+
+/// Every field of a call and its offers survives a round trip; offers are upserted.
+pub async fn full_round_trip(s: Stores) {
+    let a = new_agent(&s, 1).await;
+    let b = new_agent(&s, 2).await;
+    s.calls.apply(&create("c2")).await.unwrap();
+    let mut c = call("c2");
+    c.status = CallStatus::Answered;
+    c.outcome = Some(Outcome::Answered);
+    c.attempts = 2;
+    c.round_open = true;
+    c.answered_by = Some(a);
+    c.answered_leg_sid = Some("leg-a".into());
+    c.answered_at = Some(t0() + Duration::milliseconds(1500));
+    c.ended_at = Some(t0() + Duration::seconds(90));
+    c.talk_seconds = Some(88);
+    c.recording_url = Some("https://r.example/1.mp3".into());
+    c.recording_sid = Some("rec-1".into());
+    c.voicemail_started_at = Some(t0() + Duration::seconds(1));
+    c.voicemail_recording_url = Some("https://r.example/vm.mp3".into());
+    c.voicemail_recording_sid = Some("vm-1".into());
+    c.voicemail_duration_seconds = Some(12);
+    c.voicemail_transcription = Some("héllo ' \" <b> & 😀".into());
+    c.recording_notice_played = true;
+    c.account_sid = Some("acct".into());
+    c.connection_id = Some("conn".into());
+    c.version = 2;
+    let mut oa = offer("c2", 2, a, 1);
+    oa.leg_sid = Some("leg-a".into());
+    oa.state = OfferState::Answered;
+    oa.leg_status = Some("completed".into());
+    oa.answered_at = Some(t0() + Duration::seconds(3));
+    oa.ended_at = Some(t0() + Duration::seconds(90));
+    oa.leg_duration = Some(87);
+    oa.talk_seconds = Some(87);
+    oa.talk_final = true;
+    let ob = offer("c2", 2, b, 2);
+    let change = CallChange {
+        expected_version: 1,
+        call: c.clone(),
+        offers: vec![oa.clone(), ob.clone()],
+        attempts: vec![AttemptChange::Opened {
+            attempt: 2,
+            started_at: t0(),
+            offered: 2,
+        }],
+        agents: vec![],
+        receipts: vec![],
+        audit: vec![],
+    };
+    assert_eq!(s.calls.apply(&change).await.unwrap(), Applied::Yes);
+    let mut ob2 = ob.clone();
+    ob2.state = OfferState::Canceled;
+    c.version = 3;
+    let update = CallChange {
+        expected_version: 2,
+        call: c.clone(),
+        offers: vec![ob2.clone()],
+        attempts: vec![AttemptChange::Closed {
+            attempt: 2,
+            ended_at: t0(),
+            result: "answered".into(),
+        }],
+        ..change.clone()
+    };
+    assert_eq!(s.calls.apply(&update).await.unwrap(), Applied::Yes);
+    let loaded = s.calls.load("c2", &[]).await.unwrap().state.unwrap();
+    assert_eq!(loaded.call, c);
+    let mut offers = loaded.offers.clone();
+    offers.sort_by_key(|o| o.sip_uri.clone());
+    assert_eq!(offers, vec![oa, ob2]);
+    assert_eq!(s.calls.get("c2").await.unwrap(), Some(c));
+    assert_eq!(
+        s.calls.call_for_leg("leg-a").await.unwrap().as_deref(),
+        Some("c2")
+    );
+    assert_eq!(s.calls.call_for_leg("leg-x").await.unwrap(), None);
+}
+
+/// Optimistic concurrency: a change made from an old version conflicts and writes nothing,
+/// not even its audit events or receipts.
+pub async fn stale_versions_conflict(s: Stores) {
+    let a = new_agent(&s, 1).await;
+    s.calls.apply(&create("c3")).await.unwrap();
+    let mut next = call("c3");
+    next.version = 2;
+    let change = CallChange {
+        expected_version: 1,
+        call: next,
+        offers: vec![],
+        attempts: vec![],
+        agents: vec![AgentEffect {
+            agent_id: a,
+            delta: MetricsDelta {
+                answered: 1,
+                ..MetricsDelta::default()
+            },
+            engage: true,
+            release: false,
+        }],
+        receipts: vec![Receipt {
+            key: "k3".into(),
+            fingerprint: String::new(),
+        }],
+        audit: vec![event("c3", AuditAction::CallAnswered)],
+    };
+    let (x, y) = futures::join!(s.calls.apply(&change), s.calls.apply(&change));
+    let results = [x.unwrap(), y.unwrap()];
+    assert_eq!(
+        results.iter().filter(|r| **r == Applied::Yes).count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(s.calls.apply(&change).await.unwrap(), Applied::Conflict);
+    assert_eq!(
+        audited(s.audit.as_ref(), "c3").await,
+        vec![AuditAction::CallReceived, AuditAction::CallAnswered]
+    );
+    let agent = s.agents.get(a).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            agent.metrics.calls_answered,
+            agent.current_call_sid.as_deref()
+        ),
+        (1, Some("c3"))
+    );
+}
+
+/// Receipts: reported by `load` with their fingerprint; a change carrying a known receipt
+/// conflicts; `record_receipts` refuses known keys; pruning forgets old ones.
+pub async fn receipts(s: Stores) {
+    s.calls.apply(&create("c4")).await.unwrap();
+    let mut next = call("c4");
+    next.version = 2;
+    let r1 = Receipt {
+        key: "sig:one".into(),
+        fingerprint: "fp-1".into(),
+    };
+    let change = CallChange {
+        expected_version: 1,
+        call: next.clone(),
+        offers: vec![],
+        attempts: vec![],
+        agents: vec![],
+        receipts: vec![r1.clone()],
+        audit: vec![],
+    };
+    assert_eq!(s.calls.apply(&change).await.unwrap(), Applied::Yes);
+    let keys = vec!["sig:one".to_owned(), "sig:two".to_owned()];
+    assert_eq!(
+        s.calls.load("c4", &keys).await.unwrap().seen,
+        vec![r1.clone()]
+    );
+    let mut again = change.clone();
+    again.expected_version = 2;
+    again.call.version = 3;
+    assert_eq!(
+        s.calls.apply(&again).await.unwrap(),
+        Applied::Conflict,
+        "known receipt"
+    );
+    assert_eq!(s.calls.get("c4").await.unwrap().unwrap().version, 2);
+    let r2 = Receipt {
+        key: "sig:two".into(),
+        fingerprint: "fp-2".into(),
+    };
+    assert_eq!(
+        s.calls.record_receipts(std::slice::from_ref(&r2), t0()).await.unwrap(),
+        Applied::Yes
+    );
+    assert_eq!(
+        s.calls.record_receipts(&[r2], t0()).await.unwrap(),
+        Applied::Conflict
+    );
+    let pruned = s
+        .calls
+        .prune_receipts(t0() + Duration::days(1))
+        .await
+        .unwrap();
+    assert!(pruned >= 1);
+    assert!(s.calls.load("c4", &keys).await.unwrap().seen.is_empty());
+}
+
+/// Agent effects: engage is a compare-and-set, release only for the held call, counters
+/// are increments.
+pub async fn agent_effects(s: Stores) {
+    let a = new_agent(&s, 1).await;
+    for sid in ["c5", "c6"] {
+        s.calls.apply(&create(sid)).await.unwrap();
+    }
+    let effect = |sid: &str, engage: bool, release: bool, talk: i64| {
+        let mut next = call(sid);
+        next.version = 2;
+        CallChange {
+            expected_version: 1,
+            call: next,
+            offers: vec![],
+            attempts: vec![],
+            agents: vec![AgentEffect {
+                agent_id: a,
+                delta: MetricsDelta {
+                    answered: i64::from(engage),
+                    missed: 0,
+                    talk_seconds: talk,
+                },
+                engage,
+                release,
+            }],
+            receipts: vec![],
+            audit: vec![],
+        }
+    };
+    s.calls.apply(&effect("c5", true, false, 0)).await.unwrap();
+    s.calls.apply(&effect("c6", true, false, 0)).await.unwrap();
+    let held = s.agents.get(a).await.unwrap().unwrap();
+    assert_eq!(
+        held.current_call_sid.as_deref(),
+        Some("c5"),
+        "engage is a compare-and-set"
+    );
+    let mut release_other = effect("c6", false, true, 0);
+    release_other.expected_version = 2;
+    release_other.call.version = 3;
+    s.calls.apply(&release_other).await.unwrap();
+    assert_eq!(
+        s.agents
+            .get(a)
+            .await
+            .unwrap()
+            .unwrap()
+            .current_call_sid
+            .as_deref(),
+        Some("c5")
+    );
+    let mut release = effect("c5", false, true, 30);
+    release.expected_version = 2;
+    release.call.version = 3;
+    s.calls.apply(&release).await.unwrap();
+    let freed = s.agents.get(a).await.unwrap().unwrap();
+    assert_eq!(freed.current_call_sid, None);
+    assert_eq!(
+        (
+            freed.metrics.calls_answered,
+            freed.metrics.total_talk_seconds
+        ),
+        (2, 30)
+    );
+}
+
+/// Listing: newest first, by status, limited; Call Control fallback finds ringing offers.
+pub async fn listing_and_lookups(s: Stores) {
+    let a = new_agent(&s, 1).await;
+    for (i, sid) in ["l1", "l2", "l3"].iter().enumerate() {
+        let mut change = create(sid);
+        change.call.started_at = t0() + Duration::seconds(i as i64);
+        change.call.updated_at = change.call.started_at;
+        if *sid == "l2" {
+            change.call.status = CallStatus::Completed;
+        }
+        change.offers = vec![offer(sid, 1, a, 1)];
+        change.offers[0].offered_at = change.call.started_at;
+        if *sid == "l3" {
+            change.offers[0].state = OfferState::Missed;
+        }
+        s.calls.apply(&change).await.unwrap();
+    }
+    let all = s
+        .calls
+        .list(&CallFilter {
+            limit: 10,
+            status: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.call_sid.as_str()).collect::<Vec<_>>(),
+        ["l3", "l2", "l1"]
+    );
+    let done = s
+        .calls
+        .list(&CallFilter {
+            limit: 10,
+            status: Some(CallStatus::Completed),
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        s.calls
+            .list(&CallFilter {
+                limit: 2,
+                status: None
+            })
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.calls
+            .ringing_call_for_sip("a1@example.com")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("l2")
+    );
+    assert_eq!(
+        s.calls
+            .ringing_call_for_sip("zz@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Redaction removes recordings and transcription once, audited once; retention finds old
+/// calls that still hold something.
+pub async fn redaction_and_retention(s: Stores) {
+    let mut change = create("r1");
+    change.call.recording_url = Some("https://r.example/1.mp3".into());
+    change.call.voicemail_transcription = Some("secret".into());
+    s.calls.apply(&change).await.unwrap();
+    s.calls.apply(&create("r2")).await.unwrap();
+    let later = t0() + Duration::days(1);
+    assert_eq!(
+        s.calls.calls_to_redact(later, 10).await.unwrap(),
+        vec!["r1".to_owned()]
+    );
+    assert!(
+        s.calls.calls_to_redact(t0(), 10).await.unwrap().is_empty(),
+        "started before the cutoff only"
+    );
+    let audit = vec![event("r1", AuditAction::RecordingRedacted)];
+    assert_eq!(
+        s.calls.redact("r1", later, audit.clone()).await.unwrap(),
+        Redaction::Redacted
+    );
+    assert_eq!(
+        s.calls.redact("r1", later, audit.clone()).await.unwrap(),
+        Redaction::AlreadyRedacted
+    );
+    assert_eq!(
+        s.calls.redact("missing", later, audit).await.unwrap(),
+        Redaction::NotFound
+    );
+    let c = s.calls.get("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (c.recording_url, c.voicemail_transcription, c.redacted_at),
+        (None, None, Some(later))
+    );
+    assert!(s.calls.calls_to_redact(later, 10).await.unwrap().is_empty());
+    let redactions = audited(s.audit.as_ref(), "r1")
+        .await
+        .iter()
+        .filter(|a| **a == AuditAction::RecordingRedacted)
+        .count();
+    assert_eq!(redactions, 1);
+}
+
+/// Runs every story, each on fresh stores from `fresh`.
+pub async fn run_all<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Stores>,
+{
+    insert_once(fresh().await).await;
+    full_round_trip(fresh().await).await;
+    stale_versions_conflict(fresh().await).await;
+    receipts(fresh().await).await;
+    agent_effects(fresh().await).await;
+    listing_and_lookups(fresh().await).await;
+    redaction_and_retention(fresh().await).await;
+}

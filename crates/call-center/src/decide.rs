@@ -1,0 +1,863 @@
+//! The call flow as pure functions: (call state, event, context) → (change, reply).
+//!
+//! No I/O here. The service ([`crate::CallFlow`]) loads the state, calls [`decide`], and
+//! applies the change atomically; when another request changed the call first, it reloads
+//! and decides again. Every rule is written so that a repeated or reordered callback ends
+//! in the same state (see `docs/call-flow.md` for the state tables).
+
+use agents::{AgentId, Candidate, SipUri};
+use audit::{Actor, AuditAction, NewAuditEvent};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use texml::Response;
+
+use crate::documents;
+use crate::event::{Event, LegEvent, LegStatus, RecordingInfo, TranscriptionInfo};
+use crate::model::{AgentEffect, Call, CallState, CallStatus, Offer, OfferState, Outcome};
+use crate::port::{AttemptChange, CallChange};
+use crate::settings::{FlowSettings, Urls};
+
+/// What a decision needs besides the call.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Now.
+    pub now: DateTime<Utc>,
+    /// The flow's settings.
+    pub settings: &'a FlowSettings,
+    /// Callback URLs.
+    pub urls: &'a Urls,
+    /// Agents available now, longest idle first (read only when a round opens).
+    pub candidates: &'a [Candidate],
+}
+
+/// What to answer Telnyx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A TeXML document (instruction endpoints, and the `<Record action>`).
+    Document(Response),
+    /// An empty `<Response/>` for status callbacks.
+    Ack,
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to store, if anything (receipts are added by the service).
+    pub change: Option<CallChange>,
+    /// What to answer.
+    pub reply: Reply,
+}
+
+/// Whether deciding `event` on `state` may open a round (and so needs the candidates).
+#[must_use]
+pub fn needs_candidates(state: Option<&CallState>, event: &Event, settings: &FlowSettings) -> bool {
+    let Event::DialAgents { attempt, .. } = event else {
+        return false;
+    };
+    let Some(call) = state.map(|s| &s.call) else {
+        return true;
+    };
+    let opens = match attempt {
+        Some(n) => *n > call.attempts,
+        None => !call.round_open,
+    };
+    opens
+        && call.attempts < settings.max_attempts
+        && matches!(call.status, CallStatus::Ringing | CallStatus::Dialing)
+}
+
+/// Decides what `event` does to the call in `state` (`None`: not stored).
+#[must_use]
+pub fn decide(state: Option<&CallState>, event: &Event, ctx: &Context<'_>) -> Decision {
+    match event {
+        Event::Inbound {
+            call_sid,
+            from,
+            to,
+            account_sid,
+            connection_id,
+        } => inbound(
+            state,
+            ctx,
+            call_sid,
+            from,
+            to,
+            account_sid.as_deref(),
+            connection_id.as_deref(),
+        ),
+        Event::DialAgents { call_sid, attempt } => {
+            dial_agents(Draft::load(state, call_sid, "dial-agents", ctx), *attempt)
+        }
+        Event::DialResult {
+            call_sid,
+            attempt,
+            dial_call_status,
+            dial_call_sid,
+        } => dial_result(
+            Draft::load(state, call_sid, "retry-dial", ctx),
+            *attempt,
+            dial_call_status.as_deref(),
+            dial_call_sid.as_deref(),
+        ),
+        Event::Voicemail { call_sid } => voicemail(Draft::load(state, call_sid, "voicemail", ctx)),
+        Event::VoicemailRecorded {
+            call_sid,
+            recording,
+        } => {
+            let mut d = Draft::load(state, call_sid, "voicemail-callback", ctx);
+            store_voicemail_recording(&mut d, recording, false);
+            d.finish(Reply::Document(documents::voicemail_thanks(ctx.settings)))
+        }
+        Event::VoicemailRecording {
+            call_sid,
+            recording,
+        } => {
+            if !recording.is_complete() {
+                return ack();
+            }
+            let mut d = Draft::load(state, call_sid, "voicemail-callback", ctx);
+            store_voicemail_recording(&mut d, recording, true);
+            d.finish(Reply::Ack)
+        }
+        Event::VoicemailTranscription {
+            call_sid,
+            transcription,
+        } => {
+            let mut d = Draft::load(state, call_sid, "voicemail-callback", ctx);
+            store_transcription(&mut d, transcription);
+            d.finish(Reply::Ack)
+        }
+        Event::Leg(leg) => match state {
+            Some(s) => leg_status(Draft::from_state(s, ctx), leg),
+            None => ack(),
+        },
+        Event::CallStatus {
+            call_sid,
+            call_status,
+            ..
+        } => {
+            if !is_terminal(call_status) {
+                return ack();
+            }
+            call_ended(Draft::load(state, call_sid, "events", ctx), call_status)
+        }
+        Event::CallRecording {
+            call_sid,
+            recording,
+        } => {
+            if !recording.is_complete() {
+                return ack();
+            }
+            let mut d = Draft::load(state, call_sid, "events", ctx);
+            store_call_recording(&mut d, recording);
+            d.finish(Reply::Ack)
+        }
+    }
+}
+
+fn ack() -> Decision {
+    Decision {
+        change: None,
+        reply: Reply::Ack,
+    }
+}
+
+fn document(doc: Response) -> Reply {
+    Reply::Document(doc)
+}
+
+fn is_terminal(status: &str) -> bool {
+    matches!(
+        status,
+        "completed" | "busy" | "no-answer" | "canceled" | "failed"
+    )
+}
+
+/// A call being changed: the state read, what was modified, and what to record.
+struct Draft<'a> {
+    ctx: &'a Context<'a>,
+    expected_version: i64,
+    call: Call,
+    offers: Vec<Offer>,
+    touched: Vec<bool>,
+    attempts: Vec<AttemptChange>,
+    effects: Vec<AgentEffect>,
+    audit: Vec<NewAuditEvent>,
+    changed: bool,
+}
+
+impl<'a> Draft<'a> {
+    fn from_state(state: &CallState, ctx: &'a Context<'a>) -> Self {
+        Self {
+            ctx,
+            expected_version: state.call.version,
+            call: state.call.clone(),
+            touched: vec![false; state.offers.len()],
+            offers: state.offers.clone(),
+            attempts: Vec::new(),
+            effects: Vec::new(),
+            audit: Vec::new(),
+            changed: false,
+        }
+    }
+
+    /// The stored call, or a new one created on the spot (a call already in progress when
+    /// the database was replaced, or callbacks arriving before `/inbound` was stored).
+    fn load(state: Option<&CallState>, call_sid: &str, via: &str, ctx: &'a Context<'a>) -> Self {
+        match state {
+            Some(s) => Self::from_state(s, ctx),
+            None => {
+                let mut d = Self {
+                    ctx,
+                    expected_version: 0,
+                    call: Call::new(call_sid, "", "", ctx.now),
+                    offers: Vec::new(),
+                    touched: Vec::new(),
+                    attempts: Vec::new(),
+                    effects: Vec::new(),
+                    audit: Vec::new(),
+                    changed: true,
+                };
+                d.record(
+                    AuditAction::CallReceived,
+                    [("created_by", Value::from(via))],
+                );
+                d
+            }
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.ctx.now
+    }
+
+    fn settings(&self) -> &FlowSettings {
+        self.ctx.settings
+    }
+
+    fn record<const N: usize>(&mut self, action: AuditAction, data: [(&str, Value); N]) {
+        self.changed = true;
+        let event = NewAuditEvent::new(self.ctx.now, Actor::Telnyx, action)
+            .call(self.call.call_sid.as_str())
+            .data(data);
+        self.audit.push(event);
+    }
+
+    fn record_for<const N: usize>(
+        &mut self,
+        agent: AgentId,
+        action: AuditAction,
+        data: [(&str, Value); N],
+    ) {
+        self.record(action, data);
+        if let Some(last) = self.audit.last_mut() {
+            last.agent_id = Some(agent.0);
+        }
+    }
+
+    fn effect(&mut self, agent: AgentId) -> &mut AgentEffect {
+        self.changed = true;
+        let i = match self.effects.iter().position(|e| e.agent_id == agent) {
+            Some(i) => i,
+            None => {
+                self.effects.push(AgentEffect {
+                    agent_id: agent,
+                    ..AgentEffect::default()
+                });
+                self.effects.len() - 1
+            }
+        };
+        &mut self.effects[i]
+    }
+
+    fn offer(&mut self, i: usize) -> &mut Offer {
+        self.changed = true;
+        self.touched[i] = true;
+        &mut self.offers[i]
+    }
+
+    fn set<T: PartialEq>(changed: &mut bool, field: &mut T, value: T) {
+        if *field != value {
+            *field = value;
+            *changed = true;
+        }
+    }
+
+    fn finish(self, reply: Reply) -> Decision {
+        if !self.changed {
+            return Decision {
+                change: None,
+                reply,
+            };
+        }
+        let mut call = self.call;
+        call.version = self.expected_version + 1;
+        call.updated_at = self.ctx.now;
+        let offers = self
+            .offers
+            .into_iter()
+            .zip(self.touched)
+            .filter_map(|(o, t)| t.then_some(o))
+            .collect();
+        let change = CallChange {
+            expected_version: self.expected_version,
+            call,
+            offers,
+            attempts: self.attempts,
+            agents: self.effects,
+            receipts: Vec::new(),
+            audit: self.audit,
+        };
+        Decision {
+            change: Some(change),
+            reply,
+        }
+    }
+
+    /// Closes the open round: offers still ringing become missed (`missed`), or canceled.
+    fn close_round(&mut self, result: &str, missed: bool) {
+        if !self.call.round_open {
+            return;
+        }
+        let attempt = self.call.attempts;
+        self.call.round_open = false;
+        self.changed = true;
+        self.attempts.push(AttemptChange::Closed {
+            attempt,
+            ended_at: self.now(),
+            result: result.to_owned(),
+        });
+        let ringing: Vec<usize> = (0..self.offers.len())
+            .filter(|&i| {
+                self.offers[i].attempt == attempt && self.offers[i].state == OfferState::Ringing
+            })
+            .collect();
+        for i in ringing {
+            if missed {
+                self.miss(i, result);
+            } else {
+                self.offer(i).state = OfferState::Canceled;
+            }
+        }
+    }
+
+    fn miss(&mut self, i: usize, reason: &str) {
+        let agent = self.offers[i].agent_id;
+        let attempt = self.offers[i].attempt;
+        self.offer(i).state = OfferState::Missed;
+        self.effect(agent).delta.missed += 1;
+        self.record_for(
+            agent,
+            AuditAction::OfferMissed,
+            [("attempt", attempt.into()), ("reason", reason.into())],
+        );
+    }
+
+    /// What comes after an unanswered round: another round, voicemail, or goodbye.
+    fn next_step(&mut self) -> Reply {
+        let (call, s, urls) = (&self.call, self.ctx.settings, self.ctx.urls);
+        if call.round_open {
+            return document(documents::dial(
+                s,
+                urls,
+                call.attempts,
+                self.offers.iter().filter(|o| o.attempt == call.attempts),
+            ));
+        }
+        if call.attempts < s.max_attempts {
+            return document(documents::still_busy(s, urls, call.attempts + 1));
+        }
+        if s.voicemail_enabled {
+            return document(documents::to_voicemail(urls));
+        }
+        if self.call.outcome.is_none() {
+            self.call.outcome = Some(Outcome::Unanswered);
+            self.changed = true;
+        }
+        document(documents::goodbye(s))
+    }
+}
+
+fn inbound(
+    state: Option<&CallState>,
+    ctx: &Context<'_>,
+    call_sid: &str,
+    from: &str,
+    to: &str,
+    account_sid: Option<&str>,
+    connection_id: Option<&str>,
+) -> Decision {
+    let mut d = Draft::load(state, call_sid, "inbound", ctx);
+    if d.call.is_over() {
+        return d.finish(document(documents::hangup()));
+    }
+    let fresh = state.is_none();
+    if d.call.from.is_empty() && !from.is_empty() {
+        d.call.from = from.to_owned();
+        d.call.to = to.to_owned();
+        d.changed = true;
+    }
+    if d.call.account_sid.is_none() && account_sid.is_some() {
+        d.call.account_sid = account_sid.map(str::to_owned);
+        d.call.connection_id = connection_id.map(str::to_owned);
+        d.changed = true;
+    }
+    if fresh && ctx.settings.recording_enabled {
+        d.call.recording_notice_played = true;
+        d.record(AuditAction::RecordingNoticePlayed, []);
+    }
+    let notice = d.call.recording_notice_played;
+    d.finish(document(documents::greeting(
+        ctx.settings,
+        ctx.urls,
+        notice,
+    )))
+}
+
+fn dial_agents(mut d: Draft<'_>, attempt: Option<i32>) -> Decision {
+    match d.call.status {
+        CallStatus::Completed | CallStatus::Answered => {
+            return d.finish(document(documents::hangup()));
+        }
+        CallStatus::Voicemail => {
+            let urls = d.ctx.urls;
+            return d.finish(document(documents::to_voicemail(urls)));
+        }
+        CallStatus::Ringing | CallStatus::Dialing => {}
+    }
+    let current = d.call.attempts;
+    let requested = attempt.unwrap_or(if d.call.round_open {
+        current
+    } else {
+        current + 1
+    });
+    if requested <= current && current > 0 {
+        // A repeat: the round it asks for is open (answer it again) or over (move on).
+        let reply = d.next_step();
+        return d.finish(reply);
+    }
+    if current >= d.settings().max_attempts {
+        let reply = d.next_step();
+        return d.finish(reply);
+    }
+    open_round(&mut d);
+    let (s, urls, n) = (d.ctx.settings, d.ctx.urls, d.call.attempts);
+    let reply = if d.offers.iter().any(|o| o.attempt == n) {
+        documents::dial(s, urls, n, d.offers.iter().filter(|o| o.attempt == n))
+    } else {
+        documents::hold_without_agents(s, urls, n)
+    };
+    d.finish(document(reply))
+}
+
+fn open_round(d: &mut Draft<'_>) {
+    let n = d.call.attempts + 1;
+    let now = d.now();
+    d.call.attempts = n;
+    d.call.round_open = true;
+    d.call.status = CallStatus::Dialing;
+    let limit = d.settings().max_agents_per_round as usize;
+    let candidates: Vec<&Candidate> = d.ctx.candidates.iter().take(limit).collect();
+    d.attempts.push(AttemptChange::Opened {
+        attempt: n,
+        started_at: now,
+        offered: candidates.len().try_into().unwrap_or(i32::MAX),
+    });
+    d.record(
+        AuditAction::AttemptOpened,
+        [("attempt", n.into()), ("offered", candidates.len().into())],
+    );
+    for c in candidates {
+        d.offers.push(Offer {
+            call_sid: d.call.call_sid.clone(),
+            attempt: n,
+            agent_id: c.id,
+            sip_uri: c.sip_uri.as_str().to_owned(),
+            sip_key: c.sip_uri.key().to_owned(),
+            leg_sid: None,
+            state: OfferState::Ringing,
+            leg_status: None,
+            offered_at: now,
+            answered_at: None,
+            ended_at: None,
+            leg_duration: None,
+            talk_seconds: None,
+            talk_final: false,
+        });
+        d.touched.push(true);
+        d.record_for(c.id, AuditAction::OfferMade, [("attempt", n.into())]);
+    }
+}
+
+fn dial_result(
+    mut d: Draft<'_>,
+    attempt: Option<i32>,
+    status: Option<&str>,
+    dial_call_sid: Option<&str>,
+) -> Decision {
+    if d.call.is_over() {
+        return d.finish(document(documents::hangup()));
+    }
+    let connected = matches!(status, Some("completed" | "answered"));
+    if connected && d.call.answered_by.is_none() && d.call.status != CallStatus::Answered {
+        answer_from_dial_result(&mut d, dial_call_sid);
+    }
+    if d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
+        d.close_round("answered", false);
+        return d.finish(document(documents::hangup()));
+    }
+    if d.call.status == CallStatus::Voicemail {
+        let urls = d.ctx.urls;
+        return d.finish(document(documents::to_voicemail(urls)));
+    }
+    let n = attempt.unwrap_or(d.call.attempts);
+    if n == d.call.attempts {
+        let result = status.unwrap_or("no-agents");
+        let caller_left = result == "canceled";
+        d.close_round(result, !caller_left);
+        if caller_left {
+            return d.finish(document(documents::hangup()));
+        }
+    }
+    let reply = d.next_step();
+    d.finish(reply)
+}
+
+/// `<Dial>` reports a bridged call whose leg never told us it answered.
+fn answer_from_dial_result(d: &mut Draft<'_>, dial_call_sid: Option<&str>) {
+    let found = dial_call_sid.and_then(|leg| {
+        d.offers
+            .iter()
+            .position(|o| o.leg_sid.as_deref() == Some(leg))
+    });
+    if let Some(i) = found {
+        answer(d, i);
+        return;
+    }
+    d.call.status = CallStatus::Answered;
+    d.call.answered_leg_sid = dial_call_sid.map(str::to_owned);
+    d.call.answered_at = Some(d.now());
+    d.record(AuditAction::CallAnswered, [("agent", Value::Null)]);
+}
+
+fn voicemail(mut d: Draft<'_>) -> Decision {
+    if d.call.is_over() || d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
+        return d.finish(document(documents::hangup()));
+    }
+    if !d.settings().voicemail_enabled {
+        d.close_round("no-voicemail", true);
+        if d.call.outcome.is_none() {
+            d.call.outcome = Some(Outcome::Unanswered);
+            d.changed = true;
+        }
+        let reply = document(documents::goodbye(d.settings()));
+        return d.finish(reply);
+    }
+    if d.call.status != CallStatus::Voicemail {
+        d.close_round("voicemail", true);
+        d.call.status = CallStatus::Voicemail;
+        d.call.voicemail_started_at = Some(d.now());
+        d.record(AuditAction::VoicemailStarted, []);
+    }
+    let reply = document(documents::voicemail(d.settings(), d.ctx.urls));
+    d.finish(reply)
+}
+
+/// Stores the voicemail recording. The status callback is authoritative; the `<Record
+/// action>` only fills fields still empty. Nothing is stored again after a redaction.
+fn store_voicemail_recording(d: &mut Draft<'_>, rec: &RecordingInfo, authoritative: bool) {
+    if d.call.redacted_at.is_some() || (rec.url.is_none() && rec.sid.is_none()) {
+        return;
+    }
+    let c = &mut d.call;
+    let first = c.voicemail_recording_sid.is_none() && c.voicemail_recording_url.is_none();
+    let mut changed = false;
+    if authoritative || c.voicemail_recording_url.is_none() {
+        if rec.url.is_some() {
+            Draft::set(
+                &mut changed,
+                &mut c.voicemail_recording_url,
+                rec.url.clone(),
+            );
+        }
+        if rec.sid.is_some() {
+            Draft::set(
+                &mut changed,
+                &mut c.voicemail_recording_sid,
+                rec.sid.clone(),
+            );
+        }
+        if rec.duration.is_some() {
+            Draft::set(
+                &mut changed,
+                &mut c.voicemail_duration_seconds,
+                rec.duration,
+            );
+        }
+    }
+    d.changed |= changed;
+    if first && changed {
+        let sid = Value::from(rec.sid.clone());
+        d.record(
+            AuditAction::VoicemailStored,
+            [("part", "recording".into()), ("recording_sid", sid)],
+        );
+    }
+}
+
+fn store_transcription(d: &mut Draft<'_>, t: &TranscriptionInfo) {
+    let usable = t.status.as_deref().is_none_or(|s| s == "completed");
+    if d.call.redacted_at.is_some() || !usable {
+        return;
+    }
+    let Some(text) = t.text.clone() else { return };
+    let first = d.call.voicemail_transcription.is_none();
+    let mut changed = false;
+    Draft::set(
+        &mut changed,
+        &mut d.call.voicemail_transcription,
+        Some(text),
+    );
+    d.changed |= changed;
+    if first && changed {
+        let sid = Value::from(t.sid.clone());
+        d.record(
+            AuditAction::VoicemailStored,
+            [("part", "transcription".into()), ("transcription_sid", sid)],
+        );
+    }
+}
+
+fn store_call_recording(d: &mut Draft<'_>, rec: &RecordingInfo) {
+    if d.call.redacted_at.is_some()
+        || rec.url.is_none()
+        || d.call.recording_sid == rec.sid && d.call.recording_url.is_some()
+    {
+        return;
+    }
+    d.call.recording_url.clone_from(&rec.url);
+    d.call.recording_sid.clone_from(&rec.sid);
+    d.changed = true;
+    d.record(
+        AuditAction::RecordingStored,
+        [("recording_sid", Value::from(rec.sid.clone()))],
+    );
+}
+
+/// Finds the offer a leg callback is about: by leg id, else by the agent's SIP URI in the
+/// round our callback URL named (or the latest round that rang that URI).
+fn find_offer(offers: &[Offer], leg: &LegEvent) -> Option<usize> {
+    if let Some(i) = offers
+        .iter()
+        .position(|o| o.leg_sid.as_deref() == Some(leg.leg_sid.as_str()))
+    {
+        return Some(i);
+    }
+    let key = SipUri::parse(leg.to.as_deref()?).ok()?.key().to_owned();
+    let unbound = |o: &&Offer| o.sip_key == key && o.leg_sid.is_none();
+    let round = leg
+        .attempt
+        .or_else(|| offers.iter().filter(unbound).map(|o| o.attempt).max())?;
+    offers
+        .iter()
+        .position(|o| o.attempt == round && o.sip_key == key && o.leg_sid.is_none())
+}
+
+fn leg_status(mut d: Draft<'_>, leg: &LegEvent) -> Decision {
+    let Some(i) = find_offer(&d.offers, leg) else {
+        return ack();
+    };
+    if d.offers[i].leg_sid.is_none() {
+        d.offer(i).leg_sid = Some(leg.leg_sid.clone());
+    }
+    match leg.status {
+        LegStatus::Initiated | LegStatus::Ringing => {}
+        LegStatus::InProgress => answer(&mut d, i),
+        LegStatus::Completed => leg_completed(&mut d, i, leg.duration),
+        LegStatus::Busy | LegStatus::NoAnswer | LegStatus::Failed => {
+            leg_ended(&mut d, i, leg.status);
+            if matches!(
+                d.offers[i].state,
+                OfferState::Ringing | OfferState::Canceled
+            ) {
+                d.miss(i, leg.status.as_str());
+            }
+        }
+        LegStatus::Canceled => leg_ended(&mut d, i, leg.status),
+    }
+    d.finish(Reply::Ack)
+}
+
+fn leg_ended(d: &mut Draft<'_>, i: usize, status: LegStatus) {
+    let now = d.now();
+    if d.offers[i].ended_at.is_none() || d.offers[i].leg_status.is_none() {
+        let o = d.offer(i);
+        o.leg_status = Some(status.as_str().to_owned());
+        o.ended_at = o.ended_at.or(Some(now));
+    }
+}
+
+fn leg_completed(d: &mut Draft<'_>, i: usize, duration: Option<i64>) {
+    if d.offers[i].leg_duration.is_none() && duration.is_some() {
+        d.offer(i).leg_duration = duration;
+    }
+    leg_ended(d, i, LegStatus::Completed);
+    let bridged_by_dial = d.call.answered_by.is_none()
+        && d.call.answered_leg_sid.is_some()
+        && d.call.answered_leg_sid == d.offers[i].leg_sid;
+    if bridged_by_dial && d.offers[i].state == OfferState::Ringing {
+        answer(d, i);
+    } else if d.offers[i].state == OfferState::Answered {
+        finish_talk(d, i, true);
+    }
+}
+
+/// An agent answered: the first answer wins; any later one is recorded as late.
+fn answer(d: &mut Draft<'_>, i: usize) {
+    // When `<Dial action>` already named the bridged leg, that leg is the winner whatever
+    // arrived in between; otherwise the first answer seen wins.
+    let open_for_answer = d.call.answered_by.is_none()
+        && match d.call.answered_leg_sid.as_deref() {
+            Some(bridged) => d.offers[i].leg_sid.as_deref() == Some(bridged),
+            None => match d.call.status {
+                CallStatus::Ringing | CallStatus::Dialing | CallStatus::Answered => true,
+                // The caller's hang-up was processed before this (earlier) answer arrived.
+                CallStatus::Completed => matches!(d.call.outcome, None | Some(Outcome::Abandoned)),
+                CallStatus::Voicemail => false,
+            },
+        };
+    match d.offers[i].state {
+        OfferState::Answered | OfferState::Late => {}
+        _ if open_for_answer => win(d, i),
+        _ => {
+            let (agent, attempt) = (d.offers[i].agent_id, d.offers[i].attempt);
+            d.offer(i).state = OfferState::Late;
+            d.record_for(
+                agent,
+                AuditAction::LateAnswer,
+                [("attempt", attempt.into())],
+            );
+        }
+    }
+}
+
+fn win(d: &mut Draft<'_>, i: usize) {
+    let now = d.now();
+    let (agent, attempt, leg) = (
+        d.offers[i].agent_id,
+        d.offers[i].attempt,
+        d.offers[i].leg_sid.clone(),
+    );
+    let over = d.call.is_over();
+    {
+        let o = d.offer(i);
+        o.state = OfferState::Answered;
+        o.answered_at = Some(now);
+    }
+    d.call.answered_by = Some(agent);
+    d.call.answered_leg_sid = leg;
+    d.call.answered_at = d.call.answered_at.or(Some(now));
+    if over {
+        d.call.outcome = Some(Outcome::Answered);
+    } else {
+        d.call.status = CallStatus::Answered;
+    }
+    let leg_done = d.offers[i].leg_status.as_deref() == Some("completed");
+    let effect = d.effect(agent);
+    effect.delta.answered += 1;
+    effect.engage = !over && !leg_done;
+    d.record_for(
+        agent,
+        AuditAction::CallAnswered,
+        [("attempt", attempt.into())],
+    );
+    if attempt == d.call.attempts {
+        d.close_round("answered", false);
+    }
+    if leg_done {
+        finish_talk(d, i, true);
+    }
+}
+
+/// Counts talk time for the answered offer `i` and frees the agent. The leg's own report
+/// is final; a count made when the caller's call ended first is provisional and corrected
+/// by the leg's report, so the totals do not depend on the order of callbacks.
+fn finish_talk(d: &mut Draft<'_>, i: usize, from_leg: bool) {
+    let now = d.now();
+    let o = &d.offers[i];
+    if o.talk_final || (!from_leg && o.talk_seconds.is_some()) {
+        return;
+    }
+    let answered_at = o.answered_at.or(d.call.answered_at).unwrap_or(now);
+    let measured = (now - answered_at).num_seconds().max(0);
+    let talk = if from_leg {
+        o.leg_duration.unwrap_or(measured)
+    } else {
+        measured
+    };
+    let delta = talk - o.talk_seconds.unwrap_or(0);
+    let first_end = o.talk_seconds.is_none();
+    let agent = o.agent_id;
+    {
+        let o = d.offer(i);
+        o.talk_seconds = Some(talk);
+        o.talk_final = from_leg;
+        o.ended_at = o.ended_at.or(Some(now));
+    }
+    d.call.talk_seconds = Some(talk);
+    let effect = d.effect(agent);
+    effect.delta.talk_seconds += delta;
+    effect.release = true;
+    effect.engage = false;
+    if first_end {
+        d.record_for(
+            agent,
+            AuditAction::AgentReleased,
+            [("talk_seconds", talk.into())],
+        );
+    }
+}
+
+fn call_ended(mut d: Draft<'_>, call_status: &str) -> Decision {
+    if d.call.is_over() {
+        return d.finish(Reply::Ack);
+    }
+    let now = d.now();
+    let outcome = if d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
+        Outcome::Answered
+    } else if d.call.status == CallStatus::Voicemail || d.call.voicemail_started_at.is_some() {
+        Outcome::Voicemail
+    } else if d.call.outcome == Some(Outcome::Unanswered) {
+        Outcome::Unanswered
+    } else if call_status == "failed"
+        || (d.call.attempts == 0 && matches!(call_status, "busy" | "no-answer"))
+    {
+        Outcome::Failed
+    } else {
+        Outcome::Abandoned
+    };
+    d.close_round("caller-left", false);
+    d.call.status = CallStatus::Completed;
+    d.call.outcome = Some(outcome);
+    d.call.ended_at = Some(now);
+    d.changed = true;
+    if let Some(i) = d
+        .offers
+        .iter()
+        .position(|o| o.state == OfferState::Answered)
+    {
+        finish_talk(&mut d, i, false);
+    } else if let (Some(at), None) = (d.call.answered_at, d.call.talk_seconds) {
+        d.call.talk_seconds = Some((now - at).num_seconds().max(0));
+    }
+    let talk = Value::from(d.call.talk_seconds);
+    d.record(
+        AuditAction::CallCompleted,
+        [
+            ("outcome", outcome.as_str().into()),
+            ("attempts", d.call.attempts.into()),
+            ("talk_seconds", talk),
+        ],
+    );
+    d.finish(Reply::Ack)
+}

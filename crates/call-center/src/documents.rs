@@ -1,0 +1,147 @@
+//! Every TeXML document the flow sends, built from settings and state. Pure functions;
+//! golden files in `tests/golden/` pin their exact text.
+
+use texml::{
+    CallProgressEvent, Dial, DialNoun, DialRecord, DtmfKeys, EventSet, HttpMethod, Pause,
+    PauseLength, Record, Redirect, Response, Sip, SipAddress,
+};
+
+use crate::model::Offer;
+use crate::settings::{FlowSettings, Urls};
+
+/// The greeting, the recording notice when `notice`, then on to round 1.
+#[must_use]
+pub fn greeting(s: &FlowSettings, urls: &Urls, notice: bool) -> Response {
+    let mut doc = Response::new().say(s.texts.greeting.clone());
+    if notice {
+        doc = doc.say(s.texts.recording_notice.clone());
+    }
+    doc.redirect(Redirect::post(urls.dial_agents(1)))
+}
+
+fn leg_events() -> Option<EventSet<CallProgressEvent>> {
+    EventSet::new([
+        CallProgressEvent::Initiated,
+        CallProgressEvent::Ringing,
+        CallProgressEvent::Answered,
+        CallProgressEvent::Completed,
+    ])
+    .ok()
+}
+
+/// Rings the agents of round `attempt` at once; the first to answer is bridged. Falls back
+/// to [`hold_without_agents`] when no offer has a usable SIP URI.
+#[must_use]
+pub fn dial<'a>(
+    s: &FlowSettings,
+    urls: &Urls,
+    attempt: i32,
+    offers: impl IntoIterator<Item = &'a Offer>,
+) -> Response {
+    let callback = urls.outbound_event(attempt);
+    let events = leg_events();
+    let nouns: Vec<DialNoun> = offers
+        .into_iter()
+        .filter_map(|o| SipAddress::new(o.sip_uri.as_str()).ok())
+        .map(|uri| {
+            let mut sip = Sip::new(uri);
+            sip.status_callback = Some(callback.clone());
+            sip.status_callback_event.clone_from(&events);
+            sip.status_callback_method = Some(HttpMethod::Post);
+            DialNoun::Sip(sip)
+        })
+        .collect();
+    let Ok(mut dial) = Dial::new(nouns) else {
+        return hold_without_agents(s, urls, attempt);
+    };
+    dial = dial
+        .action(urls.retry_dial(attempt))
+        .timeout(s.dial_timeout);
+    if s.recording_enabled {
+        dial = dial.record(DialRecord::RecordFromAnswerDual, urls.events().clone());
+    }
+    Response::new().dial(dial)
+}
+
+/// A round with nobody to ring still takes its time: a short message and a pause as long
+/// as the ring time, then the round's end is reported like an unanswered `<Dial>`.
+#[must_use]
+pub fn hold_without_agents(s: &FlowSettings, urls: &Urls, attempt: i32) -> Response {
+    let pause = PauseLength::new(s.dial_timeout.get())
+        .ok()
+        .map(Pause::seconds)
+        .unwrap_or_default();
+    Response::new()
+        .say(s.texts.no_agents.clone())
+        .pause(pause)
+        .redirect(Redirect::post(urls.retry_dial(attempt)))
+}
+
+/// Between rounds.
+#[must_use]
+pub fn still_busy(s: &FlowSettings, urls: &Urls, next_attempt: i32) -> Response {
+    Response::new()
+        .say(s.texts.still_busy.clone())
+        .redirect(Redirect::post(urls.dial_agents(next_attempt)))
+}
+
+/// On to voicemail.
+#[must_use]
+pub fn to_voicemail(urls: &Urls) -> Response {
+    Response::new().redirect(Redirect::post(urls.voicemail().clone()))
+}
+
+/// The voicemail prompt and the recording, with transcription.
+#[must_use]
+pub fn voicemail(s: &FlowSettings, urls: &Urls) -> Response {
+    Response::new()
+        .say(s.texts.voicemail_prompt.clone())
+        .record(voicemail_record(s, urls))
+}
+
+fn voicemail_record(s: &FlowSettings, urls: &Urls) -> Record {
+    let callback = urls.voicemail_callback().clone();
+    let mut rec = Record::new().action(callback.clone());
+    rec.finish_on_key = DtmfKeys::new("#").ok();
+    rec.max_length = Some(s.voicemail_max_length);
+    rec.play_beep = Some(true);
+    rec.recording_status_callback = Some(callback.clone());
+    rec.recording_status_callback_method = Some(HttpMethod::Post);
+    rec.transcription = Some(true);
+    rec.transcription_callback = Some(callback);
+    rec
+}
+
+/// After the voicemail was recorded.
+#[must_use]
+pub fn voicemail_thanks(s: &FlowSettings) -> Response {
+    Response::new()
+        .say(s.texts.voicemail_thanks.clone())
+        .hangup()
+}
+
+/// Every round failed and voicemail is off.
+#[must_use]
+pub fn goodbye(s: &FlowSettings) -> Response {
+    Response::new().say(s.texts.goodbye.clone()).hangup()
+}
+
+/// Nothing more to do for this call.
+#[must_use]
+pub fn hangup() -> Response {
+    Response::new().hangup()
+}
+
+/// The answer when the store or anything else failed: an apology, then voicemail (recorded
+/// straight to the callback, which stores it once the store is back) or a goodbye. Never
+/// dead air.
+#[must_use]
+pub fn fallback(s: &FlowSettings, urls: &Urls) -> Response {
+    let doc = Response::new().say(s.texts.apology.clone());
+    if s.voicemail_enabled {
+        doc.say(s.texts.voicemail_prompt.clone())
+            .record(voicemail_record(s, urls))
+    } else {
+        doc.say(s.texts.goodbye.clone()).hangup()
+    }
+}

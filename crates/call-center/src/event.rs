@@ -1,0 +1,659 @@
+//! What Telnyx tells the server, read tolerantly from form parameters (TeXML) or a Call
+//! Control JSON event. Unknown parameters are ignored; values are trimmed; a missing
+//! optional value is `None`, never an error.
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A request that cannot be understood at all.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EventError {
+    /// `CallSid` (or the leg's id) is missing.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// A parameter is present but unusable.
+    #[error("{param}: {reason}")]
+    Invalid {
+        /// The parameter.
+        param: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The JSON body is not a Call Control event.
+    #[error("not a Call Control event: {0}")]
+    Json(String),
+}
+
+/// Request parameters in arrival order; the first occurrence of a name wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Wraps decoded pairs.
+    #[must_use]
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    /// A parameter's trimmed value, `None` when absent or blank.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn owned(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_owned)
+    }
+
+    /// An integer parameter; unparsable values count as absent (Telnyx documents integers,
+    /// some deliver `"12.0"`; that is read as 12).
+    #[must_use]
+    pub fn int(&self, name: &str) -> Option<i64> {
+        let v = self.get(name)?;
+        v.parse::<i64>().ok().or_else(|| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && f.abs() < 1e15)
+                .map(|f| f as i64)
+        })
+    }
+}
+
+const MAX_SID: usize = 128;
+
+/// Checks a Telnyx id: 1–128 printable characters without whitespace.
+///
+/// # Errors
+/// [`EventError::Invalid`] otherwise.
+pub fn check_sid(param: &'static str, s: &str) -> Result<String, EventError> {
+    if s.chars().count() > MAX_SID || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(EventError::Invalid {
+            param,
+            reason: "must be 1-128 printable characters without spaces".into(),
+        });
+    }
+    Ok(s.to_owned())
+}
+
+fn sid(p: &Params, name: &'static str) -> Result<String, EventError> {
+    check_sid(name, p.get(name).ok_or(EventError::Missing(name))?)
+}
+
+fn opt_sid(p: &Params, name: &'static str) -> Result<Option<String>, EventError> {
+    p.get(name).map(|s| check_sid(name, s)).transpose()
+}
+
+/// Recording fields from any recording callback.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordingInfo {
+    /// `RecordingSid`.
+    pub sid: Option<String>,
+    /// `RecordingStatus` (`in-progress`, `completed`, `absent`).
+    pub status: Option<String>,
+    /// `RecordingUrl`.
+    pub url: Option<String>,
+    /// `RecordingDuration`, seconds.
+    pub duration: Option<i64>,
+}
+
+impl RecordingInfo {
+    fn read(p: &Params) -> Result<Self, EventError> {
+        Ok(Self {
+            sid: opt_sid(p, "RecordingSid")?,
+            status: p.owned("RecordingStatus"),
+            url: p.owned("RecordingUrl"),
+            duration: p.int("RecordingDuration"),
+        })
+    }
+
+    /// Whether this is the final state of the recording (or carries no status at all, as
+    /// the `<Record action>` request).
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        self.status.as_deref().is_none_or(|s| s == "completed")
+    }
+}
+
+/// Transcription fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TranscriptionInfo {
+    /// `TranscriptionSid`.
+    pub sid: Option<String>,
+    /// `TranscriptionStatus`.
+    pub status: Option<String>,
+    /// `TranscriptionText`.
+    pub text: Option<String>,
+}
+
+/// The status of an agent's leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegStatus {
+    /// Dialing started.
+    Initiated,
+    /// The agent's phone rings.
+    Ringing,
+    /// The agent answered.
+    InProgress,
+    /// The leg ended after an answer (or Telnyx says completed).
+    Completed,
+    /// The agent declined.
+    Busy,
+    /// Rang out.
+    NoAnswer,
+    /// Stopped by Telnyx (someone else answered, the caller left, the round ended).
+    Canceled,
+    /// Could not be placed.
+    Failed,
+}
+
+impl LegStatus {
+    /// Reads Telnyx's `CallStatus` (`answered` accepted as `in-progress`).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "initiated" | "queued" => Self::Initiated,
+            "ringing" => Self::Ringing,
+            "in-progress" | "answered" => Self::InProgress,
+            "completed" => Self::Completed,
+            "busy" => Self::Busy,
+            "no-answer" => Self::NoAnswer,
+            "canceled" | "cancelled" => Self::Canceled,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    /// Telnyx's spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initiated => "initiated",
+            Self::Ringing => "ringing",
+            Self::InProgress => "in-progress",
+            Self::Completed => "completed",
+            Self::Busy => "busy",
+            Self::NoAnswer => "no-answer",
+            Self::Canceled => "canceled",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// A leg that ended because the agent did not or could not take it.
+    #[must_use]
+    pub fn is_declined(self) -> bool {
+        matches!(self, Self::Busy | Self::NoAnswer | Self::Failed)
+    }
+}
+
+/// A status callback for an agent's leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegEvent {
+    /// The leg's `CallSid` (`call_control_id` in Call Control).
+    pub leg_sid: String,
+    /// The caller's call, when Telnyx says (`ParentCallSid`).
+    pub parent_call_sid: Option<String>,
+    /// What happened.
+    pub status: LegStatus,
+    /// The agent's SIP URI as Telnyx reports it.
+    pub to: Option<String>,
+    /// `CallDuration`.
+    pub duration: Option<i64>,
+    /// `SequenceNumber`.
+    pub sequence: Option<i64>,
+    /// The round, from our own callback URL.
+    pub attempt: Option<i32>,
+    /// Call Control event id, when the event came as JSON.
+    pub event_id: Option<String>,
+}
+
+/// Everything the call flow reacts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `/inbound`: a new call.
+    Inbound {
+        /// `CallSid`.
+        call_sid: String,
+        /// `From`.
+        from: String,
+        /// `To`.
+        to: String,
+        /// `AccountSid`.
+        account_sid: Option<String>,
+        /// `ConnectionId`.
+        connection_id: Option<String>,
+    },
+    /// `/dial-agents`: open (or repeat) a round.
+    DialAgents {
+        /// `CallSid`.
+        call_sid: String,
+        /// The round our redirect asked for.
+        attempt: Option<i32>,
+    },
+    /// `/retry-dial`: a `<Dial>` ended (or a round without agents timed out).
+    DialResult {
+        /// `CallSid`.
+        call_sid: String,
+        /// The round our action URL named.
+        attempt: Option<i32>,
+        /// `DialCallStatus` (absent for a round without agents).
+        dial_call_status: Option<String>,
+        /// `DialCallSid`: the bridged leg.
+        dial_call_sid: Option<String>,
+    },
+    /// `/voicemail`: start the voicemail.
+    Voicemail {
+        /// `CallSid`.
+        call_sid: String,
+    },
+    /// `/voicemail/callback` as the `<Record action>`.
+    VoicemailRecorded {
+        /// `CallSid`.
+        call_sid: String,
+        /// Whatever recording fields came with it.
+        recording: RecordingInfo,
+    },
+    /// `/voicemail/callback` as the recording status callback.
+    VoicemailRecording {
+        /// `CallSid`.
+        call_sid: String,
+        /// The recording.
+        recording: RecordingInfo,
+    },
+    /// `/voicemail/callback` as the transcription callback.
+    VoicemailTranscription {
+        /// `CallSid`.
+        call_sid: String,
+        /// The transcription.
+        transcription: TranscriptionInfo,
+    },
+    /// `/outbound/event`: an agent's leg.
+    Leg(LegEvent),
+    /// `/events`: the caller's call changed status.
+    CallStatus {
+        /// `CallSid`.
+        call_sid: String,
+        /// `CallStatus`.
+        call_status: String,
+        /// `SequenceNumber`.
+        sequence: Option<i64>,
+    },
+    /// `/events`: a `<Dial>` recording.
+    CallRecording {
+        /// `CallSid`.
+        call_sid: String,
+        /// The recording.
+        recording: RecordingInfo,
+    },
+}
+
+impl Event {
+    /// The caller's call this event concerns, when the event names it.
+    #[must_use]
+    pub fn call_sid(&self) -> Option<&str> {
+        match self {
+            Self::Inbound { call_sid, .. }
+            | Self::DialAgents { call_sid, .. }
+            | Self::DialResult { call_sid, .. }
+            | Self::Voicemail { call_sid }
+            | Self::VoicemailRecorded { call_sid, .. }
+            | Self::VoicemailRecording { call_sid, .. }
+            | Self::VoicemailTranscription { call_sid, .. }
+            | Self::CallStatus { call_sid, .. }
+            | Self::CallRecording { call_sid, .. } => Some(call_sid),
+            Self::Leg(leg) => leg.parent_call_sid.as_deref(),
+        }
+    }
+
+    /// The natural idempotency key of a callback; instruction requests have none (they are
+    /// idempotent by the call's state).
+    #[must_use]
+    pub fn natural_key(&self) -> Option<String> {
+        let seq = |s: Option<i64>| s.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        match self {
+            Self::Leg(leg) => Some(match &leg.event_id {
+                Some(id) => format!("cc:{id}"),
+                None => format!(
+                    "leg:{}:{}:{}",
+                    leg.leg_sid,
+                    leg.status.as_str(),
+                    seq(leg.sequence)
+                ),
+            }),
+            Self::CallStatus {
+                call_sid,
+                call_status,
+                sequence,
+            } => Some(format!("call:{call_sid}:{call_status}:{}", seq(*sequence))),
+            Self::VoicemailRecording { recording, .. } | Self::CallRecording { recording, .. } => {
+                recording
+                    .sid
+                    .as_ref()
+                    .map(|sid| format!("rec:{sid}:{}", recording.status.as_deref().unwrap_or("-")))
+            }
+            Self::VoicemailTranscription {
+                call_sid,
+                transcription,
+            } => Some(match &transcription.sid {
+                Some(sid) => format!("tr:{sid}"),
+                None => format!(
+                    "tr:{call_sid}:{}",
+                    transcription.status.as_deref().unwrap_or("-")
+                ),
+            }),
+            Self::VoicemailRecorded {
+                call_sid,
+                recording,
+            } => Some(format!(
+                "vm-action:{call_sid}:{}",
+                recording.sid.as_deref().unwrap_or("-")
+            )),
+            Self::Inbound { .. }
+            | Self::DialAgents { .. }
+            | Self::DialResult { .. }
+            | Self::Voicemail { .. } => None,
+        }
+    }
+}
+
+/// The Telnyx-facing endpoints, for reading their parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/inbound`.
+    Inbound,
+    /// `/dial-agents`.
+    DialAgents,
+    /// `/retry-dial`.
+    RetryDial,
+    /// `/voicemail`.
+    Voicemail,
+    /// `/voicemail/callback`.
+    VoicemailCallback,
+    /// `/outbound/event`.
+    OutboundEvent,
+    /// `/events`.
+    Events,
+}
+
+impl Endpoint {
+    /// Whether Telnyx expects instructions (a document) rather than an acknowledgement.
+    #[must_use]
+    pub fn is_instruction(self) -> bool {
+        matches!(
+            self,
+            Self::Inbound | Self::DialAgents | Self::RetryDial | Self::Voicemail
+        )
+    }
+}
+
+/// Reads the parameters of a form (TeXML) request to `endpoint`. `attempt` comes from our
+/// own callback URL's query string.
+///
+/// # Errors
+/// [`EventError`] when the ids the endpoint needs are missing or malformed. A status the
+/// flow does not know is not an error: the result is then `Ok(None)` (acknowledge, ignore).
+pub fn from_params(
+    endpoint: Endpoint,
+    p: &Params,
+    attempt: Option<i32>,
+) -> Result<Option<Event>, EventError> {
+    Ok(Some(match endpoint {
+        Endpoint::Inbound => Event::Inbound {
+            call_sid: sid(p, "CallSid")?,
+            from: p.owned("From").unwrap_or_default(),
+            to: p.owned("To").unwrap_or_default(),
+            account_sid: opt_sid(p, "AccountSid")?,
+            connection_id: opt_sid(p, "ConnectionId")?,
+        },
+        Endpoint::DialAgents => Event::DialAgents {
+            call_sid: sid(p, "CallSid")?,
+            attempt,
+        },
+        Endpoint::RetryDial => Event::DialResult {
+            call_sid: sid(p, "CallSid")?,
+            attempt,
+            dial_call_status: p.owned("DialCallStatus"),
+            dial_call_sid: opt_sid(p, "DialCallSid")?,
+        },
+        Endpoint::Voicemail => Event::Voicemail {
+            call_sid: sid(p, "CallSid")?,
+        },
+        Endpoint::VoicemailCallback => voicemail_callback(p)?,
+        Endpoint::OutboundEvent => {
+            let Some(status) = p.get("CallStatus").and_then(LegStatus::parse) else {
+                return Ok(None);
+            };
+            Event::Leg(LegEvent {
+                leg_sid: sid(p, "CallSid")?,
+                parent_call_sid: opt_sid(p, "ParentCallSid")?,
+                status,
+                to: p.owned("To"),
+                duration: p.int("CallDuration"),
+                sequence: p.int("SequenceNumber"),
+                attempt,
+                event_id: None,
+            })
+        }
+        Endpoint::Events => {
+            let call_sid = sid(p, "CallSid")?;
+            if p.get("RecordingSid").is_some() || p.get("RecordingStatus").is_some() {
+                Event::CallRecording {
+                    call_sid,
+                    recording: RecordingInfo::read(p)?,
+                }
+            } else {
+                let Some(call_status) = p.owned("CallStatus") else {
+                    return Ok(None);
+                };
+                Event::CallStatus {
+                    call_sid,
+                    call_status,
+                    sequence: p.int("SequenceNumber"),
+                }
+            }
+        }
+    }))
+}
+
+fn voicemail_callback(p: &Params) -> Result<Event, EventError> {
+    let call_sid = sid(p, "CallSid")?;
+    let is_transcription = [
+        "TranscriptionSid",
+        "TranscriptionText",
+        "TranscriptionStatus",
+    ]
+    .iter()
+    .any(|k| p.get(k).is_some());
+    Ok(if is_transcription {
+        let transcription = TranscriptionInfo {
+            sid: opt_sid(p, "TranscriptionSid")?,
+            status: p.owned("TranscriptionStatus"),
+            text: p.get("TranscriptionText").map(str::to_owned),
+        };
+        Event::VoicemailTranscription {
+            call_sid,
+            transcription,
+        }
+    } else if p.get("RecordingStatus").is_some() {
+        Event::VoicemailRecording {
+            call_sid,
+            recording: RecordingInfo::read(p)?,
+        }
+    } else {
+        Event::VoicemailRecorded {
+            call_sid,
+            recording: RecordingInfo::read(p)?,
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    id: Option<String>,
+    event_type: String,
+    #[serde(default)]
+    payload: Payload,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Payload {
+    call_control_id: Option<String>,
+    to: Option<String>,
+    hangup_cause: Option<String>,
+}
+
+/// Reads a Telnyx Call Control JSON event from an agent's SIP connection. Event types other
+/// than `call.initiated`, `call.answered` and `call.hangup` give `Ok(None)`.
+///
+/// # Errors
+/// [`EventError::Json`] when the body is not a Call Control envelope, [`EventError`] for a
+/// missing or malformed `call_control_id`.
+pub fn from_call_control(body: &[u8], attempt: Option<i32>) -> Result<Option<Event>, EventError> {
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|e| EventError::Json(e.to_string()))?;
+    let status = match env.data.event_type.as_str() {
+        "call.initiated" => LegStatus::Initiated,
+        "call.answered" => LegStatus::InProgress,
+        "call.hangup" => hangup_status(env.data.payload.hangup_cause.as_deref()),
+        _ => return Ok(None),
+    };
+    let leg = env
+        .data
+        .payload
+        .call_control_id
+        .ok_or(EventError::Missing("data.payload.call_control_id"))?;
+    Ok(Some(Event::Leg(LegEvent {
+        leg_sid: check_sid("call_control_id", leg.trim())?,
+        parent_call_sid: None,
+        status,
+        to: env.data.payload.to,
+        duration: None,
+        sequence: None,
+        attempt,
+        event_id: env.data.id.map(|id| id.chars().take(MAX_SID).collect()),
+    })))
+}
+
+fn hangup_status(cause: Option<&str>) -> LegStatus {
+    match cause {
+        Some("normal_clearing") => LegStatus::Completed,
+        Some("originator_cancel") => LegStatus::Canceled,
+        Some("timeout" | "no_answer") => LegStatus::NoAnswer,
+        Some("user_busy" | "call_rejected") => LegStatus::Busy,
+        _ => LegStatus::Failed,
+    }
+}
+
+/// Masks the middle digits of a phone number for logs: `+13125550100` → `+131******00`.
+#[must_use]
+pub fn mask_number(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= 5 {
+        return "*".repeat(chars.len());
+    }
+    let keep_head = 4.min(chars.len() / 3);
+    let keep_tail = 2;
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i < keep_head || i >= chars.len() - keep_tail {
+                *c
+            } else {
+                '*'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn voicemail_callback_is_told_apart_by_its_fields() {
+        let rec = from_params(
+            Endpoint::VoicemailCallback,
+            &params(&[("CallSid", "c"), ("RecordingStatus", "completed")]),
+            None,
+        );
+        assert!(matches!(rec, Ok(Some(Event::VoicemailRecording { .. }))));
+        let tr = from_params(
+            Endpoint::VoicemailCallback,
+            &params(&[("CallSid", "c"), ("TranscriptionText", "hi")]),
+            None,
+        );
+        assert!(matches!(tr, Ok(Some(Event::VoicemailTranscription { .. }))));
+        let action = from_params(
+            Endpoint::VoicemailCallback,
+            &params(&[("CallSid", "c"), ("RecordingUrl", "https://x")]),
+            None,
+        );
+        assert!(matches!(action, Ok(Some(Event::VoicemailRecorded { .. }))));
+    }
+
+    #[test]
+    fn missing_and_malformed_ids_are_errors_unknown_statuses_are_ignored() {
+        assert_eq!(
+            from_params(Endpoint::Inbound, &params(&[]), None),
+            Err(EventError::Missing("CallSid"))
+        );
+        assert!(from_params(Endpoint::Inbound, &params(&[("CallSid", "a b")]), None).is_err());
+        let odd = from_params(
+            Endpoint::OutboundEvent,
+            &params(&[("CallSid", "l"), ("CallStatus", "teleported")]),
+            None,
+        );
+        assert_eq!(odd, Ok(None));
+    }
+
+    #[test]
+    fn numbers_tolerate_decimals_and_garbage() {
+        let p = params(&[("A", "12"), ("B", "12.0"), ("C", "x"), ("D", "1e300")]);
+        assert_eq!(
+            (p.int("A"), p.int("B"), p.int("C"), p.int("D")),
+            (Some(12), Some(12), None, None)
+        );
+    }
+
+    #[test]
+    fn call_control_events_map_to_leg_statuses() {
+        let body = br#"{"data":{"id":"e1","event_type":"call.hangup","payload":{"call_control_id":"v3:leg","to":"sip:a@b.example","hangup_cause":"user_busy"}}}"#;
+        let Ok(Some(Event::Leg(leg))) = from_call_control(body, None) else {
+            panic!("not a leg event")
+        };
+        assert_eq!(
+            (leg.status, leg.event_id.as_deref()),
+            (LegStatus::Busy, Some("e1"))
+        );
+        assert_eq!(
+            from_call_control(br#"{"data":{"event_type":"call.bridged"}}"#, None),
+            Ok(None)
+        );
+        assert!(from_call_control(b"not json", None).is_err());
+    }
+
+    #[test]
+    fn numbers_are_masked_in_the_middle() {
+        assert_eq!(mask_number("+13125550100"), "+131******00");
+        assert_eq!(mask_number("1234"), "****");
+        assert_eq!(mask_number(""), "");
+    }
+}

@@ -1,0 +1,267 @@
+//! An in-memory [`CallStore`]: the fake for unit tests and the store of the embedding
+//! example. One mutex plays the transaction; agent effects and audit events go to the
+//! in-memory agent store and audit log it shares with the rest of the fake world.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use agents::MemoryAgentStore;
+use async_trait::async_trait;
+use audit::{MemoryAuditLog, NewAuditEvent};
+use chrono::{DateTime, Utc};
+
+use crate::model::{Call, CallState, OfferState};
+use crate::port::{
+    Applied, CallChange, CallFilter, CallStore, CallStoreError, Receipt, Redaction, Snapshot,
+};
+
+#[derive(Debug, Default)]
+struct Inner {
+    calls: HashMap<String, CallState>,
+    receipts: HashMap<String, (String, DateTime<Utc>)>,
+    fail: bool,
+}
+
+/// Calls in memory; clones share them.
+#[derive(Debug, Clone)]
+pub struct MemoryCallStore {
+    inner: Arc<Mutex<Inner>>,
+    agents: MemoryAgentStore,
+    audit: MemoryAuditLog,
+}
+
+impl MemoryCallStore {
+    /// A store applying agent effects to `agents` and writing audit events to `audit`.
+    #[must_use]
+    pub fn new(agents: MemoryAgentStore, audit: MemoryAuditLog) -> Self {
+        Self {
+            inner: Arc::default(),
+            agents,
+            audit,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes every later call fail (to test the fallback path); `false` heals it.
+    pub fn set_failing(&self, fail: bool) {
+        self.lock().fail = fail;
+    }
+
+    fn check(inner: &Inner) -> Result<(), CallStoreError> {
+        if inner.fail {
+            return Err(CallStoreError::Unexpected(anyhow::anyhow!(
+                "the store is failing (test switch)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CallStore for MemoryCallStore {
+    async fn load(
+        &self,
+        call_sid: &str,
+        receipt_keys: &[String],
+    ) -> Result<Snapshot, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        let seen = receipt_keys
+            .iter()
+            .filter_map(|k| {
+                inner.receipts.get(k).map(|(fp, _)| Receipt {
+                    key: k.clone(),
+                    fingerprint: fp.clone(),
+                })
+            })
+            .collect();
+        Ok(Snapshot {
+            state: inner.calls.get(call_sid).cloned(),
+            seen,
+        })
+    }
+
+    async fn apply(&self, change: &CallChange) -> Result<Applied, CallStoreError> {
+        let mut inner = self.lock();
+        Self::check(&inner)?;
+        let stored_version = inner
+            .calls
+            .get(&change.call.call_sid)
+            .map_or(0, |s| s.call.version);
+        if stored_version != change.expected_version
+            || change
+                .receipts
+                .iter()
+                .any(|r| inner.receipts.contains_key(&r.key))
+        {
+            return Ok(Applied::Conflict);
+        }
+        let state = inner
+            .calls
+            .entry(change.call.call_sid.clone())
+            .or_insert_with(|| CallState {
+                call: change.call.clone(),
+                offers: Vec::new(),
+            });
+        state.call = change.call.clone();
+        for offer in &change.offers {
+            match state
+                .offers
+                .iter_mut()
+                .find(|o| o.attempt == offer.attempt && o.agent_id == offer.agent_id)
+            {
+                Some(existing) => *existing = offer.clone(),
+                None => state.offers.push(offer.clone()),
+            }
+        }
+        let now = change.call.updated_at;
+        for r in &change.receipts {
+            inner
+                .receipts
+                .insert(r.key.clone(), (r.fingerprint.clone(), now));
+        }
+        for e in &change.agents {
+            self.agents.add_metrics_now(e.agent_id, e.delta);
+            if e.engage {
+                self.agents.engage_now(e.agent_id, &change.call.call_sid);
+            }
+            if e.release {
+                self.agents
+                    .release_now(e.agent_id, &change.call.call_sid, now);
+            }
+        }
+        self.audit.push(change.audit.clone());
+        Ok(Applied::Yes)
+    }
+
+    async fn record_receipts(
+        &self,
+        receipts: &[Receipt],
+        now: DateTime<Utc>,
+    ) -> Result<Applied, CallStoreError> {
+        let mut inner = self.lock();
+        Self::check(&inner)?;
+        if receipts.iter().any(|r| inner.receipts.contains_key(&r.key)) {
+            return Ok(Applied::Conflict);
+        }
+        for r in receipts {
+            inner
+                .receipts
+                .insert(r.key.clone(), (r.fingerprint.clone(), now));
+        }
+        Ok(Applied::Yes)
+    }
+
+    async fn call_for_leg(&self, leg_sid: &str) -> Result<Option<String>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        Ok(inner
+            .calls
+            .values()
+            .find(|s| {
+                s.offers
+                    .iter()
+                    .any(|o| o.leg_sid.as_deref() == Some(leg_sid))
+            })
+            .map(|s| s.call.call_sid.clone()))
+    }
+
+    async fn ringing_call_for_sip(&self, sip_key: &str) -> Result<Option<String>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        Ok(inner
+            .calls
+            .values()
+            .flat_map(|s| s.offers.iter())
+            .filter(|o| o.sip_key == sip_key && o.state == OfferState::Ringing)
+            .max_by_key(|o| o.offered_at)
+            .map(|o| o.call_sid.clone()))
+    }
+
+    async fn get(&self, call_sid: &str) -> Result<Option<Call>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        Ok(inner.calls.get(call_sid).map(|s| s.call.clone()))
+    }
+
+    async fn list(&self, filter: &CallFilter) -> Result<Vec<Call>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        let mut calls: Vec<Call> = inner
+            .calls
+            .values()
+            .map(|s| s.call.clone())
+            .filter(|c| filter.status.is_none_or(|st| c.status == st))
+            .collect();
+        calls.sort_by(|a, b| {
+            b.started_at
+                .cmp(&a.started_at)
+                .then_with(|| b.call_sid.cmp(&a.call_sid))
+        });
+        calls.truncate(filter.limit as usize);
+        Ok(calls)
+    }
+
+    async fn redact(
+        &self,
+        call_sid: &str,
+        now: DateTime<Utc>,
+        audit: Vec<NewAuditEvent>,
+    ) -> Result<Redaction, CallStoreError> {
+        let mut inner = self.lock();
+        Self::check(&inner)?;
+        let Some(state) = inner.calls.get_mut(call_sid) else {
+            return Ok(Redaction::NotFound);
+        };
+        let c = &mut state.call;
+        if c.redacted_at.is_some() {
+            return Ok(Redaction::AlreadyRedacted);
+        }
+        c.recording_url = None;
+        c.voicemail_recording_url = None;
+        c.voicemail_transcription = None;
+        c.redacted_at = Some(now);
+        c.version += 1;
+        self.audit.push(audit);
+        Ok(Redaction::Redacted)
+    }
+
+    async fn calls_to_redact(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<String>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        let mut old: Vec<&Call> = inner
+            .calls
+            .values()
+            .map(|s| &s.call)
+            .filter(|c| c.started_at < before && c.redacted_at.is_none())
+            .filter(|c| {
+                c.recording_url.is_some()
+                    || c.voicemail_recording_url.is_some()
+                    || c.voicemail_transcription.is_some()
+            })
+            .collect();
+        old.sort_by_key(|c| c.started_at);
+        Ok(old
+            .into_iter()
+            .take(limit as usize)
+            .map(|c| c.call_sid.clone())
+            .collect())
+    }
+
+    async fn prune_receipts(&self, before: DateTime<Utc>) -> Result<u64, CallStoreError> {
+        let mut inner = self.lock();
+        Self::check(&inner)?;
+        let n = inner.receipts.len();
+        inner.receipts.retain(|_, (_, at)| *at >= before);
+        Ok((n - inner.receipts.len()) as u64)
+    }
+}

@@ -1,0 +1,68 @@
+//! Every document the call flow emits, built with default settings, for the golden and
+//! Twilio peer tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use agents::AgentId;
+use call_center::documents;
+use call_center::{FlowSettings, Offer, OfferState, Urls};
+use chrono::{TimeZone, Utc};
+use texml::Response;
+
+pub fn offers(n: usize) -> Vec<Offer> {
+    let at = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
+    (0..n)
+        .map(|i| Offer {
+            call_sid: "v3:golden".into(),
+            attempt: 1,
+            agent_id: AgentId(uuid_from(i)),
+            sip_uri: format!("sip:agent{i}@example.sip.telnyx.com"),
+            sip_key: format!("agent{i}@example.sip.telnyx.com"),
+            leg_sid: None,
+            state: OfferState::Ringing,
+            leg_status: None,
+            offered_at: at,
+            answered_at: None,
+            ended_at: None,
+            leg_duration: None,
+            talk_seconds: None,
+            talk_final: false,
+        })
+        .collect()
+}
+
+fn uuid_from(i: usize) -> uuid::Uuid {
+    uuid::Uuid::from_u128(i as u128 + 1)
+}
+
+/// Every document, by golden-file name.
+pub fn documents() -> Vec<(&'static str, Response)> {
+    let s = FlowSettings::default();
+    let no_vm = FlowSettings { voicemail_enabled: false, ..FlowSettings::default() };
+    let no_rec = FlowSettings { recording_enabled: false, ..FlowSettings::default() };
+    let urls = Urls::new("https://cc.example.com", s.max_attempts).unwrap();
+    vec![
+        ("greeting", documents::greeting(&s, &urls, true)),
+        (
+            "greeting_without_recording_notice",
+            documents::greeting(&no_rec, &urls, false),
+        ),
+        ("dial_0_agents", documents::dial(&s, &urls, 1, &offers(0))),
+        ("dial_1_agent", documents::dial(&s, &urls, 1, &offers(1))),
+        ("dial_3_agents", documents::dial(&s, &urls, 1, &offers(3))),
+        (
+            "dial_3_agents_without_recording",
+            documents::dial(&no_rec, &urls, 1, &offers(3)),
+        ),
+        ("retry", documents::still_busy(&s, &urls, 2)),
+        ("to_voicemail", documents::to_voicemail(&urls)),
+        ("voicemail", documents::voicemail(&s, &urls)),
+        ("voicemail_thanks", documents::voicemail_thanks(&s)),
+        ("goodbye", documents::goodbye(&s)),
+        ("hangup", documents::hangup()),
+        ("fallback", documents::fallback(&s, &urls)),
+        (
+            "fallback_without_voicemail",
+            documents::fallback(&no_vm, &urls),
+        ),
+    ]
+}
