@@ -274,7 +274,10 @@ pub async fn receipts(s: Stores) {
         fingerprint: "fp-2".into(),
     };
     assert_eq!(
-        s.calls.record_receipts(std::slice::from_ref(&r2), t0()).await.unwrap(),
+        s.calls
+            .record_receipts(std::slice::from_ref(&r2), t0())
+            .await
+            .unwrap(),
         Applied::Yes
     );
     assert_eq!(

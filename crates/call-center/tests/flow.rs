@@ -175,7 +175,11 @@ async fn no_agent_at_all_goes_to_voicemail_with_transcription() {
 
 #[tokio::test]
 async fn voicemail_disabled_says_goodbye_and_hangs_up() {
-    let settings = FlowSettings { voicemail_enabled: false, max_attempts: 1, ..FlowSettings::default() };
+    let settings = FlowSettings {
+        voicemail_enabled: false,
+        max_attempts: 1,
+        ..FlowSettings::default()
+    };
     let w = World::new(settings);
     w.send(inbound("c4")).await;
     w.send(dial_agents("c4", 1)).await;

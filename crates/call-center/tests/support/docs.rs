@@ -37,8 +37,14 @@ fn uuid_from(i: usize) -> uuid::Uuid {
 /// Every document, by golden-file name.
 pub fn documents() -> Vec<(&'static str, Response)> {
     let s = FlowSettings::default();
-    let no_vm = FlowSettings { voicemail_enabled: false, ..FlowSettings::default() };
-    let no_rec = FlowSettings { recording_enabled: false, ..FlowSettings::default() };
+    let no_vm = FlowSettings {
+        voicemail_enabled: false,
+        ..FlowSettings::default()
+    };
+    let no_rec = FlowSettings {
+        recording_enabled: false,
+        ..FlowSettings::default()
+    };
     let urls = Urls::new("https://cc.example.com", s.max_attempts).unwrap();
     vec![
         ("greeting", documents::greeting(&s, &urls, true)),
