@@ -103,6 +103,7 @@ pub struct AgentChanges<'a> {
 
 /// An agent's counters as the API shows them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricsView {
     /// Calls answered.
     pub calls_answered: i64,
@@ -127,6 +128,7 @@ impl From<AgentMetrics> for MetricsView {
 
 /// The agent object of the HTTP contract.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentView {
     /// Id.
     pub id: AgentId,

@@ -114,6 +114,7 @@ pub fn seal(head: &ChainHead, pending: &[(i64, NewAuditEvent)]) -> (Vec<Seal>, C
 
 /// Why verification stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Break {
     /// The entry's fields no longer match its digest: it was edited (or moved).
@@ -151,6 +152,7 @@ pub enum Break {
 
 /// The first entry at which the chain breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BrokenEntry {
     /// The chain position where the break was found.
     pub seq: i64,
@@ -162,6 +164,7 @@ pub struct BrokenEntry {
 
 /// The outcome of recomputing the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyReport {
     /// Whether every entry checked out.
     pub ok: bool,

@@ -66,6 +66,7 @@ macro_rules! actions {
     ($($(#[$doc:meta])* $variant:ident => $name:literal),+ $(,)?) => {
         /// What happened. The snake_case names are stored and are part of the public interface.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum AuditAction {
             $($(#[$doc])* $variant),+
@@ -203,6 +204,7 @@ impl NewAuditEvent {
 /// A stored entry. `seq`, `prev_digest` and `digest` are set when the sealer puts the entry
 /// into the chain; until then the entry is pending.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// Storage id (insertion order; not part of the chain).
     pub id: i64,
@@ -210,7 +212,8 @@ pub struct AuditEntry {
     pub seq: Option<i64>,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
-    /// Who.
+    /// Who: `telnyx`, `admin`, `agent:<id>` or `system`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "agent:5f0c6c9e-1b2a-4c3d-8e9f-001122334455"))]
     pub actor: Actor,
     /// What.
     pub action: AuditAction,

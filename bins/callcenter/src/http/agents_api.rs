@@ -1,0 +1,242 @@
+//! Agent management (contract section 2).
+
+#![allow(unused_qualifications)] // utoipa's path macro expands qualified paths
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use agents::{AgentChanges, AgentView, Caller, NewAgent};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::{admin_or_agent, require_admin};
+use super::json;
+use super::problem::{ApiError, Problem};
+use super::state::AppState;
+
+/// `POST /agents/register` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterAgent {
+    /// 1–100 characters (trimmed).
+    #[schema(min_length = 1, max_length = 100, example = "Alice Smith")]
+    pub name: String,
+    /// `sip:` or `sips:` `user@host[:port][;params]`.
+    #[schema(example = "sip:alice@example.sip.telnyx.com")]
+    pub sip_uri: String,
+    /// Initial presence; `available` counts as a first heartbeat.
+    #[schema(example = "available")]
+    pub status: Option<String>,
+}
+
+/// `POST /agents/register` answer: the token is shown only here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    /// The new agent.
+    pub agent: AgentView,
+    /// The agent's own token for `/agents/heartbeat`.
+    pub heartbeat_token: String,
+}
+
+/// `POST /agents/heartbeat` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Heartbeat {
+    /// The agent's id.
+    pub agent_id: String,
+    /// New presence: `available`, `busy` or `offline`.
+    pub status: Option<String>,
+}
+
+/// `PUT /agents/{agent_id}` body: any of the fields.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateAgent {
+    /// New name.
+    pub name: Option<String>,
+    /// New SIP URI.
+    pub sip_uri: Option<String>,
+    /// New presence.
+    pub status: Option<String>,
+}
+
+/// `GET /agents/list` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only agents with this effective status: `available`, `busy` or `offline`.
+    pub status: Option<String>,
+}
+
+/// `GET /agents/list` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentList {
+    /// The agents, oldest first.
+    pub agents: Vec<AgentView>,
+}
+
+/// Registers an agent.
+#[utoipa::path(
+    tag = "agents",
+    request_body = RegisterAgent,
+    security(("admin" = [])),
+    responses(
+        (status = 201, description = "Registered", body = Registered),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "sip_uri already registered", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/agents/register")]
+pub async fn register(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let input: RegisterAgent = json::body(&req, &body)?;
+    let new = NewAgent {
+        name: &input.name,
+        sip_uri: &input.sip_uri,
+        status: input.status.as_deref(),
+    };
+    let (agent, heartbeat_token) = state.agents.register(new, Caller::Admin).await?;
+    Ok(HttpResponse::Created().json(Registered {
+        agent,
+        heartbeat_token,
+    }))
+}
+
+/// Records a heartbeat (admin token, or the agent's own heartbeat token).
+#[utoipa::path(
+    tag = "agents",
+    request_body = Heartbeat,
+    security(("admin" = []), ("heartbeat" = [])),
+    responses(
+        (status = 200, description = "The agent", body = AgentView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another agent's token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/agents/heartbeat")]
+pub async fn heartbeat(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = admin_or_agent(&req, &state).await?;
+    let input: Heartbeat = json::body(&req, &body)?;
+    let agent = state
+        .agents
+        .heartbeat(caller, &input.agent_id, input.status.as_deref())
+        .await?;
+    Ok(HttpResponse::Ok().json(agent))
+}
+
+/// Lists agents, optionally by effective status.
+#[utoipa::path(
+    tag = "agents",
+    params(ListQuery),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Agents", body = AgentList),
+        (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown status", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/agents/list")]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let q: ListQuery = json::query(&req)?;
+    let agents = state.agents.list(q.status.as_deref()).await?;
+    Ok(HttpResponse::Ok().json(AgentList { agents }))
+}
+
+/// One agent.
+#[utoipa::path(
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent's id (UUID)")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The agent", body = AgentView),
+        (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/agents/{agent_id}")]
+pub async fn get_agent(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    Ok(HttpResponse::Ok().json(state.agents.get(&path).await?))
+}
+
+/// Changes an agent's name, SIP URI or presence.
+#[utoipa::path(
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent's id (UUID)")),
+    request_body = UpdateAgent,
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The agent", body = AgentView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "sip_uri already registered", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/agents/{agent_id}")]
+pub async fn update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let input: UpdateAgent = json::body(&req, &body)?;
+    if input.name.is_none() && input.sip_uri.is_none() && input.status.is_none() {
+        return Err(ApiError::Unprocessable {
+            field: "body".into(),
+            message: "set at least one of name, sip_uri, status".into(),
+        });
+    }
+    let changes = AgentChanges {
+        name: input.name.as_deref(),
+        sip_uri: input.sip_uri.as_deref(),
+        status: input.status.as_deref(),
+    };
+    Ok(HttpResponse::Ok().json(state.agents.update(&path, changes).await?))
+}
+
+/// Removes an agent.
+#[utoipa::path(
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent's id (UUID)")),
+    security(("admin" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/agents/{agent_id}")]
+pub async fn remove(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    state.agents.remove(&path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,104 @@
+//! The audit log (contract section 3): entries in order, and verification of the chain.
+
+#![allow(unused_qualifications)] // utoipa's path macro expands qualified paths
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use audit::{AuditEntry, AuditFilter, VerifyReport, verify_chain};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::require_admin;
+use super::json;
+use super::problem::{ApiError, Problem};
+use super::state::AppState;
+
+/// `GET /audit` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only entries about this call.
+    pub call_sid: Option<String>,
+    /// Only entries about this agent (UUID).
+    pub agent_id: Option<String>,
+    /// At most this many (1–10000, default 1000).
+    pub limit: Option<String>,
+}
+
+/// `GET /audit` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditList {
+    /// Sealed entries in chain order, then any still pending.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// Audit entries in order.
+#[utoipa::path(
+    tag = "audit",
+    params(AuditQuery),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Entries", body = AuditList),
+        (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/audit")]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let q: AuditQuery = json::query(&req)?;
+    let agent_id = q
+        .agent_id
+        .as_deref()
+        .map(|s| {
+            uuid::Uuid::parse_str(s).map_err(|_| ApiError::Unprocessable {
+                field: "agent_id".into(),
+                message: "must be a UUID".into(),
+            })
+        })
+        .transpose()?;
+    let limit = match q.limit.as_deref() {
+        None => 1000,
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| ApiError::Unprocessable {
+                field: "limit".into(),
+                message: "must be a whole number from 1 to 10000".into(),
+            })?,
+    };
+    state.audit.seal_pending().await?;
+    let filter = AuditFilter {
+        call_sid: q.call_sid,
+        agent_id,
+        limit: Some(limit),
+    };
+    Ok(HttpResponse::Ok().json(AuditList {
+        entries: state.audit.entries(&filter).await?,
+    }))
+}
+
+/// Recomputes the hash chain and names the first broken entry.
+#[utoipa::path(
+    tag = "audit",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The verdict (ok false names the first broken entry)", body = VerifyReport),
+        (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/audit/verify")]
+pub async fn verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    state.audit.seal_pending().await?;
+    let report = verify_chain(state.audit.as_ref()).await?;
+    if !report.ok {
+        tracing::error!(first_broken = ?report.first_broken, "audit chain verification failed");
+    }
+    Ok(HttpResponse::Ok().json(report))
+}

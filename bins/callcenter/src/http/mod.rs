@@ -1,0 +1,135 @@
+//! The HTTP layer: routes, middleware, OpenAPI.
+
+pub mod agents_api;
+pub mod audit_api;
+pub mod auth;
+pub mod calls_api;
+pub mod context;
+mod json;
+pub mod metrics;
+pub mod ops;
+pub mod problem;
+pub mod retry;
+pub mod state;
+pub mod telnyx;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, Error, web};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::{AppExt, scope};
+
+use self::state::AppState;
+
+/// Where the API lives.
+pub const API_PREFIX: &str = "/api/call-center";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Call center for Telnyx: JSON API",
+        description = "Agent management, calls, reports and the audit log. Every operation needs \
+                       `Authorization: Bearer <CALL_CENTER_ADMIN_TOKEN>`; `/agents/heartbeat` also accepts \
+                       the agent's own heartbeat token. Errors are RFC 9457 problem+json. The Telnyx-facing \
+                       TeXML webhooks (`/inbound`, `/dial-agents`, ...) are not part of this document: they speak \
+                       form-encoded TeXML, see docs/telnyx-setup.md.",
+        version = env!("CARGO_PKG_VERSION"),
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "agents", description = "Agents: registration, heartbeats, status, metrics"),
+        (name = "calls", description = "Calls and their recordings"),
+        (name = "reports", description = "Contact-center metrics over a time range"),
+        (name = "audit", description = "The tamper-evident audit log"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        let bearer = |desc: &str| {
+            let mut http = Http::new(HttpAuthScheme::Bearer);
+            http.description = Some(desc.to_owned());
+            SecurityScheme::Http(http)
+        };
+        components.add_security_scheme("admin", bearer("CALL_CENTER_ADMIN_TOKEN"));
+        components.add_security_scheme(
+            "heartbeat",
+            bearer("An agent's heartbeat_token (only for its own heartbeats)"),
+        );
+    }
+}
+
+/// The JSON API under [`API_PREFIX`], collected into the OpenAPI document, plus the Telnyx
+/// endpoints (not documented there) in the same scope.
+fn api_scope() -> scope::Scope<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    scope(API_PREFIX)
+        .service(agents_api::register)
+        .service(agents_api::heartbeat)
+        .service(agents_api::list)
+        .service(agents_api::get_agent)
+        .service(agents_api::update)
+        .service(agents_api::remove)
+        .service(calls_api::list)
+        .service(calls_api::redact)
+        .service(calls_api::get_call)
+        .service(audit_api::verify)
+        .service(audit_api::list)
+        .map(|s| {
+            s.configure(telnyx::configure)
+                .route("/openapi.json", web::get().to(ops::openapi))
+        })
+}
+
+/// The OpenAPI 3.1 document, generated from the registered handlers.
+#[must_use]
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .service(api_scope())
+        .split_for_parts()
+        .1
+}
+
+/// The application for one worker.
+pub fn app(
+    state: web::Data<AppState>,
+    metrics: web::Data<metrics::Metrics>,
+    body_limit: usize,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(metrics)
+        .app_data(web::PayloadConfig::new(body_limit))
+        .wrap(ErrorHandlers::new().default_handler(context::problem_fallback))
+        .wrap(from_fn(context::request_context))
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
+        .into_utoipa_app()
+        .service(api_scope())
+        .into_app()
+        .default_service(web::to(ops::not_found))
+}
