@@ -52,8 +52,9 @@ pub enum AuditSinkKind {
     Null,
 }
 
-/// The effective configuration.
-#[derive(Debug, Clone)]
+/// The effective configuration. Its `Debug` is [`Settings::describe`]: secrets and the
+/// database password never print.
+#[derive(Clone)]
 pub struct Settings {
     pub database_url: String,
     pub database_max_connections: u32,
@@ -86,6 +87,16 @@ pub struct Settings {
     pub trust_forwarded_for: bool,
     pub audit_sink: AuditSinkKind,
     pub audit_seal_interval_ms: u64,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in self.describe() {
+            map.entry(&name, &value);
+        }
+        map.finish()
+    }
 }
 
 /// Reads a variable from a map (the process environment or a test's).
