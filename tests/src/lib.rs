@@ -1,1 +1,275 @@
+//! End-to-end harness: a real `callcenter` server (the library's `Application`) on a random
+//! port over a fresh SQLite file or PostgreSQL database, driven over HTTP with signed
+//! webhooks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)] // test support
 
+use std::collections::BTreeMap;
+
+use callcenter::{Application, Settings, Shutdown};
+use reqwest::Method;
+use serde_json::Value;
+use telnyx_sim::{Answer, Server, Signer};
+use testing::TestDb;
+use texml::{DialNoun, Response, Verb};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The public base URL the server writes into documents in tests.
+pub const PUBLIC_BASE: &str = "https://cc.example.test";
+/// The admin token of test servers.
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+/// Which database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database (`TEST_DATABASE_URL`).
+    Postgres,
+}
+
+/// A running server with its database and a client.
+pub struct TestApp {
+    /// Client: signed webhooks and the JSON API (admin token).
+    pub server: Server,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The database (kept alive for the test).
+    pub db: TestDb,
+    /// A direct handle on the database, for raw SQL.
+    pub store: store::Store,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    /// A server on `backend` with default settings; `None` when the Postgres suite is skipped.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// A server with configuration overrides.
+    pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> Option<Self> {
+        let db = match backend {
+            Backend::Sqlite => TestDb::sqlite(),
+            Backend::Postgres => TestDb::postgres().await?,
+        };
+        let url = db.url.clone();
+        Some(Self::spawn_on(db, &url, overrides).await)
+    }
+
+    /// A PostgreSQL-backed server that reaches its database through a [`testing::Proxy`].
+    pub async fn spawn_behind_proxy(overrides: &[(&str, &str)]) -> Option<(Self, testing::Proxy)> {
+        let db = TestDb::postgres().await?;
+        let proxy = testing::Proxy::start(testing::host_port(&db.url).expect("host:port")).await;
+        let url = testing::via_port(&db.url, proxy.port);
+        Some((Self::spawn_on(db, &url, overrides).await, proxy))
+    }
+
+    /// A server on `db`, connecting with `server_url`.
+    pub async fn spawn_on(db: TestDb, server_url: &str, overrides: &[(&str, &str)]) -> Self {
+        let signer = Signer::from_seed([42u8; 32]);
+        let mut env: BTreeMap<String, String> = [
+            ("DATABASE_URL", server_url),
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("WEBHOOK_BASE_URL", PUBLIC_BASE),
+            ("CALL_CENTER_ADMIN_TOKEN", ADMIN),
+            ("HTTP_WORKERS", "2"),
+            ("DATABASE_MAX_CONNECTIONS", "8"),
+            ("CALL_CENTER_AUDIT_SEAL_INTERVAL_MS", "200"),
+            ("AUTH_FAILURE_LIMIT", "1000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.insert("TELNYX_PUBLIC_KEY".into(), signer.public_key_b64());
+        for (k, v) in overrides {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let settings = Settings::from_env(&env).unwrap_or_else(|p| panic!("test settings: {p:?}"));
+        let verify = settings.telnyx_verify_signatures;
+        let app = Application::build(settings).await.expect("server builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(app.run(Shutdown::Token(stop.clone())));
+        let store = store::Store::open(&store::StoreOptions::new(&db.url)).unwrap();
+        let server = Server::new(
+            vec![base.clone()],
+            ADMIN.to_owned(),
+            verify.then_some(signer),
+        )
+        .unwrap();
+        Self {
+            server,
+            base,
+            db,
+            store,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("server task")
+            .expect("clean shutdown");
+        self.store.close().await;
+    }
+
+    /// A signed form POST to a path under `/api/call-center` or to an absolute URL.
+    pub async fn post(&self, path_or_url: &str, params: &[(&str, &str)]) -> Answer {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("/api/call-center{path_or_url}")
+        };
+        let mut owned: Vec<(&str, String)> =
+            params.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        // Real requests a second apart differ in their timestamp; tests are faster than a
+        // second, so each carries its own (the server ignores it).
+        owned.push((
+            "Timestamp",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        ));
+        self.server.post_form(&url, &owned).await.expect("request")
+    }
+
+    /// A JSON API call with the admin token.
+    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.server
+            .api(method, path, body.as_ref())
+            .await
+            .expect("request")
+    }
+
+    /// Registers an available agent `name` at `sip:<name>@example.sip.telnyx.com`.
+    pub async fn agent(&self, name: &str) -> (telnyx_sim::AgentJson, String) {
+        let sip = format!("sip:{}@example.sip.telnyx.com", name.to_lowercase());
+        self.server
+            .register_agent(name, &sip, "available")
+            .await
+            .expect("register")
+    }
+
+    /// `/inbound` for a new call.
+    pub async fn inbound(&self, call_sid: &str) -> Answer {
+        self.post(
+            "/inbound",
+            &[
+                ("CallSid", call_sid),
+                ("From", "+13125550100"),
+                ("To", "+13125550199"),
+                ("CallStatus", "ringing"),
+                ("AccountSid", "acct-1"),
+                ("ConnectionId", "conn-1"),
+            ],
+        )
+        .await
+    }
+
+    /// An agent leg's status callback.
+    pub async fn leg(
+        &self,
+        call_sid: &str,
+        attempt: i32,
+        sip: &str,
+        leg_sid: &str,
+        status: &str,
+        seq: i64,
+    ) -> Answer {
+        let seq = seq.to_string();
+        let path = format!("/outbound/event?attempt={attempt}");
+        let mut params = vec![
+            ("CallSid", leg_sid),
+            ("ParentCallSid", call_sid),
+            ("CallStatus", status),
+            ("To", sip),
+            ("SequenceNumber", seq.as_str()),
+        ];
+        if status == "completed" {
+            params.push(("CallDuration", "42"));
+        }
+        self.post(&path, &params).await
+    }
+
+    /// The caller's call-status callback.
+    pub async fn call_status(&self, call_sid: &str, status: &str) -> Answer {
+        self.post(
+            "/events",
+            &[
+                ("CallSid", call_sid),
+                ("CallStatus", status),
+                ("CallDuration", "60"),
+            ],
+        )
+        .await
+    }
+
+    /// A call's JSON.
+    pub async fn call(&self, call_sid: &str) -> Value {
+        self.server.call(call_sid).await.expect("call")
+    }
+
+    /// An agent's JSON.
+    pub async fn agent_json(&self, id: &str) -> Value {
+        self.api(Method::GET, &format!("/agents/{id}"), None)
+            .await
+            .1
+    }
+}
+
+/// The SIP URIs a `<Dial>` document rings.
+#[must_use]
+pub fn rung(doc: &Response) -> Vec<String> {
+    doc.verbs
+        .iter()
+        .filter_map(|v| if let Verb::Dial(d) = v { Some(d) } else { None })
+        .flat_map(|d| d.nouns().iter())
+        .filter_map(|n| {
+            if let DialNoun::Sip(s) = n {
+                Some(s.uri.as_str().to_owned())
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The `<Redirect>` target of a document, if any.
+#[must_use]
+pub fn redirect(doc: &Response) -> Option<String> {
+    doc.verbs.iter().find_map(|v| {
+        if let Verb::Redirect(r) = v {
+            Some(r.url.as_str().to_owned())
+        } else {
+            None
+        }
+    })
+}
+
+/// Runs `$test(app)` on SQLite and on PostgreSQL (skipped without `TEST_DATABASE_URL`).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        $(
+            mod $test {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    if let Some(app) = $crate::TestApp::spawn($crate::Backend::Sqlite).await {
+                        super::$test(app).await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    if let Some(app) = $crate::TestApp::spawn($crate::Backend::Postgres).await {
+                        super::$test(app).await;
+                    }
+                }
+            }
+        )+
+    };
+}

@@ -37,14 +37,18 @@ pub fn body<T: DeserializeOwned>(req: &HttpRequest, bytes: &[u8]) -> Result<T, A
             message: "must be a JSON object".into(),
         });
     }
-    serde_json::from_value(value).map_err(|e| {
-        let message = e.to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or("body")
-            .to_owned();
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // serde names a missing field only in its message: "missing field `name`".
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (missing, path.as_str()) {
+            (Some(name), _) => name.to_owned(),
+            (None, "" | ".") => "body".to_owned(),
+            (None, p) => p.to_owned(),
+        };
         ApiError::Unprocessable { field, message }
     })
 }

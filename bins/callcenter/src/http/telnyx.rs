@@ -64,9 +64,14 @@ fn verify(req: &HttpRequest, body: &[u8], state: &AppState) -> Result<Option<Rec
         now,
     ) {
         Ok(verified) => {
+            // Telnyx's signature does not bind the URL, and two different requests can share
+            // a body and a second (a redirect answered by a redirect). So a signature is
+            // remembered per method and path; on the same path it must come with the same
+            // query string and body again, else it is a replay with another query: 401.
+            let key = format!("{}:{} {}", verified.key, req.method(), req.path());
             let fp = fingerprint(req.method().as_str(), req.path(), req.query_string(), body);
             Ok(Some(Receipt {
-                key: verified.key,
+                key,
                 fingerprint: fp,
             }))
         }

@@ -1,0 +1,308 @@
+//! Every row of contract section 2, errors included, on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use e2e::{ADMIN, TestApp, on_both_backends};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn assert_agent_shape(a: &Value) {
+    for field in [
+        "id",
+        "name",
+        "sip_uri",
+        "status",
+        "last_heartbeat_at",
+        "created_at",
+        "updated_at",
+        "metrics",
+    ] {
+        assert!(a.get(field).is_some(), "agent has {field}: {a}");
+    }
+    for field in [
+        "calls_answered",
+        "calls_missed",
+        "total_talk_seconds",
+        "average_call_duration_seconds",
+    ] {
+        assert!(a["metrics"].get(field).is_some(), "metrics has {field}");
+    }
+    assert!(
+        a["created_at"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339 UTC"
+    );
+}
+
+async fn register(app: TestApp) {
+    let body = json!({"name": "  Alice Smith ", "sip_uri": "sip:alice@example.sip.telnyx.com", "status": "available"});
+    let (status, v) = app
+        .api(Method::POST, "/agents/register", Some(body.clone()))
+        .await;
+    assert_eq!(status, 201);
+    assert_agent_shape(&v["agent"]);
+    assert_eq!(v["agent"]["name"], "Alice Smith");
+    assert_eq!(v["agent"]["status"], "available");
+    assert!(v["heartbeat_token"].as_str().unwrap().len() > 40);
+    // 409: the same SIP URI, however spelt.
+    let dup =
+        json!({"name": "Other", "sip_uri": "sips:alice@EXAMPLE.sip.telnyx.com;transport=tls"});
+    assert_eq!(
+        app.api(Method::POST, "/agents/register", Some(dup)).await.0,
+        409
+    );
+    // 422: each invalid field, named.
+    for (bad, field) in [
+        (json!({"name": "", "sip_uri": "sip:b@x.example"}), "name"),
+        (json!({"name": "B", "sip_uri": "b@x.example"}), "sip_uri"),
+        (
+            json!({"name": "B", "sip_uri": "sip:b@x.example", "status": "napping"}),
+            "status",
+        ),
+        (json!({"sip_uri": "sip:b@x.example"}), "name"),
+        (json!({"name": 5, "sip_uri": "sip:b@x.example"}), "name"),
+    ] {
+        let (status, problem) = app.api(Method::POST, "/agents/register", Some(bad)).await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["field"], field, "{problem}");
+    }
+    // 401: no token, a wrong token, an agent's token.
+    let token = v["heartbeat_token"].as_str().unwrap();
+    for t in ["", "wrong-token-wrong-token", token] {
+        let (status, _) = app
+            .server
+            .api_as(t, Method::POST, "/agents/register", Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(status, 401);
+    }
+    app.stop().await;
+}
+
+async fn heartbeat(app: TestApp) {
+    let (alice, alice_token) = app.agent("Alice").await;
+    let (bob, _) = app.agent("Bob").await;
+    let hb = |id: &str, status: Option<&str>| match status {
+        Some(s) => json!({"agent_id": id, "status": s}),
+        None => json!({"agent_id": id}),
+    };
+    let (status, v) = app
+        .server
+        .api_as(
+            &alice_token,
+            Method::POST,
+            "/agents/heartbeat",
+            Some(&hb(&alice.id, Some("busy"))),
+        )
+        .await
+        .unwrap();
+    assert_eq!((status, v["status"].as_str()), (200, Some("busy")));
+    let (status, v) = app
+        .api(
+            Method::POST,
+            "/agents/heartbeat",
+            Some(hb(&alice.id, Some("available"))),
+        )
+        .await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("available")),
+        "the admin token works too"
+    );
+    let (status, _) = app
+        .server
+        .api_as(
+            &alice_token,
+            Method::POST,
+            "/agents/heartbeat",
+            Some(&hb(&bob.id, None)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "another agent's token");
+    let unknown = "5f0c6c9e-1b2a-4c3d-8e9f-001122334455";
+    assert_eq!(
+        app.api(Method::POST, "/agents/heartbeat", Some(hb(unknown, None)))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        app.api(
+            Method::POST,
+            "/agents/heartbeat",
+            Some(hb(&alice.id, Some("asleep")))
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        app.api(
+            Method::POST,
+            "/agents/heartbeat",
+            Some(json!({"agent_id": "not-a-uuid"}))
+        )
+        .await
+        .0,
+        422
+    );
+    let (status, _) = app
+        .server
+        .api_as(
+            "",
+            Method::POST,
+            "/agents/heartbeat",
+            Some(&hb(&alice.id, None)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    app.stop().await;
+}
+
+async fn list_get_update_delete(app: TestApp) {
+    let (alice, _) = app.agent("Alice").await;
+    let (bob, bob_token) = app.agent("Bob").await;
+    app.server
+        .heartbeat(&bob.id, &bob_token, Some("offline"))
+        .await
+        .unwrap();
+    let (status, v) = app.api(Method::GET, "/agents/list", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["agents"].as_array().unwrap().len(), 2);
+    v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .for_each(assert_agent_shape);
+    let (_, available) = app
+        .api(Method::GET, "/agents/list?status=available", None)
+        .await;
+    let names: Vec<&str> = available["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Alice"]);
+    let (_, offline) = app
+        .api(Method::GET, "/agents/list?status=offline", None)
+        .await;
+    assert_eq!(offline["agents"][0]["name"], "Bob");
+    assert_eq!(
+        app.api(Method::GET, "/agents/list?status=sleeping", None)
+            .await
+            .0,
+        422
+    );
+
+    let (status, one) = app
+        .api(Method::GET, &format!("/agents/{}", alice.id), None)
+        .await;
+    assert_eq!((status, one["name"].as_str()), (200, Some("Alice")));
+    assert_eq!(
+        app.api(
+            Method::GET,
+            "/agents/5f0c6c9e-1b2a-4c3d-8e9f-001122334455",
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        app.api(Method::GET, "/agents/not-a-uuid", None).await.0,
+        404
+    );
+
+    let path = format!("/agents/{}", alice.id);
+    let (status, updated) = app
+        .api(
+            Method::PUT,
+            &path,
+            Some(
+                json!({"name": "Alice S.", "sip_uri": "sip:alice2@example.com", "status": "busy"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            updated["name"].as_str(),
+            updated["sip_uri"].as_str(),
+            updated["status"].as_str()
+        ),
+        (
+            Some("Alice S."),
+            Some("sip:alice2@example.com"),
+            Some("busy")
+        )
+    );
+    assert_eq!(
+        app.api(Method::PUT, &path, Some(json!({"sip_uri": bob.sip_uri})))
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        app.api(Method::PUT, &path, Some(json!({"sip_uri": "nope"})))
+            .await
+            .0,
+        422
+    );
+    assert_eq!(app.api(Method::PUT, &path, Some(json!({}))).await.0, 422);
+    assert_eq!(
+        app.api(
+            Method::PUT,
+            "/agents/5f0c6c9e-1b2a-4c3d-8e9f-001122334455",
+            Some(json!({"name": "X"}))
+        )
+        .await
+        .0,
+        404
+    );
+
+    assert_eq!(app.api(Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(app.api(Method::DELETE, &path, None).await.0, 404);
+    assert_eq!(app.api(Method::GET, &path, None).await.0, 404);
+    let (status, _) = app
+        .server
+        .api_as(ADMIN, Method::GET, "/agents/list", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+async fn repeated_authentication_failures_are_limited(app: TestApp) {
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            app.server
+                .api_as("guess", Method::GET, "/agents/list", None)
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 429, 429]);
+    let (status, _) = app
+        .server
+        .api_as(ADMIN, Method::GET, "/agents/list", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 429,
+        "the address is blocked for the window, whatever it sends"
+    );
+    app.stop().await;
+}
+
+on_both_backends!(register, heartbeat, list_get_update_delete);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failure_limit() {
+    let app = TestApp::spawn_with(e2e::Backend::Sqlite, &[("AUTH_FAILURE_LIMIT", "4")])
+        .await
+        .unwrap();
+    repeated_authentication_failures_are_limited(app).await;
+}

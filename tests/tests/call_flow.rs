@@ -1,0 +1,667 @@
+//! The call flow end to end, over HTTP with signed webhooks, on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use e2e::{Backend, PUBLIC_BASE, TestApp, on_both_backends, redirect, rung};
+use reqwest::Method;
+use serde_json::{Value, json};
+use telnyx_sim::AgentJson;
+
+fn sip(a: &AgentJson) -> &str {
+    &a.sip_uri
+}
+
+async fn answered_in_round_one(app: TestApp) {
+    let (alice, _) = app.agent("Alice").await;
+    let (bob, _) = app.agent("Bob").await;
+    let greeting = app.inbound("v3:c1").await;
+    assert_eq!(greeting.status, 200);
+    assert!(greeting.content_type.starts_with("application/xml"));
+    let next = redirect(&greeting.texml().unwrap()).unwrap();
+    assert_eq!(
+        next,
+        format!("{PUBLIC_BASE}/api/call-center/dial-agents?attempt=1")
+    );
+    let dial = app
+        .post(&next, &[("CallSid", "v3:c1")])
+        .await
+        .texml()
+        .unwrap();
+    let mut ringing = rung(&dial);
+    ringing.sort();
+    assert_eq!(ringing, [sip(&alice), sip(&bob)]);
+    app.leg("v3:c1", 1, sip(&alice), "leg-a", "initiated", 1)
+        .await;
+    app.leg("v3:c1", 1, sip(&bob), "leg-b", "ringing", 1).await;
+    app.leg("v3:c1", 1, sip(&alice), "leg-a", "in-progress", 2)
+        .await;
+    assert_eq!(app.agent_json(&alice.id).await["status"], "busy");
+    app.leg("v3:c1", 1, sip(&bob), "leg-b", "canceled", 2).await;
+    app.leg("v3:c1", 1, sip(&alice), "leg-a", "completed", 3)
+        .await;
+    let after = app
+        .post(
+            "/retry-dial?attempt=1",
+            &[
+                ("CallSid", "v3:c1"),
+                ("DialCallStatus", "completed"),
+                ("DialCallSid", "leg-a"),
+            ],
+        )
+        .await;
+    assert!(after.body.contains("<Hangup/>"));
+    app.post(
+        "/events",
+        &[
+            ("CallSid", "v3:c1"),
+            ("RecordingSid", "rec-1"),
+            ("RecordingStatus", "completed"),
+            ("RecordingUrl", "https://api.telnyx.com/rec-1.mp3"),
+        ],
+    )
+    .await;
+    app.call_status("v3:c1", "completed").await;
+    let call = app.call("v3:c1").await;
+    assert_eq!(call["status"], "completed");
+    assert_eq!(call["outcome"], "answered");
+    assert_eq!(call["answered_by"], alice.id.as_str());
+    assert_eq!(call["talk_seconds"], 42);
+    assert_eq!(call["attempts"], 1);
+    assert_eq!(call["recording_url"], "https://api.telnyx.com/rec-1.mp3");
+    assert_eq!(call["from"], "+13125550100");
+    let a = app.agent_json(&alice.id).await;
+    assert_eq!(
+        (
+            a["status"].as_str(),
+            a["metrics"]["calls_answered"].as_i64(),
+            a["metrics"]["total_talk_seconds"].as_i64()
+        ),
+        (Some("available"), Some(1), Some(42))
+    );
+    assert_eq!(app.agent_json(&bob.id).await["metrics"]["calls_missed"], 0);
+    app.stop().await;
+}
+
+async fn answered_in_round_two(app: TestApp) {
+    let (alice, _) = app.agent("Alice").await;
+    app.inbound("v3:c2").await;
+    app.post("/dial-agents?attempt=1", &[("CallSid", "v3:c2")])
+        .await;
+    app.leg("v3:c2", 1, sip(&alice), "leg-1", "no-answer", 2)
+        .await;
+    let retry = app
+        .post(
+            "/retry-dial?attempt=1",
+            &[("CallSid", "v3:c2"), ("DialCallStatus", "no-answer")],
+        )
+        .await
+        .texml()
+        .unwrap();
+    assert!(
+        redirect(&retry)
+            .unwrap()
+            .ends_with("/dial-agents?attempt=2")
+    );
+    let dial = app
+        .post(&redirect(&retry).unwrap(), &[("CallSid", "v3:c2")])
+        .await
+        .texml()
+        .unwrap();
+    assert_eq!(rung(&dial), [sip(&alice)]);
+    app.leg("v3:c2", 2, sip(&alice), "leg-2", "in-progress", 2)
+        .await;
+    app.leg("v3:c2", 2, sip(&alice), "leg-2", "completed", 3)
+        .await;
+    app.post(
+        "/retry-dial?attempt=2",
+        &[
+            ("CallSid", "v3:c2"),
+            ("DialCallStatus", "completed"),
+            ("DialCallSid", "leg-2"),
+        ],
+    )
+    .await;
+    app.call_status("v3:c2", "completed").await;
+    let call = app.call("v3:c2").await;
+    assert_eq!(
+        (call["outcome"].as_str(), call["attempts"].as_i64()),
+        (Some("answered"), Some(2))
+    );
+    let m = &app.agent_json(&alice.id).await["metrics"];
+    assert_eq!(
+        (m["calls_answered"].as_i64(), m["calls_missed"].as_i64()),
+        (Some(1), Some(1))
+    );
+    app.stop().await;
+}
+
+async fn no_agent_goes_to_voicemail_with_transcription(app: TestApp) {
+    app.inbound("v3:c3").await;
+    for attempt in 1..=2 {
+        let hold = app
+            .post(
+                &format!("/dial-agents?attempt={attempt}"),
+                &[("CallSid", "v3:c3")],
+            )
+            .await;
+        assert!(
+            !hold.body.contains("<Dial"),
+            "no empty <Dial>: {}",
+            hold.body
+        );
+        assert!(hold.body.contains("<Pause length=\"30\"/>"));
+        let next = redirect(&hold.texml().unwrap()).unwrap();
+        assert!(next.ends_with(&format!("/retry-dial?attempt={attempt}")));
+        let after = app.post(&next, &[("CallSid", "v3:c3")]).await;
+        if attempt == 2 {
+            assert!(
+                redirect(&after.texml().unwrap())
+                    .unwrap()
+                    .ends_with("/voicemail")
+            );
+        }
+    }
+    let record = app.post("/voicemail", &[("CallSid", "v3:c3")]).await;
+    assert!(record.body.contains("transcription=\"true\"") && record.body.contains("<Record "));
+    app.post(
+        "/voicemail/callback",
+        &[
+            ("CallSid", "v3:c3"),
+            ("TranscriptionSid", "tr-1"),
+            ("TranscriptionStatus", "completed"),
+            ("TranscriptionText", "Please call me back."),
+        ],
+    )
+    .await;
+    app.post(
+        "/voicemail/callback",
+        &[
+            ("CallSid", "v3:c3"),
+            ("RecordingSid", "rec-vm"),
+            ("RecordingStatus", "completed"),
+            ("RecordingUrl", "https://api.telnyx.com/vm.mp3"),
+            ("RecordingDuration", "14"),
+        ],
+    )
+    .await;
+    let thanks = app
+        .post(
+            "/voicemail/callback",
+            &[
+                ("CallSid", "v3:c3"),
+                ("RecordingUrl", "https://api.telnyx.com/vm.mp3"),
+                ("RecordingSid", "rec-vm"),
+            ],
+        )
+        .await;
+    assert!(thanks.body.contains("<Hangup/>"));
+    app.call_status("v3:c3", "completed").await;
+    let call = app.call("v3:c3").await;
+    assert_eq!(call["outcome"], "voicemail");
+    assert_eq!(
+        call["voicemail"],
+        json!({"recording_url": "https://api.telnyx.com/vm.mp3", "duration_seconds": 14, "transcription": "Please call me back."})
+    );
+    app.stop().await;
+}
+
+async fn voicemail_disabled_says_goodbye(app: TestApp) {
+    app.inbound("v3:c4").await;
+    app.post("/dial-agents?attempt=1", &[("CallSid", "v3:c4")])
+        .await;
+    let bye = app
+        .post("/retry-dial?attempt=1", &[("CallSid", "v3:c4")])
+        .await;
+    assert!(
+        bye.body.contains("<Say>") && bye.body.ends_with("<Hangup/></Response>"),
+        "{}",
+        bye.body
+    );
+    app.call_status("v3:c4", "completed").await;
+    assert_eq!(app.call("v3:c4").await["outcome"], "unanswered");
+    app.stop().await;
+}
+
+async fn caller_hangs_up_while_agents_ring(app: TestApp) {
+    let (alice, _) = app.agent("Alice").await;
+    let (bob, _) = app.agent("Bob").await;
+    app.inbound("v3:c5").await;
+    app.post("/dial-agents?attempt=1", &[("CallSid", "v3:c5")])
+        .await;
+    app.leg("v3:c5", 1, sip(&alice), "leg-a", "ringing", 1)
+        .await;
+    app.leg("v3:c5", 1, sip(&alice), "leg-a", "canceled", 2)
+        .await;
+    app.call_status("v3:c5", "completed").await;
+    app.leg("v3:c5", 1, sip(&bob), "leg-b", "canceled", 2).await;
+    assert_eq!(app.call("v3:c5").await["outcome"], "abandoned");
+    for a in [&alice, &bob] {
+        let v = app.agent_json(&a.id).await;
+        assert_eq!(
+            (v["status"].as_str(), v["metrics"]["calls_missed"].as_i64()),
+            (Some("available"), Some(0))
+        );
+    }
+    app.stop().await;
+}
+
+async fn two_agents_answering_at_once(app: TestApp) {
+    let app = Arc::new(app);
+    let (alice, _) = app.agent("Alice").await;
+    let (bob, _) = app.agent("Bob").await;
+    for round in 0..5 {
+        let sid = format!("v3:race-{round}");
+        app.inbound(&sid).await;
+        app.post("/dial-agents?attempt=1", &[("CallSid", sid.as_str())])
+            .await;
+        let answers = [(&alice, "a"), (&bob, "b")].map(|(agent, tag)| {
+            let (app, sid, sip) = (Arc::clone(&app), sid.clone(), agent.sip_uri.clone());
+            let leg = format!("leg-{tag}-{round}");
+            tokio::spawn(async move { app.leg(&sid, 1, &sip, &leg, "in-progress", 2).await.status })
+        });
+        for a in answers {
+            assert_eq!(a.await.unwrap(), 200);
+        }
+        let call = app.call(&sid).await;
+        let winner = call["answered_by"].as_str().unwrap().to_owned();
+        let (_, entries) = app
+            .api(Method::GET, &format!("/audit?call_sid={sid}"), None)
+            .await;
+        let actions: Vec<&str> = entries["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions.iter().filter(|a| **a == "call_answered").count(),
+            1,
+            "{actions:?}"
+        );
+        assert_eq!(
+            actions.iter().filter(|a| **a == "late_answer").count(),
+            1,
+            "{actions:?}"
+        );
+        let (winner_leg, loser) = if winner == alice.id {
+            (format!("leg-a-{round}"), &bob)
+        } else {
+            (format!("leg-b-{round}"), &alice)
+        };
+        let winner_sip = if winner == alice.id {
+            &alice.sip_uri
+        } else {
+            &bob.sip_uri
+        };
+        app.leg(&sid, 1, winner_sip, &winner_leg, "completed", 3)
+            .await;
+        app.call_status(&sid, "completed").await;
+        assert_eq!(app.agent_json(&loser.id).await["status"], "available");
+    }
+    let total = app.agent_json(&alice.id).await["metrics"]["calls_answered"]
+        .as_i64()
+        .unwrap()
+        + app.agent_json(&bob.id).await["metrics"]["calls_answered"]
+            .as_i64()
+            .unwrap();
+    assert_eq!(total, 5, "one answer counted per call");
+    Arc::into_inner(app).unwrap().stop().await;
+}
+
+async fn expired_heartbeat_is_not_rung_in_round_two(app: TestApp) {
+    let (alice, _) = app.agent("Alice").await;
+    let (bob, _) = app.agent("Bob").await;
+    app.inbound("v3:c6").await;
+    let round1 = app
+        .post("/dial-agents?attempt=1", &[("CallSid", "v3:c6")])
+        .await
+        .texml()
+        .unwrap();
+    assert_eq!(rung(&round1).len(), 2);
+    app.post(
+        "/retry-dial?attempt=1",
+        &[("CallSid", "v3:c6"), ("DialCallStatus", "no-answer")],
+    )
+    .await;
+    // Alice's last heartbeat is now two minutes old (TTL 60 s): time passes for her only.
+    let sql = "UPDATE agents SET last_heartbeat_at = $1 WHERE id = $2";
+    let old = chrono::Utc::now() - chrono::Duration::minutes(2);
+    match app.store.as_postgres() {
+        Some(pg) => {
+            sqlx::query(sql)
+                .bind(old)
+                .bind(alice.id.parse::<uuid::Uuid>().unwrap())
+                .execute(pg.pool())
+                .await
+                .unwrap();
+        }
+        None => {
+            let text = old.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+            sqlx::query("UPDATE agents SET last_heartbeat_at = ?1 WHERE id = ?2")
+                .bind(text)
+                .bind(&alice.id)
+                .execute(app.store.as_sqlite().unwrap().pool())
+                .await
+                .unwrap();
+        }
+    }
+    let round2 = app
+        .post("/dial-agents?attempt=2", &[("CallSid", "v3:c6")])
+        .await
+        .texml()
+        .unwrap();
+    assert_eq!(rung(&round2), [sip(&bob)]);
+    assert_eq!(app.agent_json(&alice.id).await["status"], "offline");
+    app.stop().await;
+}
+
+async fn unknown_call_sid_is_created_on_the_spot(app: TestApp) {
+    let (alice, _) = app.agent("Alice").await;
+    let dial = app
+        .post(
+            "/dial-agents?attempt=1",
+            &[("CallSid", "v3:already-in-progress")],
+        )
+        .await
+        .texml()
+        .unwrap();
+    assert_eq!(rung(&dial), [sip(&alice)]);
+    assert_eq!(
+        app.call("v3:already-in-progress").await["status"],
+        "dialing"
+    );
+    app.stop().await;
+}
+
+async fn broken_store_answers_the_fallback_document(app: TestApp) {
+    app.inbound("v3:c7").await;
+    // Break the store underneath the server: the calls table disappears.
+    match app.store.as_postgres() {
+        Some(pg) => sqlx::query("ALTER TABLE calls RENAME TO calls_gone")
+            .execute(pg.pool())
+            .await
+            .map(|_| ()),
+        None => sqlx::query("ALTER TABLE calls RENAME TO calls_gone")
+            .execute(app.store.as_sqlite().unwrap().pool())
+            .await
+            .map(|_| ()),
+    }
+    .unwrap();
+    for path in [
+        "/inbound",
+        "/dial-agents?attempt=1",
+        "/retry-dial?attempt=1",
+        "/voicemail",
+    ] {
+        let res = app.post(path, &[("CallSid", "v3:c7")]).await;
+        assert_eq!(res.status, 200, "{path}");
+        assert!(
+            res.body.contains("technical difficulties") && res.body.contains("<Record "),
+            "{path}: {}",
+            res.body
+        );
+    }
+    let cb = app
+        .post(
+            "/outbound/event",
+            &[
+                ("CallSid", "leg"),
+                ("ParentCallSid", "v3:c7"),
+                ("CallStatus", "ringing"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (cb.status, cb.body.contains("<Response/>")),
+        (200, true),
+        "callbacks are acknowledged"
+    );
+    app.stop().await;
+}
+
+on_both_backends!(
+    answered_in_round_one,
+    answered_in_round_two,
+    no_agent_goes_to_voicemail_with_transcription,
+    caller_hangs_up_while_agents_ring,
+    two_agents_answering_at_once,
+    expired_heartbeat_is_not_rung_in_round_two,
+    unknown_call_sid_is_created_on_the_spot,
+    broken_store_answers_the_fallback_document,
+);
+
+mod voicemail_disabled {
+    use super::*;
+
+    const OFF: &[(&str, &str)] = &[
+        ("CALL_CENTER_VOICEMAIL_ENABLED", "false"),
+        ("CALL_CENTER_MAX_DIAL_ATTEMPTS", "1"),
+    ];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        voicemail_disabled_says_goodbye(TestApp::spawn_with(Backend::Sqlite, OFF).await.unwrap())
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        if let Some(app) = TestApp::spawn_with(Backend::Postgres, OFF).await {
+            voicemail_disabled_says_goodbye(app).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stopped_answers_the_fallback_and_recovers() {
+    let Some((app, proxy)) = TestApp::spawn_behind_proxy(&[]).await else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.inbound("v3:pg").await;
+    proxy.cut();
+    let res = app
+        .post("/dial-agents?attempt=1", &[("CallSid", "v3:pg")])
+        .await;
+    assert_eq!(res.status, 200);
+    assert!(res.body.contains("technical difficulties"), "{}", res.body);
+    assert_eq!(
+        http.get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    proxy.restore();
+    let mut ready = false;
+    for _ in 0..50 {
+        if http
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready again without a restart");
+    let dial = app
+        .post("/dial-agents?attempt=1", &[("CallSid", "v3:pg")])
+        .await;
+    assert!(
+        dial.body.contains("<Pause"),
+        "the flow continues: {}",
+        dial.body
+    );
+    app.stop().await;
+}
+
+/// The final facts of a call and the agents' counters, by agent name.
+async fn facts(app: &TestApp, sid: &str) -> (Value, BTreeMap<String, Value>) {
+    let mut call = app.call(sid).await;
+    let agents = app.server.agents().await.unwrap();
+    let name_of = |id: &str| agents.iter().find(|a| a.id == id).map(|a| a.name.clone());
+    let answered_by = call["answered_by"].as_str().and_then(name_of);
+    for t in ["started_at", "answered_at", "ended_at"] {
+        call[t] = Value::Null;
+    }
+    call["answered_by"] = json!(answered_by);
+    let metrics = agents
+        .iter()
+        .map(|a| {
+            (
+                a.name.clone(),
+                json!([
+                    a.status,
+                    a.metrics.calls_answered,
+                    a.metrics.calls_missed,
+                    a.metrics.total_talk_seconds
+                ]),
+            )
+        })
+        .collect();
+    (call, metrics)
+}
+
+async fn run_script(app: &TestApp, shuffle: Option<u64>) -> (Value, BTreeMap<String, Value>) {
+    let (ann, _) = app.agent("Ann").await;
+    let (ben, _) = app.agent("Ben").await;
+    let sid = "v3:shuffle";
+    app.inbound(sid).await;
+    app.post("/dial-agents?attempt=1", &[("CallSid", sid)])
+        .await;
+    let callbacks: Vec<(String, Vec<(&'static str, String)>)> = vec![
+        (
+            "/outbound/event?attempt=1".to_owned(),
+            vec![
+                ("CallSid", "la".into()),
+                ("ParentCallSid", sid.into()),
+                ("CallStatus", "ringing".into()),
+                ("To", ann.sip_uri.clone()),
+                ("SequenceNumber", "1".into()),
+            ],
+        ),
+        (
+            "/outbound/event?attempt=1".to_owned(),
+            vec![
+                ("CallSid", "lb".into()),
+                ("ParentCallSid", sid.into()),
+                ("CallStatus", "busy".into()),
+                ("To", ben.sip_uri.clone()),
+                ("SequenceNumber", "2".into()),
+            ],
+        ),
+        (
+            "/outbound/event?attempt=1".to_owned(),
+            vec![
+                ("CallSid", "la".into()),
+                ("ParentCallSid", sid.into()),
+                ("CallStatus", "in-progress".into()),
+                ("To", ann.sip_uri.clone()),
+                ("SequenceNumber", "2".into()),
+            ],
+        ),
+        (
+            "/outbound/event?attempt=1".to_owned(),
+            vec![
+                ("CallSid", "la".into()),
+                ("ParentCallSid", sid.into()),
+                ("CallStatus", "completed".into()),
+                ("To", ann.sip_uri.clone()),
+                ("SequenceNumber", "3".into()),
+                ("CallDuration", "77".into()),
+            ],
+        ),
+        (
+            "/events".to_owned(),
+            vec![
+                ("CallSid", sid.into()),
+                ("RecordingSid", "r1".into()),
+                ("RecordingStatus", "completed".into()),
+                ("RecordingUrl", "https://api.telnyx.com/r1.mp3".into()),
+            ],
+        ),
+        (
+            "/events".to_owned(),
+            vec![
+                ("CallSid", sid.into()),
+                ("CallStatus", "completed".into()),
+                ("SequenceNumber", "9".into()),
+            ],
+        ),
+    ];
+    let mut deliveries: Vec<usize> = (0..callbacks.len()).collect();
+    if let Some(seed) = shuffle {
+        deliveries.extend(0..callbacks.len()); // every callback twice
+        let mut state = seed;
+        for i in (1..deliveries.len()).rev() {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            deliveries.swap(i, (state >> 33) as usize % (i + 1));
+        }
+    }
+    for i in deliveries {
+        let (path, params) = &callbacks[i];
+        let res = app
+            .server
+            .post_form(&format!("/api/call-center{path}"), params)
+            .await
+            .unwrap();
+        assert_eq!(res.status, 200);
+    }
+    app.post(
+        "/retry-dial?attempt=1",
+        &[
+            ("CallSid", sid),
+            ("DialCallStatus", "completed"),
+            ("DialCallSid", "la"),
+        ],
+    )
+    .await;
+    facts(app, sid).await
+}
+
+async fn duplicated_and_shuffled_callbacks(backend: Backend) {
+    let Some(in_order) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let expected = run_script(&in_order, None).await;
+    assert_eq!(expected.0["outcome"], "answered");
+    assert_eq!(expected.0["talk_seconds"], 77);
+    in_order.stop().await;
+    for seed in [1, 7, 42] {
+        let shuffled = TestApp::spawn(backend).await.unwrap();
+        assert_eq!(
+            run_script(&shuffled, Some(seed)).await,
+            expected,
+            "seed {seed}"
+        );
+        shuffled.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicated_and_shuffled_callbacks_end_the_same_sqlite() {
+    duplicated_and_shuffled_callbacks(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicated_and_shuffled_callbacks_end_the_same_postgres() {
+    duplicated_and_shuffled_callbacks(Backend::Postgres).await;
+}
