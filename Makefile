@@ -1,0 +1,49 @@
+# Call center for Telnyx. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+
+.PHONY: help run test test-pg ci lint fmt guard bench demo fuzz-api twilio-fixtures signature-fixtures
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
+
+run: ## Serve on 127.0.0.1:8080 with SQLite (data/callcenter.db); signature checks off unless a key is configured
+	@if [ -z "$$TELNYX_PUBLIC_KEY" ] && ! grep -qsE '^TELNYX_PUBLIC_KEY=.+' .env; then \
+	  echo "make run: no TELNYX_PUBLIC_KEY configured; starting with TELNYX_VERIFY_SIGNATURES=false (local work only)"; \
+	  export TELNYX_VERIFY_SIGNATURES=false; \
+	fi; \
+	$(CARGO) run -p callcenter -- serve
+
+test: ## All tests; the PostgreSQL suite runs when TEST_DATABASE_URL is set (e.g. $(PG_URL))
+	@if [ -z "$$TEST_DATABASE_URL" ]; then \
+	  echo ""; \
+	  echo "************************************************************************"; \
+	  echo "*  TEST_DATABASE_URL is not set: the PostgreSQL tests will be SKIPPED.  *"; \
+	  echo "*  Run: TEST_DATABASE_URL=$(PG_URL) make test        *"; \
+	  echo "************************************************************************"; \
+	  echo ""; \
+	fi
+	$(CARGO) test --workspace --all-features
+
+test-pg: ## All tests with the local PostgreSQL required
+	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-$(PG_URL)} CI_REQUIRE_POSTGRES=1 $(CARGO) test --workspace --all-features
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+guard: ## The domain crates depend on neither sqlx nor actix-web
+	./tools/dependency-guard.sh
+
+ci: lint guard ## What CI runs: lint, the dependency guard, every test including PostgreSQL
+	@test -n "$$TEST_DATABASE_URL" || { echo "make ci: TEST_DATABASE_URL must be set (the PostgreSQL suite is required in CI)" >&2; exit 1; }
+	CI_REQUIRE_POSTGRES=1 $(CARGO) test --workspace --all-features
+
+twilio-fixtures: ## Regenerate the TwiML peer fixtures with Twilio's Python library
+	python3 -m venv .venv && .venv/bin/pip install -q twilio && .venv/bin/python tools/twiml_fixtures.py
