@@ -48,6 +48,11 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     options.max_connections = settings.database_max_connections;
     let store = Store::open(&options).context("opening the store")?;
     store.migrate().await.context("migrating the store")?;
+    store
+        .reports()
+        .set_service_level_seconds(settings.service_level_seconds)
+        .await
+        .context("writing the service-level threshold for the report views")?;
     Ok(store)
 }
 

@@ -9,6 +9,22 @@ use audit::verify_chain;
 use clap::{Parser, Subcommand};
 
 use crate::app::{Application, Shutdown, open_store, services};
+
+/// Prints a line to stdout; a closed pipe (`callcenter report | head`) ends the command
+/// quietly instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        emit(&format!($($arg)*))
+    };
+}
+
+fn emit(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").is_err() {
+        std::process::exit(0);
+    }
+}
 use crate::config::{ProcessEnv, Settings};
 
 /// The call-center server for Telnyx.
@@ -45,6 +61,41 @@ enum Command {
         #[command(subcommand)]
         action: RetentionAction,
     },
+    /// Contact-center metrics over calls started in [from, to).
+    Report {
+        /// Start (inclusive): RFC 3339 or YYYY-MM-DD (midnight UTC).
+        #[arg(long)]
+        from: String,
+        /// End (exclusive): RFC 3339 or YYYY-MM-DD (midnight UTC).
+        #[arg(long)]
+        to: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+    /// Generate finished demo calls to try the reports (and for the benchmark).
+    SeedDemoData {
+        /// How many calls.
+        #[arg(long, default_value_t = 1000)]
+        calls: u64,
+        /// How many demo agents answer them.
+        #[arg(long, default_value_t = 10)]
+        agents: u32,
+        /// Spread over the last this many days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+/// How `report` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    /// Aligned columns.
+    Table,
+    /// Comma-separated values (a summary row, then one row per agent).
+    Csv,
+    /// The JSON of `GET /reports/summary`.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,7 +178,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match command {
         Command::Serve => serve(settings).await,
         Command::Migrate => open_store(&settings).await.map(|store| {
-            println!("migrations applied ({})", store.backend().as_str());
+            say!("migrations applied ({})", store.backend().as_str());
         }),
         Command::Agents { action } => agents(settings, action).await,
         Command::Audit {
@@ -136,6 +187,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Retention {
             action: RetentionAction::Run { days },
         } => retention(settings, days).await,
+        Command::Report { from, to, format } => report(settings, &from, &to, format).await,
+        Command::SeedDemoData {
+            calls,
+            agents,
+            days,
+        } => seed(settings, calls, agents, days).await,
         Command::Config { .. } => Ok(()),
     };
     match result {
@@ -153,7 +210,7 @@ fn config_check() -> ExitCode {
     match Settings::from_env(&ProcessEnv) {
         Ok(s) => {
             for (name, value) in s.describe() {
-                println!("{name}={value}");
+                say!("{name}={value}");
             }
             ExitCode::SUCCESS
         }
@@ -191,7 +248,7 @@ async fn agents(settings: Settings, action: AgentsAction) -> anyhow::Result<()> 
                 .register(input, Caller::Admin)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(
                     &serde_json::json!({ "agent": agent, "heartbeat_token": token })
@@ -203,9 +260,9 @@ async fn agents(settings: Settings, action: AgentsAction) -> anyhow::Result<()> 
                 .list(status.as_deref())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("{:<36}  {:<9}  {:<24}  SIP URI", "ID", "STATUS", "NAME");
+            say!("{:<36}  {:<9}  {:<24}  SIP URI", "ID", "STATUS", "NAME");
             for a in list {
-                println!(
+                say!(
                     "{:<36}  {:<9}  {:<24}  {}",
                     a.id,
                     a.status.as_str(),
@@ -219,7 +276,7 @@ async fn agents(settings: Settings, action: AgentsAction) -> anyhow::Result<()> 
                 .remove(&id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("removed {id}");
+            say!("removed {id}");
         }
     }
     store.close().await;
@@ -236,7 +293,7 @@ async fn audit_verify(settings: Settings) -> anyhow::Result<()> {
     let log = store.audit();
     log.seal_pending().await?;
     let report = verify_chain(log.as_ref()).await?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    say!("{}", serde_json::to_string_pretty(&report)?);
     store.close().await;
     if report.ok {
         Ok(())
@@ -252,7 +309,128 @@ async fn retention(settings: Settings, days: Option<u32>) -> anyhow::Result<()> 
     let store = open_store(&settings).await?;
     let (flow, _) = services(&settings, &store, Arc::new(SystemClock))?;
     let redacted = flow.apply_retention(days).await?;
-    println!("redacted {redacted} call(s) older than {days} days");
+    say!("redacted {redacted} call(s) older than {days} days");
     store.close().await;
+    Ok(())
+}
+
+async fn report(
+    settings: Settings,
+    from: &str,
+    to: &str,
+    format: ReportFormat,
+) -> anyhow::Result<()> {
+    use crate::http::reports_api::parse_instant;
+    let from = parse_instant(from)
+        .ok_or_else(|| anyhow::anyhow!("--from must be RFC 3339 or YYYY-MM-DD"))?;
+    let to =
+        parse_instant(to).ok_or_else(|| anyhow::anyhow!("--to must be RFC 3339 or YYYY-MM-DD"))?;
+    let store = open_store(&settings).await?;
+    let reports = store.reports();
+    let s =
+        call_center::reports::summary(reports.as_ref(), from, to, settings.service_level_seconds)
+            .await?;
+    store.close().await;
+    let opt = |v: Option<f64>| v.map_or_else(String::new, |x| format!("{x:.2}"));
+    match format {
+        ReportFormat::Json => say!("{}", serde_json::to_string_pretty(&s)?),
+        ReportFormat::Csv => {
+            say!(
+                "from,to,offered,answered,abandoned,voicemail,unanswered,failed,service_level_seconds,service_level_pct,asa_seconds,aht_seconds,abandonment_rate_pct"
+            );
+            say!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                s.from.to_rfc3339(),
+                s.to.to_rfc3339(),
+                s.offered,
+                s.answered,
+                s.abandoned,
+                s.voicemail,
+                s.unanswered,
+                s.failed,
+                s.service_level_seconds,
+                opt(s.service_level_pct),
+                opt(s.asa_seconds),
+                opt(s.aht_seconds),
+                opt(s.abandonment_rate_pct)
+            );
+            say!("agent_id,name,offers,answered,missed,talk_seconds,answer_rate_pct");
+            for a in &s.agents {
+                let name = a.name.clone().unwrap_or_default().replace('"', "\"\"");
+                say!(
+                    "{},\"{name}\",{},{},{},{},{}",
+                    a.agent_id,
+                    a.offers,
+                    a.answered,
+                    a.missed,
+                    a.talk_seconds,
+                    opt(a.answer_rate_pct)
+                );
+            }
+        }
+        ReportFormat::Table => {
+            say!(
+                "Calls started in [{}, {})",
+                s.from.to_rfc3339(),
+                s.to.to_rfc3339()
+            );
+            say!(
+                "  offered {:>8}   answered {:>8}   abandoned {:>8}",
+                s.offered,
+                s.answered,
+                s.abandoned
+            );
+            say!(
+                "  voicemail {:>6}   unanswered {:>6}   failed {:>11}",
+                s.voicemail,
+                s.unanswered,
+                s.failed
+            );
+            say!(
+                "  service level ({} s) {:>7} %",
+                s.service_level_seconds,
+                opt(s.service_level_pct)
+            );
+            say!(
+                "  ASA {:>8} s   AHT {:>8} s   abandonment {:>6} %",
+                opt(s.asa_seconds),
+                opt(s.aht_seconds),
+                opt(s.abandonment_rate_pct)
+            );
+            say!(
+                "\n  {:<24} {:>7} {:>9} {:>7} {:>8} {:>12}",
+                "AGENT",
+                "OFFERS",
+                "ANSWERED",
+                "MISSED",
+                "TALK s",
+                "ANSWER RATE"
+            );
+            for a in &s.agents {
+                let name = a.name.clone().unwrap_or_else(|| a.agent_id.to_string());
+                say!(
+                    "  {:<24} {:>7} {:>9} {:>7} {:>8} {:>10} %",
+                    name,
+                    a.offers,
+                    a.answered,
+                    a.missed,
+                    a.talk_seconds,
+                    opt(a.answer_rate_pct)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn seed(settings: Settings, calls: u64, agents: u32, days: u32) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let started = std::time::Instant::now();
+    let n = store.seed_demo_data(calls, agents, days).await?;
+    store.close().await;
+    say!(
+        "seeded {n} demo calls with {agents} demo agents over {days} days in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

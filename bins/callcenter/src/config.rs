@@ -338,7 +338,7 @@ impl Settings {
             retention_days,
             service_level_seconds: r.number("CALL_CENTER_SERVICE_LEVEL_SECONDS", 20, 1, 3600),
             log_format,
-            log_filter: r.string("RUST_LOG", "info"),
+            log_filter: r.string("RUST_LOG", "info,sqlx=warn"),
             http_body_limit: r.number("HTTP_BODY_LIMIT_BYTES", 64 * 1024, 1024, 10 * 1024 * 1024),
             http_request_timeout: r.number("HTTP_REQUEST_TIMEOUT", 30, 1, 300),
             http_workers: r.number("HTTP_WORKERS", cpus, 1, 256),

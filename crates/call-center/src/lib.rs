@@ -31,6 +31,7 @@ mod flow;
 mod memory;
 mod model;
 mod port;
+pub mod reports;
 mod settings;
 
 #[cfg(feature = "contract")]

@@ -13,6 +13,7 @@
 
 pub mod postgres;
 mod records;
+mod reports;
 pub mod sqlite;
 pub mod sqltime;
 

@@ -9,6 +9,7 @@ mod json;
 pub mod metrics;
 pub mod ops;
 pub mod problem;
+pub mod reports_api;
 pub mod retry;
 pub mod state;
 pub mod telnyx;
@@ -86,6 +87,7 @@ fn api_scope() -> scope::Scope<
         .service(calls_api::list)
         .service(calls_api::redact)
         .service(calls_api::get_call)
+        .service(reports_api::summary_handler)
         .service(audit_api::verify)
         .service(audit_api::list)
         .map(|s| {
