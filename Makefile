@@ -47,3 +47,9 @@ ci: lint guard ## What CI runs: lint, the dependency guard, every test including
 
 twilio-fixtures: ## Regenerate the TwiML peer fixtures with Twilio's Python library
 	python3 -m venv .venv && .venv/bin/pip install -q twilio && .venv/bin/python tools/twiml_fixtures.py
+
+fuzz-api: ## Schemathesis (PyPI) against a live server using its OpenAPI document; prints the cases tried
+	./tools/fuzz-api.sh $(EXAMPLES)
+
+signature-fixtures: ## Regenerate the webhook-signature fixtures with PyNaCl
+	python3 -m venv .venv && .venv/bin/pip install -q pynacl && .venv/bin/python tools/signature_fixtures.py

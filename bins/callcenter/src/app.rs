@@ -149,9 +149,9 @@ impl Application {
             );
         }
         let stop = CancellationToken::new();
-        let openapi_json = crate::http::openapi_document()
-            .to_pretty_json()
-            .context("OpenAPI document")?;
+        let openapi = crate::http::openapi_document();
+        let openapi_json = openapi.to_pretty_json().context("OpenAPI document")?;
+        let documented_routes = crate::http::ops::documented_routes(&openapi);
         let state = AppState {
             admin_token: admin_token(&settings),
             limiter: FailureLimiter::new(settings.auth_failure_limit),
@@ -169,6 +169,7 @@ impl Application {
             verifier,
             metrics: metrics.clone(),
             openapi_json,
+            documented_routes,
         };
         Ok(Self {
             listener,

@@ -186,3 +186,81 @@ fn without_a_key_and_with_verification_on_the_server_refuses_to_start() {
             .contains("TELNYX_PUBLIC_KEY")
     );
 }
+
+#[test]
+fn logs_carry_no_tokens_keys_or_phone_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let key = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
+    let mut child = command(dir.path())
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .env("TELNYX_API_KEY", "KEY-very-secret-api-key")
+        .env("TELNYX_PUBLIC_KEY", key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_serving(port, &mut child);
+    let http = |req: String| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let register = r#"{"name":"Alice","sip_uri":"sip:alice@example.com","status":"available"}"#;
+    let reply = http(format!(
+        "POST /api/call-center/agents/register HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer process-test-admin-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{register}",
+        register.len()
+    ));
+    let token = reply
+        .split("\"heartbeat_token\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    http(format!(
+        "GET /api/call-center/agents/list HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    ));
+    http("GET /api/call-center/agents/list HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-guess-token\r\nConnection: close\r\n\r\n".into());
+    // Webhooks with caller numbers (verification off, so they are processed), POST and GET.
+    let form = "CallSid=v3%3Alog&From=%2B13125550100&To=%2B13125550199";
+    http(format!(
+        "POST /api/call-center/inbound HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    ));
+    http(format!(
+        "GET /api/call-center/inbound?{form} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ));
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let logs = String::from_utf8(output.stderr).unwrap();
+    assert!(logs.lines().count() > 5, "the server logged: {logs}");
+    assert!(
+        logs.contains("request_id"),
+        "JSON lines carry the request id"
+    );
+    assert!(
+        logs.contains("/api/call-center/inbound") && logs.contains("\"status\":200"),
+        "the webhooks were processed: {logs}"
+    );
+    for secret in [
+        "process-test-admin-token",
+        token.as_str(),
+        "wrong-guess-token",
+        "KEY-very-secret-api-key",
+        key,
+        "13125550100",
+        "13125550199",
+    ] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    }
+}

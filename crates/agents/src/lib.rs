@@ -49,4 +49,4 @@ pub use port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit};
 pub use service::{
     AgentChanges, AgentError, AgentService, AgentView, Caller, MetricsView, NewAgent, token_hash,
 };
-pub use sip::{SipUri, SipUriError};
+pub use sip::{SIP_URI_PATTERN, SipUri, SipUriError};

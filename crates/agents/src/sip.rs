@@ -36,6 +36,23 @@ fn err<T>(msg: impl Into<String>) -> Result<T, SipUriError> {
 
 const MAX_LEN: usize = 256;
 
+/// The grammar [`SipUri::parse`] accepts, as a regular expression (ECMA/Python flavour) for
+/// API schemas. Everything it matches, the parser accepts (property-tested); the parser also
+/// trims surrounding whitespace.
+pub const SIP_URI_PATTERN: &str = concat!(
+    "^[sS][iI][pP][sS]?:",
+    "(?:[A-Za-z0-9\\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+",
+    "@",
+    "(?:",
+    "(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    "|(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.?",
+    "|\\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\\]",
+    ")",
+    "(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?",
+    "(?:;(?:[A-Za-z0-9\\-_.!~*'()\\[\\]/:&+$]|%[0-9A-Fa-f]{2})+(?:=(?:[A-Za-z0-9\\-_.!~*'()\\[\\]/:&+$]|%[0-9A-Fa-f]{2})+)?)*",
+    "$"
+);
+
 fn is_mark(c: char) -> bool {
     matches!(c, '-' | '_' | '.' | '!' | '~' | '*' | '\'' | '(' | ')')
 }
@@ -293,6 +310,24 @@ mod tests {
             assert!(SipUri::parse(bad).is_err(), "{bad}");
         }
         assert!(SipUri::parse(&format!("sip:{}@x.example", "a".repeat(300))).is_err());
+    }
+
+    fn unanchored() -> &'static str {
+        SIP_URI_PATTERN
+            .strip_prefix('^')
+            .and_then(|p| p.strip_suffix('$'))
+            .unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, ..Default::default() })]
+
+        #[test]
+        fn everything_the_published_pattern_allows_is_accepted(uri in proptest::string::string_regex(unanchored()).unwrap()) {
+            if uri.len() <= MAX_LEN {
+                proptest::prop_assert!(SipUri::parse(&uri).is_ok(), "{uri:?}: {:?}", SipUri::parse(&uri));
+            }
+        }
     }
 
     #[test]

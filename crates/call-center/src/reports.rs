@@ -22,9 +22,6 @@ use uuid::Uuid;
 /// The store failed.
 #[derive(Debug, Error)]
 pub enum ReportError {
-    /// The range is empty or reversed.
-    #[error("`from` must be before `to`")]
-    EmptyRange,
     /// The store failed.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -220,10 +217,10 @@ impl Summary {
     }
 }
 
-/// Computes the summary for `[from, to)`.
+/// Computes the summary for `[from, to)` (empty, all zeros, when `from >= to`).
 ///
 /// # Errors
-/// [`ReportError::EmptyRange`] when `from >= to`; store failures.
+/// Store failures.
 pub async fn summary(
     store: &dyn ReportStore,
     from: DateTime<Utc>,
@@ -231,7 +228,13 @@ pub async fn summary(
     sl_seconds: u32,
 ) -> Result<Summary, ReportError> {
     if from >= to {
-        return Err(ReportError::EmptyRange);
+        return Ok(Summary::new(
+            from,
+            to,
+            sl_seconds,
+            &CallTotals::default(),
+            &[],
+        ));
     }
     let totals = store.call_totals(from, to, sl_seconds).await?;
     let agents = store.agent_totals(from, to).await?;

@@ -3,7 +3,7 @@
 #![allow(unused_qualifications)] // utoipa's path macro expands qualified paths
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
-use agents::{AgentChanges, AgentView, Caller, NewAgent};
+use agents::{AgentChanges, AgentView, Caller, EffectiveStatus, NewAgent, Presence};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -15,15 +15,14 @@ use super::state::AppState;
 /// `POST /agents/register` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterAgent {
-    /// 1–100 characters (trimmed).
-    #[schema(min_length = 1, max_length = 100, example = "Alice Smith")]
+    /// 1–100 characters (trimmed), not blank, no control characters.
+    #[schema(schema_with = super::schemas::name, example = "Alice Smith")]
     pub name: String,
-    /// `sip:` or `sips:` `user@host[:port][;params]`.
-    #[schema(example = "sip:alice@example.sip.telnyx.com")]
+    /// `sip:` or `sips:` `user@host[:port][;params]` (RFC 3261's basic grammar).
+    #[schema(schema_with = super::schemas::sip_uri, example = "sip:alice@example.sip.telnyx.com")]
     pub sip_uri: String,
     /// Initial presence; `available` counts as a first heartbeat.
-    #[schema(example = "available")]
-    pub status: Option<String>,
+    pub status: Option<Presence>,
 }
 
 /// `POST /agents/register` answer: the token is shown only here.
@@ -39,28 +38,31 @@ pub struct Registered {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Heartbeat {
     /// The agent's id.
+    #[schema(format = Uuid)]
     pub agent_id: String,
-    /// New presence: `available`, `busy` or `offline`.
-    pub status: Option<String>,
+    /// New presence.
+    pub status: Option<Presence>,
 }
 
 /// `PUT /agents/{agent_id}` body: any of the fields.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateAgent {
-    /// New name.
+    /// New name: 1–100 characters (trimmed), not blank, no control characters.
+    #[schema(schema_with = super::schemas::optional_name)]
     pub name: Option<String>,
     /// New SIP URI.
+    #[schema(schema_with = super::schemas::optional_sip_uri)]
     pub sip_uri: Option<String>,
     /// New presence.
-    pub status: Option<String>,
+    pub status: Option<Presence>,
 }
 
 /// `GET /agents/list` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only agents with this effective status: `available`, `busy` or `offline`.
-    pub status: Option<String>,
+    /// Only agents with this effective status.
+    pub status: Option<EffectiveStatus>,
 }
 
 /// `GET /agents/list` answer.
@@ -68,6 +70,29 @@ pub struct ListQuery {
 pub struct AgentList {
     /// The agents, oldest first.
     pub agents: Vec<AgentView>,
+}
+
+/// The literal routes beside `/agents/{agent_id}` and the method each answers: asking one
+/// of them with another method is a 405, not an agent lookup.
+fn literal_sibling(segment: &str) -> Option<ApiError> {
+    let allow = match segment {
+        "register" | "heartbeat" => "POST",
+        "list" => "GET",
+        _ => return None,
+    };
+    Some(ApiError::MethodNotAllowed {
+        allow: allow.to_owned(),
+    })
+}
+
+/// The agent id of a path: 405 for a literal sibling route, 404 for anything not a UUID.
+fn path_id(segment: &str) -> Result<&str, ApiError> {
+    if let Some(e) = literal_sibling(segment) {
+        return Err(e);
+    }
+    uuid::Uuid::parse_str(segment)
+        .map(|_| segment)
+        .map_err(|_| ApiError::NotFound("agent"))
 }
 
 /// Registers an agent.
@@ -96,7 +121,7 @@ pub async fn register(
     let new = NewAgent {
         name: &input.name,
         sip_uri: &input.sip_uri,
-        status: input.status.as_deref(),
+        status: input.status.map(Presence::as_str),
     };
     let (agent, heartbeat_token) = state.agents.register(new, Caller::Admin).await?;
     Ok(HttpResponse::Created().json(Registered {
@@ -131,7 +156,7 @@ pub async fn heartbeat(
     let input: Heartbeat = json::body(&req, &body)?;
     let agent = state
         .agents
-        .heartbeat(caller, &input.agent_id, input.status.as_deref())
+        .heartbeat(caller, &input.agent_id, input.status.map(Presence::as_str))
         .await?;
     Ok(HttpResponse::Ok().json(agent))
 }
@@ -152,14 +177,17 @@ pub async fn heartbeat(
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
     let q: ListQuery = json::query(&req)?;
-    let agents = state.agents.list(q.status.as_deref()).await?;
+    let agents = state
+        .agents
+        .list(q.status.map(EffectiveStatus::as_str))
+        .await?;
     Ok(HttpResponse::Ok().json(AgentList { agents }))
 }
 
 /// One agent.
 #[utoipa::path(
     tag = "agents",
-    params(("agent_id" = String, Path, description = "The agent's id (UUID)")),
+    params(("agent_id" = uuid::Uuid, Path, description = "The agent's id")),
     security(("admin" = [])),
     responses(
         (status = 200, description = "The agent", body = AgentView),
@@ -175,13 +203,13 @@ pub async fn get_agent(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
-    Ok(HttpResponse::Ok().json(state.agents.get(&path).await?))
+    Ok(HttpResponse::Ok().json(state.agents.get(path_id(&path)?).await?))
 }
 
 /// Changes an agent's name, SIP URI or presence.
 #[utoipa::path(
     tag = "agents",
-    params(("agent_id" = String, Path, description = "The agent's id (UUID)")),
+    params(("agent_id" = uuid::Uuid, Path, description = "The agent's id")),
     request_body = UpdateAgent,
     security(("admin" = [])),
     responses(
@@ -189,6 +217,7 @@ pub async fn get_agent(
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
+        (status = 405, description = "A literal route (register, heartbeat, list) with another method", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "sip_uri already registered", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
@@ -203,25 +232,24 @@ pub async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
+    let id = path_id(&path)?;
     let input: UpdateAgent = json::body(&req, &body)?;
     if input.name.is_none() && input.sip_uri.is_none() && input.status.is_none() {
-        return Err(ApiError::Unprocessable {
-            field: "body".into(),
-            message: "set at least one of name, sip_uri, status".into(),
-        });
+        // Nothing to change: answer the agent as it is.
+        return Ok(HttpResponse::Ok().json(state.agents.get(id).await?));
     }
     let changes = AgentChanges {
         name: input.name.as_deref(),
         sip_uri: input.sip_uri.as_deref(),
-        status: input.status.as_deref(),
+        status: input.status.map(Presence::as_str),
     };
-    Ok(HttpResponse::Ok().json(state.agents.update(&path, changes).await?))
+    Ok(HttpResponse::Ok().json(state.agents.update(id, changes).await?))
 }
 
 /// Removes an agent.
 #[utoipa::path(
     tag = "agents",
-    params(("agent_id" = String, Path, description = "The agent's id (UUID)")),
+    params(("agent_id" = uuid::Uuid, Path, description = "The agent's id")),
     security(("admin" = [])),
     responses(
         (status = 204, description = "Removed"),
@@ -237,6 +265,6 @@ pub async fn remove(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
-    state.agents.remove(&path).await?;
+    state.agents.remove(path_id(&path)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }

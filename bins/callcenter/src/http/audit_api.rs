@@ -18,10 +18,11 @@ use super::state::AppState;
 pub struct AuditQuery {
     /// Only entries about this call.
     pub call_sid: Option<String>,
-    /// Only entries about this agent (UUID).
-    pub agent_id: Option<String>,
-    /// At most this many (1–10000, default 1000).
-    pub limit: Option<String>,
+    /// Only entries about this agent.
+    pub agent_id: Option<uuid::Uuid>,
+    /// At most this many (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<u32>,
 }
 
 /// `GET /audit` answer.
@@ -47,31 +48,17 @@ pub struct AuditList {
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
     let q: AuditQuery = json::query(&req)?;
-    let agent_id = q
-        .agent_id
-        .as_deref()
-        .map(|s| {
-            uuid::Uuid::parse_str(s).map_err(|_| ApiError::Unprocessable {
-                field: "agent_id".into(),
-                message: "must be a UUID".into(),
-            })
-        })
-        .transpose()?;
-    let limit = match q.limit.as_deref() {
-        None => 1000,
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=10_000).contains(n))
-            .ok_or_else(|| ApiError::Unprocessable {
-                field: "limit".into(),
-                message: "must be a whole number from 1 to 10000".into(),
-            })?,
-    };
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::Unprocessable {
+            field: "limit".into(),
+            message: "must be from 1 to 10000".into(),
+        });
+    }
     state.audit.seal_pending().await?;
     let filter = AuditFilter {
         call_sid: q.call_sid,
-        agent_id,
+        agent_id: q.agent_id,
         limit: Some(limit),
     };
     Ok(HttpResponse::Ok().json(AuditList {

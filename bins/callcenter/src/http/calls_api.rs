@@ -17,10 +17,11 @@ use super::state::AppState;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallsQuery {
-    /// At most this many, newest first (1–1000, default 50).
-    pub limit: Option<String>,
-    /// Only calls with this status: `ringing`, `dialing`, `answered`, `voicemail`, `completed`.
-    pub status: Option<String>,
+    /// At most this many, newest first (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// Only calls with this status.
+    pub status: Option<CallStatus>,
 }
 
 /// `GET /calls` answer.
@@ -33,12 +34,8 @@ pub struct CallList {
 /// `POST /calls/{call_sid}/redact` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RedactRequest {
-    /// Why (kept in the audit log), 1–500 characters.
-    #[schema(
-        min_length = 1,
-        max_length = 500,
-        example = "caller asked for deletion"
-    )]
+    /// Why (kept in the audit log): 1–500 characters, not blank, no control characters.
+    #[schema(schema_with = super::schemas::reason, example = "caller asked for deletion")]
     pub reason: String,
 }
 
@@ -52,30 +49,17 @@ pub struct Redacted {
 }
 
 fn parse_filter(q: &CallsQuery) -> Result<CallFilter, ApiError> {
-    let limit = match q.limit.as_deref() {
-        None => 50,
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::Unprocessable {
-                field: "limit".into(),
-                message: "must be a whole number from 1 to 1000".into(),
-            })?,
-    };
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            s.parse::<CallStatus>()
-                .map_err(|_| ApiError::Unprocessable {
-                    field: "status".into(),
-                    message: "must be one of ringing, dialing, answered, voicemail, completed"
-                        .into(),
-                })
-        })
-        .transpose()?;
-    Ok(CallFilter { limit, status })
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::Unprocessable {
+            field: "limit".into(),
+            message: "must be from 1 to 1000".into(),
+        });
+    }
+    Ok(CallFilter {
+        limit,
+        status: q.status,
+    })
 }
 
 /// Lists calls, newest first.

@@ -11,6 +11,7 @@ pub mod ops;
 pub mod problem;
 pub mod reports_api;
 pub mod retry;
+mod schemas;
 pub mod state;
 pub mod telnyx;
 

@@ -59,7 +59,74 @@ pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
         .body(state.openapi_json.clone())
 }
 
-/// Any unknown route: 404 problem+json.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("resource"))
+/// A documented path and the methods it answers, from the OpenAPI document.
+#[derive(Debug, Clone)]
+pub struct DocumentedRoute {
+    segments: Vec<String>,
+    methods: Vec<String>,
+}
+
+/// The routes of the OpenAPI document.
+#[must_use]
+pub fn documented_routes(doc: &utoipa::openapi::OpenApi) -> Vec<DocumentedRoute> {
+    let json = serde_json::to_value(doc).unwrap_or_default();
+    let Some(paths) = json.get("paths").and_then(|p| p.as_object()) else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .map(|(path, ops)| DocumentedRoute {
+            segments: path.split('/').map(str::to_owned).collect(),
+            methods: ops
+                .as_object()
+                .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn matches(route: &DocumentedRoute, path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    parts.len() == route.segments.len()
+        && route
+            .segments
+            .iter()
+            .zip(&parts)
+            .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
+}
+
+/// Any unmatched request: 405 with `Allow` when the path is documented (another method was
+/// asked for), else 404; problem+json either way.
+pub async fn not_found(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let matching: Vec<&DocumentedRoute> = state
+        .documented_routes
+        .iter()
+        .filter(|r| matches(r, req.path()))
+        .collect();
+    // A literal path wins over a template it also fits (`/agents/list` over `/agents/{agent_id}`).
+    let literal: Vec<&DocumentedRoute> = matching
+        .iter()
+        .copied()
+        .filter(|r| !r.segments.iter().any(|s| s.starts_with('{')))
+        .collect();
+    let chosen = if literal.is_empty() {
+        matching
+    } else {
+        literal
+    };
+    let mut allowed: Vec<&str> = chosen
+        .iter()
+        .flat_map(|r| r.methods.iter().map(String::as_str))
+        .collect();
+    if allowed.is_empty() {
+        return Err(ApiError::NotFound("resource"));
+    }
+    allowed.sort_unstable();
+    allowed.dedup();
+    Err(ApiError::MethodNotAllowed {
+        allow: allowed.join(", "),
+    })
 }

@@ -28,6 +28,12 @@ pub enum ApiError {
     /// 404.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 405 on a path that answers other methods.
+    #[error("method not allowed; this resource answers {allow}")]
+    MethodNotAllowed {
+        /// The methods the path answers.
+        allow: String,
+    },
     /// 409.
     #[error("{0}")]
     Conflict(String),
@@ -85,6 +91,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound(_) => "not-found",
+            Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -125,6 +132,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -149,6 +157,11 @@ impl ResponseError for ApiError {
             && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let Self::MethodNotAllowed { allow } = self
+            && let Ok(v) = HeaderValue::from_str(allow)
+        {
+            response.headers_mut().insert(header::ALLOW, v);
         }
         if matches!(self, Self::Unauthorized) {
             response

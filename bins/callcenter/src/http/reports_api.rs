@@ -18,9 +18,12 @@ use super::state::AppState;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SummaryQuery {
-    /// Start (inclusive): RFC 3339, or a date (midnight UTC). Default: 24 hours before `to`.
+    /// Start (inclusive): RFC 3339 (a plain `YYYY-MM-DD` means midnight UTC). Default: 24
+    /// hours before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<String>,
-    /// End (exclusive): RFC 3339, or a date (midnight UTC). Default: now.
+    /// End (exclusive): RFC 3339 (a plain `YYYY-MM-DD` means midnight UTC). Default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<String>,
 }
 
@@ -56,7 +59,7 @@ fn field(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiErro
     responses(
         (status = 200, description = "The summary", body = Summary),
         (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or empty range", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid date", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -70,19 +73,13 @@ pub async fn summary_handler(
     let to = field("to", q.to.as_deref())?.unwrap_or_else(|| state.clock.now());
     let from = field("from", q.from.as_deref())?.unwrap_or(to - chrono::Duration::hours(24));
     let reports = state.store.reports();
-    match summary(
+    let s = summary(
         reports.as_ref(),
         from,
         to,
         state.settings.service_level_seconds,
     )
     .await
-    {
-        Ok(s) => Ok(HttpResponse::Ok().json(s)),
-        Err(ReportError::EmptyRange) => Err(ApiError::Unprocessable {
-            field: "from".into(),
-            message: "must be before `to`".into(),
-        }),
-        Err(ReportError::Unexpected(e)) => Err(ApiError::Internal(e)),
-    }
+    .map_err(|ReportError::Unexpected(e)| ApiError::Internal(e))?;
+    Ok(HttpResponse::Ok().json(s))
 }

@@ -39,6 +39,8 @@ pub struct AppState {
     pub retries: CallbackRetries,
     /// The OpenAPI document, generated from the routes.
     pub openapi_json: String,
+    /// Its paths and methods (for 405 answers).
+    pub documented_routes: Vec<super::ops::DocumentedRoute>,
 }
 
 impl std::fmt::Debug for AppState {
