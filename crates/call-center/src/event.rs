@@ -308,6 +308,13 @@ impl Event {
         }
     }
 
+    /// Whether the event only reports progress that changes nothing (an agent's leg
+    /// initiated or ringing): the offer was stored when the round opened.
+    #[must_use]
+    pub fn is_progress_only(&self) -> bool {
+        matches!(self, Self::Leg(leg) if matches!(leg.status, LegStatus::Initiated | LegStatus::Ringing))
+    }
+
     /// The natural idempotency key of a callback; instruction requests have none (they are
     /// idempotent by the call's state).
     #[must_use]

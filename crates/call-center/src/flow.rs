@@ -14,7 +14,9 @@ use crate::decide::{Context, Reply, decide, needs_candidates};
 use crate::documents;
 use crate::event::Event;
 use crate::model::{Call, CallView};
-use crate::port::{Applied, CallFilter, CallStore, CallStoreError, Receipt, Redaction};
+use crate::port::{
+    Applied, CallFilter, CallStore, CallStoreError, Receipt, Redaction, SignedRequest,
+};
 use crate::settings::{FlowSettings, Urls};
 
 /// How often a decision is retried after losing a race before giving up.
@@ -118,8 +120,17 @@ impl CallFlow {
     pub async fn handle(
         &self,
         event: &Event,
-        signature: Option<Receipt>,
+        signature: Option<SignedRequest>,
     ) -> Result<Handled, FlowError> {
+        if event.is_progress_only() && signature.as_ref().is_none_or(|s| s.covers_parameters) {
+            // Nothing to store, and a signed body cannot be replayed into anything else.
+            return Ok(Handled {
+                reply: Reply::Ack,
+                duplicate: false,
+                applied: false,
+            });
+        }
+        let signature = signature.map(|s| s.receipt);
         let natural = event.natural_key().map(|key| Receipt {
             key,
             fingerprint: String::new(),

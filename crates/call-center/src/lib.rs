@@ -50,7 +50,7 @@ pub use model::{
 };
 pub use port::{
     Applied, AttemptChange, CallChange, CallFilter, CallStore, CallStoreError, Receipt, Redaction,
-    Snapshot,
+    SignedRequest, Snapshot,
 };
 pub use settings::{
     DEFAULT_GREETING, DEFAULT_RECORDING_NOTICE, FlowSettings, SettingsError, Texts, Urls,

@@ -27,6 +27,17 @@ pub struct Receipt {
     pub fingerprint: String,
 }
 
+/// A verified webhook signature and what it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// The signature's receipt (key per method and path, fingerprint of query and body).
+    pub receipt: Receipt,
+    /// Whether the signature covers the request's parameters (a POST body; a GET's query
+    /// string is unsigned). Progress-only events under such a signature are acknowledged
+    /// without touching the store: no query string can turn them into a change.
+    pub covers_parameters: bool,
+}
+
 /// A round opening or closing, for the `dial_attempts` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptChange {

@@ -326,9 +326,12 @@ async fn a_signature_replayed_for_another_request_is_refused_and_an_identical_on
 {
     let w = World::default();
     let sig = |fp: &str| {
-        Some(Receipt {
-            key: "sig:abc".into(),
-            fingerprint: fp.into(),
+        Some(SignedRequest {
+            receipt: Receipt {
+                key: "sig:abc".into(),
+                fingerprint: fp.into(),
+            },
+            covers_parameters: true,
         })
     };
     let first = w
@@ -451,4 +454,36 @@ async fn redaction_removes_recordings_and_is_audited_once() {
         .filter(|e| e.action == AuditAction::RecordingRedacted)
         .count();
     assert_eq!(redactions, 1);
+}
+
+#[tokio::test]
+async fn ringing_is_acknowledged_without_a_write_unless_its_parameters_are_unsigned() {
+    let w = World::default();
+    let alice = w.agent("Alice").await;
+    w.send(inbound("c10")).await;
+    w.send(dial_agents("c10", 1)).await;
+    let version = w.call("c10").await.version;
+    let signed = |fp: &str, covers_parameters| {
+        Some(SignedRequest {
+            receipt: Receipt {
+                key: "sig:ring".into(),
+                fingerprint: fp.into(),
+            },
+            covers_parameters,
+        })
+    };
+    let ringing = leg("c10", 1, &alice, "la", LegStatus::Ringing, 1);
+    let posted = w.flow.handle(&ringing, signed("a", true)).await.unwrap();
+    assert!(!posted.applied && !posted.duplicate);
+    // A signed body is not remembered: the same signature may come again with anything.
+    let again = w.flow.handle(&ringing, signed("b", true)).await.unwrap();
+    assert!(!again.applied);
+    // A GET's query is unsigned, so its signature is remembered and cannot be reused.
+    w.flow
+        .handle(&ringing, signed("get-1", false))
+        .await
+        .unwrap();
+    let replay = w.flow.handle(&ringing, signed("get-2", false)).await;
+    assert!(matches!(replay, Err(FlowError::Replay)));
+    assert_eq!(w.call("c10").await.version, version);
 }

@@ -1,10 +1,111 @@
 //! # telnyx-sim: Telnyx and the agents' softphones, simulated
 //!
-//! Drives a real call-center server over HTTP: signs webhooks with Ed25519 like Telnyx,
-//! follows the TeXML it gets back, rings agents, answers or lets them ring, posts the leg
-//! status callbacks, records voicemails, and checks at the end that the server's view
-//! matches what happened.
+//! Drives a real call-center server over HTTP: registers agents and keeps them
+//! heartbeating, places calls to `/inbound` the way Telnyx does (form POSTs signed with
+//! Ed25519), follows the TeXML it gets back (`Say`/`Pause` take simulated time, `Redirect`
+//! and every `action` are followed, `Dial` rings each `Sip` leg whose agent answers,
+//! declines or lets it ring, `Record` leaves a transcribed voicemail), and checks at the end
+//! that the server's calls, agent metrics and audit chain match what happened.
 
+pub mod agents;
+pub mod call;
+pub mod check;
 pub mod client;
+pub mod scenario;
+pub mod stats;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
 
 pub use client::{AgentJson, Answer, MetricsJson, Server, Signer};
+pub use scenario::Scenario;
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Calls that ran to their end.
+    pub completed: usize,
+    /// Calls that failed, with why.
+    pub failures: Vec<String>,
+    /// Measurements.
+    pub stats: stats::Stats,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The consistency check, when asked for.
+    pub check: Option<check::Report>,
+}
+
+impl Outcome {
+    /// Whether everything went right.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+            && self.stats.errors() == 0
+            && self.check.as_ref().is_none_or(|c| c.mismatches.is_empty())
+    }
+}
+
+/// Runs `scenario` against `server`: registers agents, places the calls with the given
+/// concurrency, and (with `check`) compares the server's state with what happened.
+///
+/// # Errors
+/// When agents cannot be registered or the check cannot ask the server.
+pub async fn run(
+    server: &Server,
+    scenario: &Scenario,
+    heartbeat_every: Duration,
+    check: bool,
+) -> anyhow::Result<Outcome> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let mut phones =
+        agents::Softphones::register(server, &run_id, scenario.agents, heartbeat_every).await?;
+    let stats = stats::Stats::default();
+    let seed = scenario.seed.unwrap_or_else(rand::random);
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<(call::Truth, Vec<String>)>> =
+        futures::stream::iter(0..scenario.calls)
+            .map(|n| {
+                call::CallDriver::new(
+                    server,
+                    &phones,
+                    scenario,
+                    &stats,
+                    n,
+                    seed.wrapping_add(n as u64),
+                )
+                .run()
+            })
+            .buffer_unordered(scenario.concurrency.max(1))
+            .inspect(|r| {
+                if scenario.verbose
+                    && let Ok((_, trace)) = r
+                {
+                    println!("{}", trace.join("\n"));
+                }
+            })
+            .collect()
+            .await;
+    let elapsed = started.elapsed();
+    let mut truths = Vec::new();
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok((t, _)) => truths.push(t),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    let check = if check {
+        Some(check::check(server, &phones, &truths).await?)
+    } else {
+        None
+    };
+    phones.stop().await;
+    Ok(Outcome {
+        completed: truths.len(),
+        failures,
+        stats,
+        elapsed,
+        check,
+    })
+}

@@ -1,1 +1,190 @@
-fn main() {}
+//! `telnyx-sim`: see `telnyx-sim --help`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use telnyx_sim::{Scenario, Server, Signer};
+
+/// Plays Telnyx and the agents' softphones against a call-center server.
+#[derive(Debug, Parser)]
+#[command(name = "telnyx-sim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a new signing key (for this tool) and its public key (for the server).
+    Keygen,
+    /// Run calls against a server.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)]
+struct RunArgs {
+    /// Server base URL; repeat to spread requests over several instances.
+    #[arg(long = "server", required = true)]
+    servers: Vec<String>,
+    /// The server's admin token.
+    #[arg(long, env = "CALL_CENTER_ADMIN_TOKEN")]
+    admin_token: String,
+    /// Base64 signing-key seed (from `keygen`); generated when absent.
+    #[arg(long, env = "TELNYX_SIM_SIGNING_KEY")]
+    signing_key: Option<String>,
+    /// Send unsigned webhooks (for servers with TELNYX_VERIFY_SIGNATURES=false).
+    #[arg(long)]
+    no_sign: bool,
+    /// Calls to place.
+    #[arg(long, default_value_t = 20)]
+    calls: usize,
+    /// Calls in progress at once.
+    #[arg(long, default_value_t = 5)]
+    concurrency: usize,
+    /// Agents to register.
+    #[arg(long, default_value_t = 5)]
+    agents: usize,
+    /// Chance that a rung agent answers.
+    #[arg(long, default_value_t = 0.6)]
+    answer_probability: f64,
+    /// Chance that a rung agent declines at once.
+    #[arg(long, default_value_t = 0.05)]
+    decline_probability: f64,
+    /// Longest time (simulated seconds) before an agent answers.
+    #[arg(long, default_value_t = 8.0)]
+    answer_delay: f64,
+    /// Chance that the caller hangs up while agents ring.
+    #[arg(long, default_value_t = 0.05)]
+    hangup_probability: f64,
+    /// Shortest talk time, simulated seconds.
+    #[arg(long, default_value_t = 20)]
+    talk_min: u32,
+    /// Longest talk time, simulated seconds.
+    #[arg(long, default_value_t = 180)]
+    talk_max: u32,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 1000.0)]
+    time_compression: f64,
+    /// Chance that a status callback is delivered twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicates: f64,
+    /// Deliver each call's status callbacks shuffled, after its instructions.
+    #[arg(long)]
+    reorder: bool,
+    /// Print a trace of every call.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Random seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Skip the consistency check.
+    #[arg(long)]
+    no_check: bool,
+    /// Real seconds between heartbeats.
+    #[arg(long, default_value_t = 15)]
+    heartbeat_every: u64,
+    /// Also write the summary as JSON to this file.
+    #[arg(long)]
+    summary_json: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Keygen => {
+            let signer = Signer::generate();
+            println!("TELNYX_SIM_SIGNING_KEY={}", signer.seed_b64());
+            println!("TELNYX_PUBLIC_KEY={}", signer.public_key_b64());
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => match run(*args).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("telnyx-sim: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<bool> {
+    let signer = if args.no_sign {
+        None
+    } else if let Some(seed) = &args.signing_key {
+        Some(Signer::from_seed_b64(seed)?)
+    } else {
+        let s = Signer::generate();
+        eprintln!(
+            "telnyx-sim: no signing key given; generated one. Start the server with TELNYX_PUBLIC_KEY={}",
+            s.public_key_b64()
+        );
+        Some(s)
+    };
+    let server = Server::new(args.servers.clone(), args.admin_token.clone(), signer)?;
+    let scenario = Scenario {
+        calls: args.calls,
+        concurrency: args.concurrency,
+        agents: args.agents,
+        answer_probability: args.answer_probability,
+        decline_probability: args.decline_probability,
+        answer_delay_max: args.answer_delay,
+        hangup_probability: args.hangup_probability,
+        talk_seconds: (args.talk_min, args.talk_max),
+        voicemail_seconds: 15,
+        time_compression: args.time_compression,
+        duplicate_probability: args.duplicates,
+        reorder: args.reorder,
+        verbose: args.verbose,
+        seed: args.seed,
+    };
+    let outcome = telnyx_sim::run(
+        &server,
+        &scenario,
+        Duration::from_secs(args.heartbeat_every),
+        !args.no_check,
+    )
+    .await?;
+    println!(
+        "\n{}",
+        outcome.stats.report(outcome.completed, outcome.elapsed)
+    );
+    for f in outcome.failures.iter().take(10) {
+        println!("FAILED CALL: {f}");
+    }
+    if let Some(check) = &outcome.check {
+        if check.mismatches.is_empty() {
+            println!(
+                "consistency: OK ({} calls, {} agents, audit chain verified with {} entries)",
+                outcome.completed, args.agents, check.audit_entries
+            );
+        } else {
+            println!("consistency: {} MISMATCH(ES)", check.mismatches.len());
+            for m in check.mismatches.iter().take(20) {
+                println!("  {m}");
+            }
+        }
+    }
+    if let Some(path) = &args.summary_json {
+        let secs = outcome.elapsed.as_secs_f64().max(1e-9);
+        #[allow(clippy::cast_precision_loss)]
+        let summary = serde_json::json!({
+            "calls": outcome.completed,
+            "failed_calls": outcome.failures.len(),
+            "requests": outcome.stats.requests(),
+            "errors": outcome.stats.errors(),
+            "elapsed_seconds": secs,
+            "calls_per_second": outcome.completed as f64 / secs,
+            "requests_per_second": outcome.stats.requests() as f64 / secs,
+            "p50_ms": outcome.stats.overall_percentile_ms(0.5),
+            "p90_ms": outcome.stats.overall_percentile_ms(0.9),
+            "p99_ms": outcome.stats.overall_percentile_ms(0.99),
+            "max_ms": outcome.stats.overall_percentile_ms(1.0),
+            "mismatches": outcome.check.as_ref().map_or(0, |c| c.mismatches.len()),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;
+    }
+    Ok(outcome.ok())
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use call_center::{CallFlow, Event, FlowError, Receipt};
+use call_center::{CallFlow, Event, FlowError, SignedRequest};
 use prometheus::IntGauge;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,7 @@ impl CallbackRetries {
     }
 
     /// Holds `event` and retries it; drops it (logged) when full.
-    pub fn hold(&self, flow: CallFlow, event: Event, receipt: Option<Receipt>) {
+    pub fn hold(&self, flow: CallFlow, event: Event, receipt: Option<SignedRequest>) {
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             tracing::error!(
                 call_sid = event.call_sid().unwrap_or("-"),

@@ -6,7 +6,8 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use call_center::{
-    Endpoint, Event, EventError, Params, Receipt, Reply, from_call_control, from_params,
+    Endpoint, Event, EventError, Params, Receipt, Reply, SignedRequest, from_call_control,
+    from_params,
 };
 use texml::Response;
 
@@ -49,7 +50,11 @@ fn ack() -> HttpResponse {
 }
 
 /// Verifies the signature (unless switched off) and returns the request's receipt.
-fn verify(req: &HttpRequest, body: &[u8], state: &AppState) -> Result<Option<Receipt>, ApiError> {
+fn verify(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &AppState,
+) -> Result<Option<SignedRequest>, ApiError> {
     let Some(verifier) = &state.verifier else {
         return Ok(None);
     };
@@ -70,9 +75,12 @@ fn verify(req: &HttpRequest, body: &[u8], state: &AppState) -> Result<Option<Rec
             // query string and body again, else it is a replay with another query: 401.
             let key = format!("{}:{} {}", verified.key, req.method(), req.path());
             let fp = fingerprint(req.method().as_str(), req.path(), req.query_string(), body);
-            Ok(Some(Receipt {
-                key,
-                fingerprint: fp,
+            Ok(Some(SignedRequest {
+                receipt: Receipt {
+                    key,
+                    fingerprint: fp,
+                },
+                covers_parameters: req.method() == actix_web::http::Method::POST,
             }))
         }
         Err(reason) => {

@@ -1,0 +1,562 @@
+//! One caller, as Telnyx sees it: place the call, follow every document (speak, pause,
+//! redirect, dial, record, hang up), ring the agents' legs and report their progress, and
+//! remember what really happened for the consistency check.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use texml::{Dial, DialNoun, Record, Verb};
+
+use crate::agents::Softphones;
+use crate::client::{Answer, Server};
+use crate::scenario::Scenario;
+use crate::stats::Stats;
+
+/// What really happened to a call.
+#[derive(Debug, Clone, Default)]
+pub struct Truth {
+    /// The call.
+    pub call_sid: String,
+    /// `answered`, `voicemail`, `abandoned` or `unanswered`.
+    pub outcome: &'static str,
+    /// The agent who talked (server id).
+    pub answered_by: Option<String>,
+    /// Seconds talked.
+    pub talk_seconds: Option<i64>,
+    /// Agents whose offer counts as missed, once per offer.
+    pub misses: Vec<String>,
+    /// Whether a voicemail was recorded.
+    pub voicemail: bool,
+}
+
+/// A status callback to deliver: where, and the exact form body.
+#[derive(Debug, Clone)]
+struct Callback {
+    url: String,
+    body: String,
+}
+
+/// Drives one call.
+pub struct CallDriver<'a> {
+    server: &'a Server,
+    phones: &'a Softphones,
+    scenario: &'a Scenario,
+    stats: &'a Stats,
+    rng: StdRng,
+    truth: Truth,
+    from: String,
+    deferred: Vec<Callback>,
+    trace: Vec<String>,
+    seq: u64,
+}
+
+enum DialEnd {
+    Action(String, Vec<(&'static str, String)>),
+    CallerHungUp,
+}
+
+fn params_body(params: &[(&str, String)]) -> String {
+    serde_urlencoded::to_string(params).unwrap_or_default()
+}
+
+fn now_stamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+impl<'a> CallDriver<'a> {
+    /// A caller numbered `n`.
+    #[must_use]
+    pub fn new(
+        server: &'a Server,
+        phones: &'a Softphones,
+        scenario: &'a Scenario,
+        stats: &'a Stats,
+        n: usize,
+        seed: u64,
+    ) -> Self {
+        let call_sid = format!("v3:sim-{}", uuid::Uuid::new_v4().simple());
+        let truth = Truth {
+            call_sid,
+            ..Truth::default()
+        };
+        Self {
+            server,
+            phones,
+            scenario,
+            stats,
+            rng: StdRng::seed_from_u64(seed),
+            truth,
+            from: format!("+1312555{:04}", n % 10_000),
+            deferred: Vec::new(),
+            trace: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    fn note(&mut self, line: String) {
+        if self.scenario.verbose {
+            self.trace.push(line);
+        }
+    }
+
+    /// Parameters Telnyx sends with every request about this call. `Timestamp` makes two
+    /// requests within one real second differ, as they would in Telnyx's uncompressed time.
+    fn base(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "AccountSid",
+                "00000000-0000-4000-8000-000000000001".to_owned(),
+            ),
+            ("CallSid", self.truth.call_sid.clone()),
+            ("From", self.from.clone()),
+            ("To", "+13125550199".to_owned()),
+            ("ConnectionId", "sim-connection".to_owned()),
+            ("ApiVersion", "2010-04-01".to_owned()),
+            ("Timestamp", now_stamp()),
+        ]
+    }
+
+    async fn sleep(&self, simulated: f64) {
+        tokio::time::sleep(self.scenario.real(simulated)).await;
+    }
+
+    /// An instruction request: its answer is the next document.
+    async fn instruction(
+        &mut self,
+        url: &str,
+        extra: Vec<(&'static str, String)>,
+    ) -> anyhow::Result<Answer> {
+        let mut params = self.base();
+        params.extend(extra);
+        let started = Instant::now();
+        let answer = self.server.post_form(url, &params).await;
+        let ok = matches!(&answer, Ok(a) if a.status == 200);
+        self.stats.request(url, started.elapsed(), ok);
+        let answer = answer?;
+        anyhow::ensure!(
+            answer.status == 200,
+            "{url}: HTTP {} {}",
+            answer.status,
+            answer.body
+        );
+        Ok(answer)
+    }
+
+    /// A status callback: sent now, or held for the end when reordering; sometimes twice
+    /// (byte-identical, same signature).
+    async fn callback(
+        &mut self,
+        url: &str,
+        mut params: Vec<(&'static str, String)>,
+    ) -> anyhow::Result<()> {
+        self.seq += 1;
+        params.push(("SequenceNumber", self.seq.to_string()));
+        params.push(("Timestamp", now_stamp()));
+        let cb = Callback {
+            url: url.to_owned(),
+            body: params_body(&params),
+        };
+        let twice = self
+            .rng
+            .random_bool(self.scenario.duplicate_probability.clamp(0.0, 1.0));
+        if self.scenario.reorder {
+            if twice {
+                self.deferred.push(cb.clone());
+            }
+            self.deferred.push(cb);
+            return Ok(());
+        }
+        self.deliver(&cb, twice).await
+    }
+
+    async fn deliver(&self, cb: &Callback, twice: bool) -> anyhow::Result<()> {
+        let ts = chrono::Utc::now().timestamp();
+        for _ in 0..if twice { 2 } else { 1 } {
+            let started = Instant::now();
+            let answer = self
+                .server
+                .post_raw(
+                    &cb.url,
+                    cb.body.clone().into_bytes(),
+                    "application/x-www-form-urlencoded",
+                    ts,
+                )
+                .await;
+            let ok = matches!(&answer, Ok(a) if a.status == 200);
+            self.stats.request(&cb.url, started.elapsed(), ok);
+            let answer = answer?;
+            anyhow::ensure!(
+                answer.status == 200,
+                "{}: HTTP {} {}",
+                cb.url,
+                answer.status,
+                answer.body
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs the call to its end; returns what happened and the trace.
+    ///
+    /// # Errors
+    /// A request failed or a document could not be read.
+    pub async fn run(mut self) -> anyhow::Result<(Truth, Vec<String>)> {
+        let started = Instant::now();
+        let mut extra = vec![("CallStatus", "ringing".to_owned())];
+        let mut url = "/api/call-center/inbound".to_owned();
+        let mut outcome: Option<&'static str> = None;
+        'call: loop {
+            let answer = self.instruction(&url, std::mem::take(&mut extra)).await?;
+            let doc = answer.texml()?;
+            self.note(format!(
+                "  {} <- {}",
+                crate::stats::endpoint(&url),
+                summarize(&doc)
+            ));
+            let mut next = None;
+            for verb in &doc.verbs {
+                match verb {
+                    Verb::Say(s) => self.sleep(Scenario::speech(s.text.as_str())).await,
+                    Verb::Pause(p) => {
+                        self.sleep(f64::from(p.length.map_or(1, texml::PauseLength::get)))
+                            .await
+                    }
+                    Verb::Play(_) => self.sleep(2.0).await,
+                    Verb::Redirect(r) => {
+                        next = Some((r.url.as_str().to_owned(), Vec::new()));
+                        break;
+                    }
+                    Verb::Dial(d) => {
+                        match self.dial(d).await? {
+                            DialEnd::Action(u, p) => next = Some((u, p)),
+                            DialEnd::CallerHungUp => {
+                                outcome = Some("abandoned");
+                                break 'call;
+                            }
+                        }
+                        break;
+                    }
+                    Verb::Record(r) => {
+                        next = Some(self.record(r).await?);
+                        break;
+                    }
+                    Verb::Hangup(_) | Verb::Reject(_) => break 'call,
+                    Verb::Gather(_) | Verb::Enqueue(_) | Verb::Leave(_) => {}
+                }
+            }
+            match next {
+                Some((u, p)) => {
+                    url = u;
+                    extra = p;
+                }
+                None => break,
+            }
+        }
+        let outcome = outcome.unwrap_or(if self.truth.answered_by.is_some() {
+            "answered"
+        } else if self.truth.voicemail {
+            "voicemail"
+        } else {
+            "unanswered"
+        });
+        self.truth.outcome = outcome;
+        let duration = started.elapsed().as_secs_f64() * self.scenario.time_compression;
+        let mut params = vec![
+            ("CallSid", self.truth.call_sid.clone()),
+            ("CallStatus", "completed".to_owned()),
+        ];
+        #[allow(clippy::cast_possible_truncation)]
+        params.push(("CallDuration", (duration as i64).to_string()));
+        self.callback("/api/call-center/events", params).await?;
+        self.flush().await?;
+        self.stats.outcome(outcome);
+        let head = format!("call {} from {}: {outcome}", self.truth.call_sid, self.from);
+        self.trace.insert(0, head);
+        Ok((self.truth, self.trace))
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        let mut pending = std::mem::take(&mut self.deferred);
+        pending.shuffle(&mut self.rng);
+        if !pending.is_empty() {
+            self.note(format!(
+                "  delivered {} held status callbacks, shuffled",
+                pending.len()
+            ));
+        }
+        for cb in &pending {
+            self.deliver(cb, false).await?;
+        }
+        Ok(())
+    }
+
+    async fn leg(
+        &mut self,
+        status_url: &str,
+        leg: &str,
+        sip: &str,
+        status: &str,
+        duration: Option<i64>,
+    ) -> anyhow::Result<()> {
+        let mut params = vec![
+            ("CallSid", leg.to_owned()),
+            ("ParentCallSid", self.truth.call_sid.clone()),
+            ("CallStatus", status.to_owned()),
+            ("To", sip.to_owned()),
+            ("From", self.from.clone()),
+            ("CallbackSource", "call-progress-events".to_owned()),
+        ];
+        if let Some(d) = duration {
+            params.push(("CallDuration", d.to_string()));
+        }
+        self.callback(status_url, params).await
+    }
+
+    /// Rings every `<Sip>` at once: each agent answers, declines or lets it ring; the
+    /// first to answer (and free) wins; the caller may hang up while they ring.
+    async fn dial(&mut self, d: &Dial) -> anyhow::Result<DialEnd> {
+        let timeout = f64::from(d.timeout.map_or(30, texml::DialTimeout::get));
+        let action = d
+            .action
+            .as_ref()
+            .map(|u| u.as_str().to_owned())
+            .context("a <Dial> without action")?;
+        struct Leg {
+            sid: String,
+            sip: String,
+            callback: String,
+            agent: Option<Arc<crate::agents::SimAgent>>,
+            decline_at: Option<f64>,
+            answer_at: Option<f64>,
+        }
+        let mut legs = Vec::new();
+        for noun in d.nouns() {
+            let DialNoun::Sip(sip) = noun else { continue };
+            let uri = sip.uri.as_str().to_owned();
+            let r: f64 = self.rng.random();
+            let (decline_at, answer_at) = if r < self.scenario.decline_probability {
+                (Some(self.rng.random_range(0.5..3.0)), None)
+            } else if r < self.scenario.decline_probability + self.scenario.answer_probability {
+                (
+                    None,
+                    Some(
+                        self.rng
+                            .random_range(0.5..self.scenario.answer_delay_max.max(0.6)),
+                    ),
+                )
+            } else {
+                (None, None)
+            };
+            legs.push(Leg {
+                sid: format!("v3:leg-{}", uuid::Uuid::new_v4().simple()),
+                agent: self.phones.by_sip.get(&uri).cloned(),
+                sip: uri,
+                callback: sip
+                    .status_callback
+                    .as_ref()
+                    .map(|u| u.as_str().to_owned())
+                    .context("a <Sip> without statusCallback")?,
+                decline_at,
+                answer_at,
+            });
+        }
+        self.note(format!("  ringing {} agent(s)", legs.len()));
+        for l in &legs {
+            let (cb, sid, sip) = (l.callback.clone(), l.sid.clone(), l.sip.clone());
+            self.leg(&cb, &sid, &sip, "initiated", None).await?;
+            self.leg(&cb, &sid, &sip, "ringing", None).await?;
+        }
+        let hangup_at = self
+            .rng
+            .random_bool(self.scenario.hangup_probability.clamp(0.0, 1.0))
+            .then(|| self.rng.random_range(1.0..timeout));
+        // Events in time order: declines, answers, the caller's hang-up, the timeout.
+        let mut order: Vec<(f64, usize, u8)> = Vec::new();
+        for (i, l) in legs.iter().enumerate() {
+            if let Some(t) = l.decline_at {
+                order.push((t, i, 0));
+            }
+            if let Some(t) = l.answer_at.filter(|t| *t < timeout) {
+                order.push((t, i, 1));
+            }
+        }
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut ended = vec![false; legs.len()];
+        let mut clock = 0.0;
+        for (t, i, kind) in order {
+            if hangup_at.is_some_and(|h| h < t) {
+                break;
+            }
+            self.sleep(t - clock).await;
+            clock = t;
+            let (cb, sid, sip) = (
+                legs[i].callback.clone(),
+                legs[i].sid.clone(),
+                legs[i].sip.clone(),
+            );
+            let takes = kind == 1 && legs[i].agent.as_ref().is_some_and(|a| a.try_take());
+            if !takes {
+                // Declined, or the agent is already on another call: busy.
+                ended[i] = true;
+                self.leg(&cb, &sid, &sip, "busy", None).await?;
+                if let Some(a) = &legs[i].agent {
+                    self.truth.misses.push(a.id.clone());
+                }
+                continue;
+            }
+            // The winner: the other legs stop ringing.
+            let agent = legs[i].agent.clone().context("winner without agent")?;
+            self.leg(&cb, &sid, &sip, "in-progress", None).await?;
+            for (j, other) in legs.iter().enumerate() {
+                if j != i && !ended[j] {
+                    let (c, s, p) = (other.callback.clone(), other.sid.clone(), other.sip.clone());
+                    self.leg(&c, &s, &p, "canceled", None).await?;
+                }
+            }
+            let talk = i64::from(
+                self.rng.random_range(
+                    self.scenario.talk_seconds.0
+                        ..=self
+                            .scenario
+                            .talk_seconds
+                            .1
+                            .max(self.scenario.talk_seconds.0),
+                ),
+            );
+            self.note(format!("  {sip} answered after {t:.1} s, talks {talk} s"));
+            #[allow(clippy::cast_precision_loss)]
+            self.sleep(talk as f64).await;
+            self.leg(&cb, &sid, &sip, "completed", Some(talk)).await?;
+            agent.free();
+            self.truth.answered_by = Some(agent.id.clone());
+            self.truth.talk_seconds = Some(talk);
+            let params = vec![
+                ("DialCallStatus", "completed".to_owned()),
+                ("DialCallSid", sid),
+                ("DialCallDuration", talk.to_string()),
+                ("CallStatus", "in-progress".to_owned()),
+            ];
+            return Ok(DialEnd::Action(action, params));
+        }
+        if let Some(h) = hangup_at {
+            self.sleep(h - clock).await;
+            self.note(format!("  the caller hung up after {h:.1} s of ringing"));
+            for (i, l) in legs.iter().enumerate() {
+                if !ended[i] {
+                    let (c, s, p) = (l.callback.clone(), l.sid.clone(), l.sip.clone());
+                    self.leg(&c, &s, &p, "canceled", None).await?;
+                }
+            }
+            return Ok(DialEnd::CallerHungUp);
+        }
+        self.sleep(timeout - clock).await;
+        for (i, l) in legs.iter().enumerate() {
+            if !ended[i] {
+                let (c, s, p) = (l.callback.clone(), l.sid.clone(), l.sip.clone());
+                self.leg(&c, &s, &p, "no-answer", None).await?;
+                if let Some(a) = &l.agent {
+                    self.truth.misses.push(a.id.clone());
+                }
+            }
+        }
+        self.note("  nobody answered".to_owned());
+        Ok(DialEnd::Action(
+            action,
+            vec![
+                ("DialCallStatus", "no-answer".to_owned()),
+                ("CallStatus", "in-progress".to_owned()),
+            ],
+        ))
+    }
+
+    /// Records a message, then delivers the `<Record action>`, the recording status and the
+    /// transcription in a random order; the action's answer is the next document.
+    async fn record(
+        &mut self,
+        r: &Record,
+    ) -> anyhow::Result<(String, Vec<(&'static str, String)>)> {
+        let seconds = self.scenario.voicemail_seconds;
+        self.sleep(f64::from(seconds)).await;
+        self.truth.voicemail = true;
+        let rec_sid = uuid::Uuid::new_v4().to_string();
+        let url = format!("https://api.telnyx.com/v2/recordings/{rec_sid}.mp3");
+        let action = r
+            .action
+            .as_ref()
+            .map(|u| u.as_str().to_owned())
+            .context("a <Record> without action")?;
+        let status_cb = r
+            .recording_status_callback
+            .as_ref()
+            .map(|u| u.as_str().to_owned());
+        let transcription_cb = r
+            .transcription_callback
+            .as_ref()
+            .map(|u| u.as_str().to_owned());
+        let mut steps = [0u8, 1, 2];
+        steps.shuffle(&mut self.rng);
+        let action_params = vec![
+            ("RecordingUrl", url.clone()),
+            ("RecordingSid", rec_sid.clone()),
+            ("RecordingDuration", seconds.to_string()),
+            ("Digits", "#".to_owned()),
+        ];
+        for step in steps {
+            match (step, &status_cb, &transcription_cb) {
+                (1, Some(cb), _) => {
+                    let params = vec![
+                        ("CallSid", self.truth.call_sid.clone()),
+                        ("RecordingSid", rec_sid.clone()),
+                        ("RecordingStatus", "completed".to_owned()),
+                        ("RecordingUrl", url.clone()),
+                        ("RecordingDuration", seconds.to_string()),
+                        ("RecordingChannels", "1".to_owned()),
+                    ];
+                    self.callback(&cb.clone(), params).await?;
+                }
+                (2, _, Some(cb)) => {
+                    let params = vec![
+                        ("CallSid", self.truth.call_sid.clone()),
+                        ("RecordingSid", rec_sid.clone()),
+                        ("TranscriptionSid", uuid::Uuid::new_v4().to_string()),
+                        ("TranscriptionStatus", "completed".to_owned()),
+                        (
+                            "TranscriptionText",
+                            "Hi, this is a simulated caller. Please call me back.".to_owned(),
+                        ),
+                    ];
+                    self.callback(&cb.clone(), params).await?;
+                }
+                _ => {}
+            }
+        }
+        self.note(format!("  left a {seconds} s voicemail"));
+        Ok((action, action_params))
+    }
+}
+
+/// A one-line description of a document for the trace.
+#[must_use]
+pub fn summarize(doc: &texml::Response) -> String {
+    let parts: Vec<String> = doc
+        .verbs
+        .iter()
+        .map(|v| match v {
+            Verb::Say(s) => {
+                let t: String = s.text.as_str().chars().take(40).collect();
+                format!("Say \"{t}…\"")
+            }
+            Verb::Pause(p) => format!("Pause {}s", p.length.map_or(1, texml::PauseLength::get)),
+            Verb::Redirect(r) => format!("Redirect {}", crate::stats::endpoint(r.url.as_str())),
+            Verb::Dial(d) => format!("Dial {} agent(s)", d.nouns().len()),
+            Verb::Record(_) => "Record (voicemail, transcribed)".to_owned(),
+            Verb::Hangup(_) => "Hangup".to_owned(),
+            other => format!("{other:?}").chars().take(30).collect(),
+        })
+        .collect();
+    parts.join(", ")
+}

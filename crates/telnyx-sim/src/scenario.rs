@@ -1,0 +1,74 @@
+//! What a run does: how many calls and agents, how agents and callers behave, how time is
+//! compressed, and which delivery faults to inject.
+
+use std::time::Duration;
+
+/// The knobs of a run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Calls to place.
+    pub calls: usize,
+    /// Calls in progress at once (closed model: a new call starts when one ends).
+    pub concurrency: usize,
+    /// Agents to register and keep heartbeating.
+    pub agents: usize,
+    /// Chance that a rung agent answers (else it rings out, or declines).
+    pub answer_probability: f64,
+    /// Chance that a rung agent declines at once (busy).
+    pub decline_probability: f64,
+    /// Simulated seconds before an answering agent picks up (uniform 0..=this).
+    pub answer_delay_max: f64,
+    /// Chance that the caller hangs up while agents ring.
+    pub hangup_probability: f64,
+    /// Simulated talk seconds (uniform between the two).
+    pub talk_seconds: (u32, u32),
+    /// Simulated seconds of a voicemail message.
+    pub voicemail_seconds: u32,
+    /// Simulated seconds per real second (1000: a 30 s ring takes 30 ms).
+    pub time_compression: f64,
+    /// Chance that each status callback is delivered twice.
+    pub duplicate_probability: f64,
+    /// Deliver a call's status callbacks shuffled, after its instructions.
+    pub reorder: bool,
+    /// Print a per-call trace.
+    pub verbose: bool,
+    /// Random seed (None: random).
+    pub seed: Option<u64>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self {
+            calls: 20,
+            concurrency: 5,
+            agents: 5,
+            answer_probability: 0.6,
+            decline_probability: 0.05,
+            answer_delay_max: 8.0,
+            hangup_probability: 0.05,
+            talk_seconds: (20, 180),
+            voicemail_seconds: 15,
+            time_compression: 1000.0,
+            duplicate_probability: 0.0,
+            reorder: false,
+            verbose: false,
+            seed: None,
+        }
+    }
+}
+
+impl Scenario {
+    /// Real time for `simulated` seconds.
+    #[must_use]
+    pub fn real(&self, simulated: f64) -> Duration {
+        Duration::from_secs_f64((simulated / self.time_compression.max(1e-6)).max(0.0))
+    }
+
+    /// Rough speaking time of a text, simulated seconds (about 15 characters a second).
+    #[must_use]
+    pub fn speech(text: &str) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let chars = text.chars().count() as f64;
+        chars / 15.0
+    }
+}

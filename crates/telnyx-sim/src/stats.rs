@@ -1,0 +1,139 @@
+//! What a run measured: requests and errors, latency per endpoint, calls by outcome.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Counters shared by every call of a run.
+#[derive(Debug, Default)]
+pub struct Stats {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    latency: BTreeMap<String, Histogram<u64>>,
+    errors: BTreeMap<String, u64>,
+    outcomes: BTreeMap<String, u64>,
+    requests: u64,
+}
+
+/// The endpoint of a URL, without host and query: `/dial-agents`.
+#[must_use]
+pub fn endpoint(url: &str) -> String {
+    let path = url.split('?').next().unwrap_or(url);
+    match path.find("/api/call-center") {
+        Some(i) => path[i + "/api/call-center".len()..].to_owned(),
+        None => path.to_owned(),
+    }
+}
+
+impl Stats {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records one request.
+    pub fn request(&self, url: &str, took: Duration, ok: bool) {
+        let name = endpoint(url);
+        let mut inner = self.lock();
+        inner.requests += 1;
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let hist = inner
+            .latency
+            .entry(name.clone())
+            .or_insert_with(new_histogram);
+        let _ = hist.record(micros.min(60_000_000));
+        if !ok {
+            *inner.errors.entry(name).or_default() += 1;
+        }
+    }
+
+    /// Records a call's outcome as the simulator saw it.
+    pub fn outcome(&self, outcome: &str) {
+        *self.lock().outcomes.entry(outcome.to_owned()).or_default() += 1;
+    }
+
+    /// Requests made.
+    #[must_use]
+    pub fn requests(&self) -> u64 {
+        self.lock().requests
+    }
+
+    /// Requests that failed.
+    #[must_use]
+    pub fn errors(&self) -> u64 {
+        self.lock().errors.values().sum()
+    }
+
+    /// `p`-th percentile of webhook latency over every endpoint, milliseconds.
+    #[must_use]
+    pub fn overall_percentile_ms(&self, p: f64) -> f64 {
+        let inner = self.lock();
+        let mut all: Option<Histogram<u64>> = None;
+        for h in inner.latency.values() {
+            match &mut all {
+                Some(a) => {
+                    let _ = a.add(h);
+                }
+                None => all = Some(h.clone()),
+            }
+        }
+        #[allow(clippy::cast_precision_loss)]
+        all.map_or(0.0, |h| h.value_at_quantile(p) as f64 / 1000.0)
+    }
+
+    /// The summary table.
+    #[must_use]
+    pub fn report(&self, calls: usize, elapsed: Duration) -> String {
+        let inner = self.lock();
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let mut out = String::new();
+        let outcomes: Vec<String> = inner
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(out, "calls: {calls} ({})", outcomes.join(", "));
+        #[allow(clippy::cast_precision_loss)]
+        let (cps, rps) = (calls as f64 / secs, inner.requests as f64 / secs);
+        let errors: u64 = inner.errors.values().sum();
+        let _ = writeln!(
+            out,
+            "requests: {}, errors: {errors}, elapsed {secs:.2} s: {cps:.1} calls/s, {rps:.1} requests/s",
+            inner.requests
+        );
+        let _ = writeln!(
+            out,
+            "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "latency (ms)", "count", "p50", "p90", "p99", "max", "errors"
+        );
+        for (name, h) in &inner.latency {
+            #[allow(clippy::cast_precision_loss)]
+            let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            #[allow(clippy::cast_precision_loss)]
+            let max = h.max() as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "{name:<22} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+                h.len(),
+                ms(0.5),
+                ms(0.9),
+                ms(0.99),
+                max,
+                inner.errors.get(name).copied().unwrap_or(0)
+            );
+        }
+        out
+    }
+}
+
+#[allow(clippy::expect_used)] // constant, valid bounds: 1 µs to 60 s, 3 significant figures
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
