@@ -38,8 +38,73 @@ pub struct TestApp {
     pub db: TestDb,
     /// A direct handle on the database, for raw SQL.
     pub store: store::Store,
+    instance: Instance,
+}
+
+/// One running server (an `Application` on a random port).
+pub struct Instance {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    signer: Option<Signer>,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Instance {
+    /// Starts a server on the database at `url` with test settings and `overrides`.
+    pub async fn start(url: &str, overrides: &[(&str, &str)]) -> Self {
+        let signer = Signer::from_seed([42u8; 32]);
+        let mut env: BTreeMap<String, String> = [
+            ("DATABASE_URL", url),
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("WEBHOOK_BASE_URL", PUBLIC_BASE),
+            ("CALL_CENTER_ADMIN_TOKEN", ADMIN),
+            ("HTTP_WORKERS", "2"),
+            ("DATABASE_MAX_CONNECTIONS", "8"),
+            ("CALL_CENTER_AUDIT_SEAL_INTERVAL_MS", "200"),
+            ("AUTH_FAILURE_LIMIT", "1000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.insert("TELNYX_PUBLIC_KEY".into(), signer.public_key_b64());
+        for (k, v) in overrides {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let settings = Settings::from_env(&env).unwrap_or_else(|p| panic!("test settings: {p:?}"));
+        let verify = settings.telnyx_verify_signatures;
+        let app = Application::build(settings).await.expect("server builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(app.run(Shutdown::Token(stop.clone())));
+        Self {
+            base,
+            signer: verify.then_some(signer),
+            stop,
+            task,
+        }
+    }
+
+    /// A client of this instance alone.
+    pub fn client(&self) -> Server {
+        Self::client_of(&[self])
+    }
+
+    /// A client that spreads its requests over `instances`.
+    pub fn client_of(instances: &[&Self]) -> Server {
+        let bases = instances.iter().map(|i| i.base.clone()).collect();
+        let signer = instances.first().and_then(|i| i.signer.clone());
+        Server::new(bases, ADMIN.to_owned(), signer).unwrap()
+    }
+
+    /// Stops the server and waits for a clean shutdown.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("server task")
+            .expect("clean shutdown");
+    }
 }
 
 impl TestApp {
@@ -68,54 +133,31 @@ impl TestApp {
 
     /// A server on `db`, connecting with `server_url`.
     pub async fn spawn_on(db: TestDb, server_url: &str, overrides: &[(&str, &str)]) -> Self {
-        let signer = Signer::from_seed([42u8; 32]);
-        let mut env: BTreeMap<String, String> = [
-            ("DATABASE_URL", server_url),
-            ("BIND_ADDR", "127.0.0.1:0"),
-            ("WEBHOOK_BASE_URL", PUBLIC_BASE),
-            ("CALL_CENTER_ADMIN_TOKEN", ADMIN),
-            ("HTTP_WORKERS", "2"),
-            ("DATABASE_MAX_CONNECTIONS", "8"),
-            ("CALL_CENTER_AUDIT_SEAL_INTERVAL_MS", "200"),
-            ("AUTH_FAILURE_LIMIT", "1000"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        env.insert("TELNYX_PUBLIC_KEY".into(), signer.public_key_b64());
-        for (k, v) in overrides {
-            env.insert((*k).to_owned(), (*v).to_owned());
-        }
-        let settings = Settings::from_env(&env).unwrap_or_else(|p| panic!("test settings: {p:?}"));
-        let verify = settings.telnyx_verify_signatures;
-        let app = Application::build(settings).await.expect("server builds");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(app.run(Shutdown::Token(stop.clone())));
+        let instance = Instance::start(server_url, overrides).await;
         let store = store::Store::open(&store::StoreOptions::new(&db.url)).unwrap();
-        let server = Server::new(
-            vec![base.clone()],
-            ADMIN.to_owned(),
-            verify.then_some(signer),
-        )
-        .unwrap();
         Self {
-            server,
-            base,
+            server: instance.client(),
+            base: instance.base.clone(),
             db,
             store,
-            stop,
-            task,
+            instance,
         }
+    }
+
+    /// This server.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// Another server process's worth of state on the same database (a second instance
+    /// behind a load balancer).
+    pub async fn another_instance(&self, overrides: &[(&str, &str)]) -> Instance {
+        Instance::start(&self.db.url, overrides).await
     }
 
     /// Stops the server and waits for it.
     pub async fn stop(self) {
-        self.stop.cancel();
-        self.task
-            .await
-            .expect("server task")
-            .expect("clean shutdown");
+        self.instance.stop().await;
         self.store.close().await;
     }
 

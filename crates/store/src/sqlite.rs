@@ -1,9 +1,15 @@
 //! SQLite adapter: the embedded default. WAL mode, foreign keys on, a busy timeout; writes
 //! run in `BEGIN IMMEDIATE` transactions (SQLite has one writer at a time, so there is no
 //! upgrade deadlock and id order is commit order).
+//!
+//! Writers of this process queue on an async mutex before they touch the file: SQLite
+//! would serialize them anyway, but through its busy handler, which sleeps and retries.
+//! Queueing in the process hands the write lock over at once; the busy timeout is left for
+//! other processes (the CLI) writing to the same file.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use agents::{
@@ -23,6 +29,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
@@ -36,6 +43,32 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: Arc<Mutex<()>>,
+}
+
+/// A write transaction, holding this process's turn to write.
+struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 fn unexpected(context: &'static str) -> impl FnOnce(sqlx::Error) -> anyhow::Error {
@@ -96,7 +129,10 @@ impl SqliteStore {
             .max_connections(max_connections.max(1))
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+        })
     }
 
     /// The pool, for tests and tools.
@@ -133,8 +169,16 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    /// Waits for this process's turn to write, then begins an immediate transaction.
+    async fn write(&self) -> Result<WriteTx, sqlx::Error> {
+        let turn = Arc::clone(&self.writer).lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// This process's turn to write, for single statements outside a transaction.
+    async fn turn(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().await
     }
 }
 
@@ -426,6 +470,7 @@ impl AgentStore for SqliteStore {
         call_sid: &str,
         _now: DateTime<Utc>,
     ) -> Result<bool, AgentStoreError> {
+        let _turn = self.turn().await;
         let done = sqlx::query(
             "UPDATE agents SET current_call_sid = ? WHERE id = ? AND current_call_sid IS NULL",
         )
@@ -443,6 +488,7 @@ impl AgentStore for SqliteStore {
         call_sid: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, AgentStoreError> {
+        let _turn = self.turn().await;
         let done = sqlx::query("UPDATE agents SET current_call_sid = NULL, idle_since = ? WHERE id = ? AND current_call_sid = ?")
             .bind(t(now))
             .bind(id.0.hyphenated())
@@ -454,6 +500,7 @@ impl AgentStore for SqliteStore {
     }
 
     async fn add_metrics(&self, id: AgentId, d: MetricsDelta) -> Result<(), AgentStoreError> {
+        let _turn = self.turn().await;
         let done = sqlx::query(
             "UPDATE agents SET calls_answered = calls_answered + ?, calls_missed = calls_missed + ?,
                  total_talk_seconds = total_talk_seconds + ? WHERE id = ?",
@@ -927,6 +974,7 @@ impl CallStore for SqliteStore {
     }
 
     async fn prune_receipts(&self, before: DateTime<Utc>) -> Result<u64, CallStoreError> {
+        let _turn = self.turn().await;
         let done = sqlx::query("DELETE FROM webhook_receipts WHERE received_at < ?")
             .bind(t(before))
             .execute(&self.pool)

@@ -59,6 +59,12 @@ impl Stats {
         *self.lock().outcomes.entry(outcome.to_owned()).or_default() += 1;
     }
 
+    /// Calls by outcome, as the simulator saw them.
+    #[must_use]
+    pub fn outcomes(&self) -> BTreeMap<String, u64> {
+        self.lock().outcomes.clone()
+    }
+
     /// Requests made.
     #[must_use]
     pub fn requests(&self) -> u64 {
