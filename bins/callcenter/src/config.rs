@@ -43,6 +43,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// SQLite writes one transaction at a time, so beyond a few readers more connections only
+/// cost memory (about 4 MB each, measured in docs/benchmarks.md); PostgreSQL gets 10.
+fn default_pool_size(database_url: &str) -> u32 {
+    match store::Backend::of(database_url) {
+        Ok(store::Backend::Sqlite) => 4,
+        _ => 10,
+    }
+}
+
 /// Where audit events go (`null` only to measure what auditing costs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditSinkKind {
@@ -315,7 +324,12 @@ impl Settings {
         });
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
-            database_max_connections: r.number("DATABASE_MAX_CONNECTIONS", 10, 1, 500),
+            database_max_connections: r.number(
+                "DATABASE_MAX_CONNECTIONS",
+                default_pool_size(&database_url),
+                1,
+                500,
+            ),
             database_url,
             bind_addr,
             webhook_base_url,

@@ -15,7 +15,7 @@ use call_center::{
     Offer, Receipt, Redaction, Snapshot,
 };
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -58,8 +58,12 @@ impl PgStore {
             .max_connections(max_connections)
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
-            .test_before_acquire(true)
-            .connect_lazy_with(options.application_name("callcenter"));
+            .test_before_acquire(false)
+            .connect_lazy_with(
+                options
+                    .application_name("callcenter")
+                    .options([("plan_cache_mode", "force_generic_plan")]),
+            );
         Ok(Self { pool })
     }
 
@@ -101,7 +105,7 @@ impl PgStore {
 // ---------------------------------------------------------------------------------------
 // Agents
 
-fn agent_from_row(row: &sqlx::postgres::PgRow) -> Result<Agent, AgentStoreError> {
+fn agent_from_row(row: &PgRow) -> Result<Agent, AgentStoreError> {
     let record = AgentRecord {
         id: row.try_get("id").map_err(unexpected("agent row"))?,
         name: row.try_get("name").map_err(unexpected("agent row"))?,
@@ -439,11 +443,114 @@ impl AgentStore for PgStore {
 // ---------------------------------------------------------------------------------------
 // Calls
 
-/// One round trip: the call, its offers and the receipts asked for, as JSON.
-const LOAD: &str = "SELECT
-        (SELECT to_jsonb(c) FROM calls c WHERE c.call_sid = $1) AS call,
-        (SELECT jsonb_agg(o ORDER BY o.attempt, o.offered_at, o.agent_id) FROM offers o WHERE o.call_sid = $1) AS offers,
-        (SELECT jsonb_agg(jsonb_build_array(r.key, r.fingerprint)) FROM webhook_receipts r WHERE r.key = ANY($2)) AS seen";
+/// One round trip: the call with one row per offer (a call without offers is one row with
+/// null offer columns; no call is one row of nulls), plus the receipts asked for. Binary
+/// columns, no JSON: this runs on every webhook.
+const LOAD: &str = "SELECT c.call_sid, c.from_number, c.to_number, c.account_sid, c.connection_id, c.status,
+        c.outcome, c.attempts, c.round_open, c.answered_by, c.answered_leg_sid, c.started_at, c.answered_at,
+        c.ended_at, c.talk_seconds, c.recording_url, c.recording_sid, c.voicemail_started_at,
+        c.voicemail_recording_url, c.voicemail_recording_sid, c.voicemail_duration_seconds,
+        c.voicemail_transcription, c.recording_notice_played, c.redacted_at, c.version, c.updated_at,
+        o.attempt AS o_attempt, o.agent_id AS o_agent_id, o.sip_uri AS o_sip_uri, o.sip_key AS o_sip_key,
+        o.leg_sid AS o_leg_sid, o.state AS o_state, o.leg_status AS o_leg_status,
+        o.offered_at AS o_offered_at, o.answered_at AS o_answered_at, o.ended_at AS o_ended_at,
+        o.leg_duration AS o_leg_duration, o.talk_seconds AS o_talk_seconds, o.talk_final AS o_talk_final,
+        (SELECT array_agg(r.key) FROM webhook_receipts r WHERE r.key = ANY($2)) AS seen_keys,
+        (SELECT array_agg(r.fingerprint) FROM webhook_receipts r WHERE r.key = ANY($2)) AS seen_fingerprints
+    FROM (SELECT 1) AS one
+    LEFT JOIN calls c ON c.call_sid = $1
+    LEFT JOIN offers o ON o.call_sid = c.call_sid
+    ORDER BY o.attempt, o.offered_at, o.agent_id";
+
+fn call_record(row: &PgRow) -> Result<Option<CallRecord>, sqlx::Error> {
+    let Some(call_sid) = row.try_get::<Option<String>, _>("call_sid")? else {
+        return Ok(None);
+    };
+    Ok(Some(CallRecord {
+        call_sid,
+        from_number: row.try_get("from_number")?,
+        to_number: row.try_get("to_number")?,
+        account_sid: row.try_get("account_sid")?,
+        connection_id: row.try_get("connection_id")?,
+        status: row.try_get("status")?,
+        outcome: row.try_get("outcome")?,
+        attempts: row.try_get("attempts")?,
+        round_open: row.try_get("round_open")?,
+        answered_by: row.try_get("answered_by")?,
+        answered_leg_sid: row.try_get("answered_leg_sid")?,
+        started_at: row.try_get("started_at")?,
+        answered_at: row.try_get("answered_at")?,
+        ended_at: row.try_get("ended_at")?,
+        talk_seconds: row.try_get("talk_seconds")?,
+        recording_url: row.try_get("recording_url")?,
+        recording_sid: row.try_get("recording_sid")?,
+        voicemail_started_at: row.try_get("voicemail_started_at")?,
+        voicemail_recording_url: row.try_get("voicemail_recording_url")?,
+        voicemail_recording_sid: row.try_get("voicemail_recording_sid")?,
+        voicemail_duration_seconds: row.try_get("voicemail_duration_seconds")?,
+        voicemail_transcription: row.try_get("voicemail_transcription")?,
+        recording_notice_played: row.try_get("recording_notice_played")?,
+        redacted_at: row.try_get("redacted_at")?,
+        version: row.try_get("version")?,
+        updated_at: row.try_get("updated_at")?,
+    }))
+}
+
+fn offer_record(call_sid: &str, row: &PgRow) -> Result<Option<OfferRecord>, sqlx::Error> {
+    let Some(attempt) = row.try_get::<Option<i32>, _>("o_attempt")? else {
+        return Ok(None);
+    };
+    Ok(Some(OfferRecord {
+        call_sid: call_sid.to_owned(),
+        attempt,
+        agent_id: row.try_get("o_agent_id")?,
+        sip_uri: row.try_get("o_sip_uri")?,
+        sip_key: row.try_get("o_sip_key")?,
+        leg_sid: row.try_get("o_leg_sid")?,
+        state: row.try_get("o_state")?,
+        leg_status: row.try_get("o_leg_status")?,
+        offered_at: row.try_get("o_offered_at")?,
+        answered_at: row.try_get("o_answered_at")?,
+        ended_at: row.try_get("o_ended_at")?,
+        leg_duration: row.try_get("o_leg_duration")?,
+        talk_seconds: row.try_get("o_talk_seconds")?,
+        talk_final: row.try_get("o_talk_final")?,
+    }))
+}
+
+fn seen_receipts(row: &PgRow) -> Result<Vec<Receipt>, sqlx::Error> {
+    let keys: Option<Vec<String>> = row.try_get("seen_keys")?;
+    let fingerprints: Option<Vec<String>> = row.try_get("seen_fingerprints")?;
+    Ok(keys
+        .unwrap_or_default()
+        .into_iter()
+        .zip(fingerprints.unwrap_or_default())
+        .map(|(key, fingerprint)| Receipt { key, fingerprint })
+        .collect())
+}
+
+fn snapshot(rows: &[PgRow]) -> anyhow::Result<Snapshot> {
+    let Some(first) = rows.first() else {
+        return Err(anyhow!("the load query returned no row"));
+    };
+    let seen = seen_receipts(first).context("receipts")?;
+    let Some(call) = call_record(first).context("call row")? else {
+        return Ok(Snapshot { state: None, seen });
+    };
+    let mut offers = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(o) = offer_record(&call.call_sid, row).context("offer row")? {
+            offers.push(Offer::try_from(o)?);
+        }
+    }
+    Ok(Snapshot {
+        state: Some(CallState {
+            call: Call::try_from(call)?,
+            offers,
+        }),
+        seen,
+    })
+}
 
 macro_rules! apply_sql {
     ($head:literal) => {
@@ -555,41 +662,13 @@ impl CallStore for PgStore {
         call_sid: &str,
         receipt_keys: &[String],
     ) -> Result<Snapshot, CallStoreError> {
-        let row = sqlx::query(LOAD)
+        let rows = sqlx::query(LOAD)
             .bind(call_sid)
             .bind(receipt_keys)
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await
             .map_err(unexpected("loading a call"))?;
-        let call: Option<CallRecord> = decode(
-            row.try_get("call").map_err(unexpected("call column"))?,
-            "call",
-        )?;
-        let offers: Option<Vec<OfferRecord>> = decode(
-            row.try_get("offers").map_err(unexpected("offers column"))?,
-            "offers",
-        )?;
-        let seen: Option<Vec<(String, String)>> = decode(
-            row.try_get("seen").map_err(unexpected("seen column"))?,
-            "receipts",
-        )?;
-        let state = match call {
-            Some(c) => Some(CallState {
-                call: Call::try_from(c)?,
-                offers: offers
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(Offer::try_from)
-                    .collect::<anyhow::Result<_>>()?,
-            }),
-            None => None,
-        };
-        let seen = seen
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(key, fingerprint)| Receipt { key, fingerprint })
-            .collect();
-        Ok(Snapshot { state, seen })
+        Ok(snapshot(&rows)?)
     }
 
     async fn apply(&self, change: &CallChange) -> Result<Applied, CallStoreError> {
@@ -915,7 +994,7 @@ fn bind_effects<'q>(q: PgQuery<'q>, change: &CallChange) -> PgQuery<'q> {
 // ---------------------------------------------------------------------------------------
 // Audit
 
-fn audit_from_row(row: &sqlx::postgres::PgRow) -> Result<AuditEntry, AuditError> {
+fn audit_from_row(row: &PgRow) -> Result<AuditEntry, AuditError> {
     let get = |e: sqlx::Error| AuditError::Unexpected(anyhow::Error::new(e).context("audit row"));
     let record = AuditRecord {
         id: row.try_get("id").map_err(get)?,

@@ -38,6 +38,8 @@ pub struct Truth {
 struct Callback {
     url: String,
     body: String,
+    /// A leg's `initiated` or `ringing`: the server stores nothing for it.
+    progress: bool,
 }
 
 /// Drives one call.
@@ -52,6 +54,8 @@ pub struct CallDriver<'a> {
     deferred: Vec<Callback>,
     trace: Vec<String>,
     seq: u64,
+    /// The caller's number in the run.
+    n: usize,
 }
 
 enum DialEnd {
@@ -94,6 +98,7 @@ impl<'a> CallDriver<'a> {
             deferred: Vec::new(),
             trace: Vec::new(),
             seq: 0,
+            n,
         }
     }
 
@@ -156,9 +161,13 @@ impl<'a> CallDriver<'a> {
         self.seq += 1;
         params.push(("SequenceNumber", self.seq.to_string()));
         params.push(("Timestamp", now_stamp()));
+        let progress = params
+            .iter()
+            .any(|(k, v)| *k == "CallStatus" && (v == "initiated" || v == "ringing"));
         let cb = Callback {
             url: url.to_owned(),
             body: params_body(&params),
+            progress,
         };
         let twice = self
             .rng
@@ -187,7 +196,11 @@ impl<'a> CallDriver<'a> {
                 )
                 .await;
             let ok = matches!(&answer, Ok(a) if a.status == 200);
-            self.stats.request(&cb.url, started.elapsed(), ok);
+            let mut name = crate::stats::endpoint(&cb.url);
+            if cb.progress {
+                name.push_str(crate::stats::PROGRESS);
+            }
+            self.stats.request_as(name, started.elapsed(), ok);
             let answer = answer?;
             anyhow::ensure!(
                 answer.status == 200,
@@ -205,6 +218,12 @@ impl<'a> CallDriver<'a> {
     /// # Errors
     /// A request failed or a document could not be read.
     pub async fn run(mut self) -> anyhow::Result<(Truth, Vec<String>)> {
+        let wave = self.scenario.concurrency.max(1);
+        if self.n < wave {
+            #[allow(clippy::cast_precision_loss)]
+            let share = self.n as f64 / wave as f64;
+            self.sleep(self.scenario.ramp_up * share).await;
+        }
         let started = Instant::now();
         let mut extra = vec![("CallStatus", "ringing".to_owned())];
         let mut url = "/api/call-center/inbound".to_owned();

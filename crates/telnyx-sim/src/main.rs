@@ -64,6 +64,9 @@ struct RunArgs {
     /// Longest talk time, simulated seconds.
     #[arg(long, default_value_t = 180)]
     talk_max: u32,
+    /// Simulated seconds over which the first wave of calls starts.
+    #[arg(long, default_value_t = 60.0)]
+    ramp_up: f64,
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 1000.0)]
     time_compression: f64,
@@ -134,6 +137,7 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         hangup_probability: args.hangup_probability,
         talk_seconds: (args.talk_min, args.talk_max),
         voicemail_seconds: 15,
+        ramp_up: args.ramp_up,
         time_compression: args.time_compression,
         duplicate_probability: args.duplicates,
         reorder: args.reorder,
@@ -178,10 +182,16 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
             "elapsed_seconds": secs,
             "calls_per_second": outcome.completed as f64 / secs,
             "requests_per_second": outcome.stats.requests() as f64 / secs,
+            "progress_requests": outcome.stats.progress_requests(),
+            "stored_requests_per_second":
+                (outcome.stats.requests() - outcome.stats.progress_requests()) as f64 / secs,
             "p50_ms": outcome.stats.overall_percentile_ms(0.5),
             "p90_ms": outcome.stats.overall_percentile_ms(0.9),
             "p99_ms": outcome.stats.overall_percentile_ms(0.99),
             "max_ms": outcome.stats.overall_percentile_ms(1.0),
+            "stored_p50_ms": outcome.stats.stored_percentile_ms(0.5),
+            "stored_p90_ms": outcome.stats.stored_percentile_ms(0.9),
+            "stored_p99_ms": outcome.stats.stored_percentile_ms(0.99),
             "mismatches": outcome.check.as_ref().map_or(0, |c| c.mismatches.len()),
         });
         std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;

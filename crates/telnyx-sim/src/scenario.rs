@@ -24,6 +24,9 @@ pub struct Scenario {
     pub talk_seconds: (u32, u32),
     /// Simulated seconds of a voicemail message.
     pub voicemail_seconds: u32,
+    /// Simulated seconds over which the first `concurrency` calls start, evenly spread (so a
+    /// closed-loop run does not start with every caller dialing in the same instant).
+    pub ramp_up: f64,
     /// Simulated seconds per real second (1000: a 30 s ring takes 30 ms).
     pub time_compression: f64,
     /// Chance that each status callback is delivered twice.
@@ -48,6 +51,7 @@ impl Default for Scenario {
             hangup_probability: 0.05,
             talk_seconds: (20, 180),
             voicemail_seconds: 15,
+            ramp_up: 60.0,
             time_compression: 1000.0,
             duplicate_probability: 0.0,
             reorder: false,

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+/// Suffix of the endpoint name under which leg progress callbacks are counted.
+pub const PROGRESS: &str = " (progress)";
+
 /// Counters shared by every call of a run.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -40,7 +43,11 @@ impl Stats {
 
     /// Records one request.
     pub fn request(&self, url: &str, took: Duration, ok: bool) {
-        let name = endpoint(url);
+        self.request_as(endpoint(url), took, ok);
+    }
+
+    /// Records one request under `name`.
+    pub fn request_as(&self, name: String, took: Duration, ok: bool) {
         let mut inner = self.lock();
         inner.requests += 1;
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
@@ -57,6 +64,18 @@ impl Stats {
     /// Records a call's outcome as the simulator saw it.
     pub fn outcome(&self, outcome: &str) {
         *self.lock().outcomes.entry(outcome.to_owned()).or_default() += 1;
+    }
+
+    /// Requests under endpoint names ending in ` (progress)`: leg progress callbacks the
+    /// server acknowledges without touching its database.
+    #[must_use]
+    pub fn progress_requests(&self) -> u64 {
+        self.lock()
+            .latency
+            .iter()
+            .filter(|(name, _)| name.ends_with(PROGRESS))
+            .map(|(_, h)| h.len())
+            .sum()
     }
 
     /// Calls by outcome, as the simulator saw them.
@@ -80,9 +99,20 @@ impl Stats {
     /// `p`-th percentile of webhook latency over every endpoint, milliseconds.
     #[must_use]
     pub fn overall_percentile_ms(&self, p: f64) -> f64 {
+        self.percentile_ms(p, |_| true)
+    }
+
+    /// `p`-th percentile over the webhooks the server stores something for (all but leg
+    /// progress callbacks), milliseconds.
+    #[must_use]
+    pub fn stored_percentile_ms(&self, p: f64) -> f64 {
+        self.percentile_ms(p, |name| !name.ends_with(PROGRESS))
+    }
+
+    fn percentile_ms(&self, p: f64, include: impl Fn(&str) -> bool) -> f64 {
         let inner = self.lock();
         let mut all: Option<Histogram<u64>> = None;
-        for h in inner.latency.values() {
+        for (_, h) in inner.latency.iter().filter(|(name, _)| include(name)) {
             match &mut all {
                 Some(a) => {
                     let _ = a.add(h);

@@ -1,0 +1,187 @@
+//! The database ceiling of the webhook hot path: the statements a webhook issues (load, the
+//! available-agents query for a round, the one-statement apply, the receipt inserts, the
+//! audit sealer), driven in-process in a tight loop with no HTTP, no signature check and no
+//! form parsing. `make bench` runs it next to the HTTP load runs so the server's overhead
+//! over its database is visible.
+//!
+//! ```text
+//! cargo run --release -p store --example hot_path_sql -- DATABASE_URL [CALLS] [CONCURRENCY] [OFFERS]
+//! ```
+//!
+//! Each call is shaped like a simulated call that nobody answers: inbound, one round that
+//! offers the call to `OFFERS` agents, a `no-answer` callback per offer, the `<Dial>`
+//! result, voicemail, the recording, and the caller's hang-up. That is `OFFERS + 6` stored
+//! webhooks per call. Prints one JSON line.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: a panic is a bug report
+
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use agents::{AgentService, Caller, Clock, NewAgent, SystemClock};
+use audit::ChainSink;
+use call_center::{
+    CallFlow, Event, FlowSettings, LegEvent, LegStatus, Ports, Receipt, RecordingInfo,
+    SignedRequest, Urls,
+};
+use chrono::Duration;
+use futures::StreamExt as _;
+use store::{Store, StoreOptions};
+
+struct Bench {
+    flow: CallFlow,
+    sips: Vec<String>,
+}
+
+fn signed(n: &mut u64, call: &str) -> Option<SignedRequest> {
+    *n += 1;
+    Some(SignedRequest {
+        receipt: Receipt {
+            key: format!("sig:{call}:{n}"),
+            fingerprint: format!("fp:{n}"),
+        },
+        covers_parameters: true,
+    })
+}
+
+impl Bench {
+    /// Runs one call; returns the number of stored webhooks it took.
+    async fn call(&self, call: String) -> u64 {
+        let mut n = 0;
+        let mut events = vec![
+            Event::Inbound {
+                call_sid: call.clone(),
+                from: "+13125550100".into(),
+                to: "+13125550199".into(),
+                account_sid: None,
+                connection_id: None,
+            },
+            Event::DialAgents {
+                call_sid: call.clone(),
+                attempt: Some(1),
+            },
+        ];
+        for (i, sip) in self.sips.iter().enumerate() {
+            events.push(Event::Leg(LegEvent {
+                leg_sid: format!("{call}-leg-{i}"),
+                parent_call_sid: Some(call.clone()),
+                status: LegStatus::NoAnswer,
+                to: Some(sip.clone()),
+                duration: None,
+                sequence: Some(3),
+                attempt: Some(1),
+                event_id: None,
+            }));
+        }
+        let recording = RecordingInfo {
+            sid: Some(format!("{call}-rec")),
+            status: Some("completed".into()),
+            url: Some("https://example.com/rec.mp3".into()),
+            duration: Some(15),
+        };
+        events.extend([
+            Event::DialResult {
+                call_sid: call.clone(),
+                attempt: Some(1),
+                dial_call_status: Some("no-answer".into()),
+                dial_call_sid: None,
+            },
+            Event::Voicemail {
+                call_sid: call.clone(),
+            },
+            Event::VoicemailRecording {
+                call_sid: call.clone(),
+                recording,
+            },
+            Event::CallStatus {
+                call_sid: call.clone(),
+                call_status: "completed".into(),
+                sequence: Some(9),
+            },
+        ]);
+        for event in &events {
+            let sig = signed(&mut n, &call);
+            self.flow.handle(event, sig).await.expect("handled");
+        }
+        n
+    }
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> T {
+    args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let url = args
+        .get(1)
+        .cloned()
+        .expect("usage: hot_path_sql DATABASE_URL [CALLS] [CONCURRENCY] [OFFERS]");
+    let calls: usize = arg(&args, 2, 2000);
+    let concurrency: usize = arg(&args, 3, 200);
+    let offers: usize = arg(&args, 4, 20);
+    let mut options = StoreOptions::new(url);
+    options.max_connections = arg(&args, 5, 16);
+    let store = Store::open(&options).unwrap();
+    store.migrate().await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ttl = Duration::hours(1);
+    let agents = AgentService::new(store.agents(), clock.clone(), Arc::new(ChainSink), ttl);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut sips = Vec::new();
+    for i in 0..offers {
+        let sip = format!("sip:bench-{}-{i}@example.sip.telnyx.com", &run[..8]);
+        let agent = NewAgent {
+            name: &format!("Bench {i}"),
+            sip_uri: &sip,
+            status: Some("available"),
+        };
+        agents.register(agent, Caller::Admin).await.unwrap();
+        sips.push(sip);
+    }
+    let settings = FlowSettings {
+        max_attempts: 1,
+        max_agents_per_round: u32::try_from(offers).unwrap().max(1),
+        ..FlowSettings::default()
+    };
+    let urls = Urls::new("https://cc.example.com", settings.max_attempts).unwrap();
+    let ports = Ports {
+        calls: store.calls(),
+        agents: store.agents(),
+        clock,
+        audit: Arc::new(ChainSink),
+    };
+    let bench = Bench {
+        flow: CallFlow::new(ports, settings, urls, ttl),
+        sips,
+    };
+    let audit = store.audit();
+    let sealer = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(StdDuration::from_millis(500)).await;
+            audit.seal_pending().await.unwrap();
+        }
+    });
+    let started = Instant::now();
+    let webhooks: u64 = futures::stream::iter(0..calls)
+        .map(|i| bench.call(format!("v3:bench-{}-{i}", &run[..8])))
+        .buffer_unordered(concurrency.max(1))
+        .fold(0, |sum, n| async move { sum + n })
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    sealer.abort();
+    #[allow(clippy::cast_precision_loss)]
+    let line = serde_json::json!({
+        "label": "direct-sql",
+        "backend": store.backend().as_str(),
+        "calls": calls,
+        "concurrency": concurrency,
+        "offers_per_call": offers,
+        "stored_webhooks": webhooks,
+        "elapsed_seconds": secs,
+        "calls_per_second": calls as f64 / secs,
+        "stored_webhooks_per_second": webhooks as f64 / secs,
+    });
+    println!("{line}");
+    store.close().await;
+}
