@@ -48,6 +48,12 @@ ci: lint guard ## What CI runs: lint, the dependency guard, every test including
 twilio-fixtures: ## Regenerate the TwiML peer fixtures with Twilio's Python library
 	python3 -m venv .venv && .venv/bin/pip install -q twilio && .venv/bin/python tools/twiml_fixtures.py
 
+bench: ## Criterion benchmarks and load runs (SQLite, PostgreSQL, two instances); results in target/bench/ (about 40 min)
+	./tools/bench.sh
+
+demo: ## A server on SQLite, 5 simulated agents and 20 simulated calls with a trace; exit 0 when consistent
+	./tools/demo.sh
+
 fuzz-api: ## Schemathesis (PyPI) against a live server using its OpenAPI document; prints the cases tried
 	./tools/fuzz-api.sh $(EXAMPLES)
 

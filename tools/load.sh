@@ -34,6 +34,7 @@ postgres://*)
     fi
     psql -q "$admin_url" -c "DROP DATABASE IF EXISTS callcenter_bench WITH (FORCE)" >/dev/null
     psql -q "$admin_url" -c "CREATE DATABASE callcenter_bench" >/dev/null
+    psql -q "$admin_url" -c "CHECKPOINT" >/dev/null # each run starts from the same WAL state
     ;;
 *)
     echo "load.sh: BACKEND must be sqlite or a postgres:// URL" >&2
@@ -46,17 +47,17 @@ token="bench-admin-token-$(date +%s)-0123456789"
 servers=()
 for i in $(seq 1 "$instances"); do
     port=$((18080 + i))
-    DATABASE_URL=$db_url BIND_ADDR=127.0.0.1:$port WEBHOOK_BASE_URL=http://127.0.0.1:$port \
-        CALL_CENTER_ADMIN_TOKEN=$token TELNYX_PUBLIC_KEY=$TELNYX_PUBLIC_KEY \
-        ${BENCH_DB_CONNECTIONS:+DATABASE_MAX_CONNECTIONS=$BENCH_DB_CONNECTIONS} RUST_LOG=${BENCH_RUST_LOG:-warn} \
+    env DATABASE_URL="$db_url" BIND_ADDR="127.0.0.1:$port" WEBHOOK_BASE_URL="http://127.0.0.1:$port" \
+        CALL_CENTER_ADMIN_TOKEN="$token" TELNYX_PUBLIC_KEY="$TELNYX_PUBLIC_KEY" \
+        ${BENCH_DB_CONNECTIONS:+DATABASE_MAX_CONNECTIONS=$BENCH_DB_CONNECTIONS} RUST_LOG="${BENCH_RUST_LOG:-warn}" \
         "$bin/callcenter" >"$work/server-$i.log" 2>&1 &
     pids+=($!)
     servers+=(--server "http://127.0.0.1:$port")
     for _ in $(seq 1 100); do
-        curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+        "$bin/telnyx-sim" ready --server "http://127.0.0.1:$port" && break
         sleep 0.1
     done
-    if ! curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+    if ! "$bin/telnyx-sim" ready --server "http://127.0.0.1:$port"; then
         echo "load.sh: server $i did not become ready:" >&2
         cat "$work/server-$i.log" >&2
         exit 1
@@ -67,9 +68,6 @@ status=0
 "$bin/telnyx-sim" run "${servers[@]}" --admin-token "$token" \
     --calls "$calls" --concurrency "$concurrency" --agents "$agents" \
     --summary-json "$work/summary.json" "$@" >"$work/sim.out" 2>&1 || status=$?
-for i in $(seq 1 "$instances"); do
-    curl -s "http://127.0.0.1:$((18080 + i))/metrics" >"$work/metrics-$i.txt" || true
-done
 rss_kb=0
 for pid in "${pids[@]}"; do
     hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)

@@ -59,11 +59,7 @@ impl PgStore {
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
             .test_before_acquire(false)
-            .connect_lazy_with(
-                options
-                    .application_name("callcenter")
-                    .options([("plan_cache_mode", "force_generic_plan")]),
-            );
+            .connect_lazy_with(options.application_name("callcenter"));
         Ok(Self { pool })
     }
 

@@ -20,6 +20,12 @@ enum Command {
     Keygen,
     /// Run calls against a server.
     Run(Box<RunArgs>),
+    /// Exit 0 when the server answers `GET /readyz` with 200, else 1 (for scripts).
+    Ready {
+        /// Server base URL.
+        #[arg(long)]
+        server: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +107,20 @@ async fn main() -> ExitCode {
             println!("TELNYX_SIM_SIGNING_KEY={}", signer.seed_b64());
             println!("TELNYX_PUBLIC_KEY={}", signer.public_key_b64());
             ExitCode::SUCCESS
+        }
+        Command::Ready { server } => {
+            let url = format!("{}/readyz", server.trim_end_matches('/'));
+            let ready = reqwest::Client::new()
+                .get(url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Command::Run(args) => match run(*args).await {
             Ok(true) => ExitCode::SUCCESS,
