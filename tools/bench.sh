@@ -53,7 +53,7 @@ cargo build --release -p store --examples
 if [[ -z ${BENCH_SKIP_CRITERION:-} ]]; then
     step "criterion benchmarks"
     cargo bench -p texml -p audit -p call-center 2>&1 | tee "$out/criterion.txt" |
-        grep -E '^[a-z_/0-9 ]+time:|^[a-z_]+/[a-z_0-9]+$|time:|thrpt:' || true
+        grep -E '^[A-Za-z_][^ ]*(/[^ ]*)+( |$)|time:|thrpt:' || true
 fi
 
 step "load: $calls calls, $concurrency at once, $agents agents, 1 simulated second = 1 ms"
