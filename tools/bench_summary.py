@@ -1,5 +1,6 @@
 """Markdown tables from target/bench/results.jsonl (make bench)."""
 import json
+import statistics
 import sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip().startswith("{")]
@@ -15,18 +16,26 @@ for r in rows:
           f"{r['max_ms']:.0f} | {r['errors']} | {r['mismatches']} | {r['peak_rss_mb']} |")
 
 print()
-if "direct-sql" in by and "postgres" in by:
-    d, s = by["direct-sql"], by["postgres"]
-    ratio = s["stored_requests_per_second"] / d["stored_webhooks_per_second"]
-    print(f"Direct SQL (in-process, {d['offers_per_call']} offers per call): "
-          f"{d['stored_webhooks_per_second']:.0f} stored webhooks/s; the server on PostgreSQL: "
-          f"{s['stored_requests_per_second']:.0f} ({ratio:.0%} of direct).")
-nulls = [r["stored_requests_per_second"] for k, r in by.items() if k.startswith("audit-null")]
-chains = [r["stored_requests_per_second"] for k, r in by.items() if k.startswith("audit-chain")]
-if nulls and chains:
-    ratio = sum(chains) / sum(nulls)
-    print(f"Audit chain on versus null sink: {sum(chains)/len(chains):.0f} versus "
-          f"{sum(nulls)/len(nulls):.0f} stored webhooks/s ({ratio:.0%}).")
+def series(prefix, key):
+    return [r[key] for k, r in by.items() if k.startswith(prefix)]
+
+
+def compare(name, base_label, base, test_label, test):
+    """Prints the rounds of two alternating series and the ratio of their medians."""
+    if not base or not test:
+        return
+    ratio = statistics.median(test) / statistics.median(base)
+    fmt = lambda xs: ", ".join(f"{x:.0f}" for x in xs)
+    print(f"{name}: {test_label} {fmt(test)} versus {base_label} {fmt(base)} stored webhooks/s; "
+          f"medians {statistics.median(test):.0f} / {statistics.median(base):.0f} = {ratio:.0%}.")
+
+
+compare("Server versus direct SQL (same PostgreSQL, same pool size)",
+        "direct SQL", series("direct-sql", "stored_webhooks_per_second"),
+        "server", series("server-", "stored_requests_per_second"))
+compare("Audit chain on versus null sink",
+        "null sink", series("audit-null", "stored_requests_per_second"),
+        "chain", series("audit-chain", "stored_requests_per_second"))
 if "available-now" in by:
     a = by["available-now"]
     print(f"Available now among {a['agents']} agents ({a['available']} available): "

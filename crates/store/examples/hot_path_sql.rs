@@ -5,7 +5,7 @@
 //! over its database is visible.
 //!
 //! ```text
-//! cargo run --release -p store --example hot_path_sql -- DATABASE_URL [CALLS] [CONCURRENCY] [OFFERS]
+//! cargo run --release -p store --example hot_path_sql -- DATABASE_URL [CALLS] [CONCURRENCY] [OFFERS] [POOL]
 //! ```
 //!
 //! Each call is shaped like a simulated call that nobody answers: inbound, one round that
@@ -121,7 +121,8 @@ async fn main() {
     let concurrency: usize = arg(&args, 3, 200);
     let offers: usize = arg(&args, 4, 20);
     let mut options = StoreOptions::new(url);
-    options.max_connections = arg(&args, 5, 16);
+    // The server's default pool size unless told otherwise: like for like.
+    options.max_connections = arg(&args, 5, options.max_connections);
     let store = Store::open(&options).unwrap();
     store.migrate().await.unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
