@@ -23,6 +23,9 @@ use crate::http::retry::CallbackRetries;
 use crate::http::state::AppState;
 use crate::signature::Verifier;
 
+/// Seconds an idle keep-alive connection stays open.
+const KEEP_ALIVE_SECS: u64 = 75;
+
 /// A server ready to run.
 pub struct Application {
     listener: TcpListener,
@@ -212,6 +215,10 @@ impl Application {
                     settings.http_request_timeout,
                 )))
                 .client_disconnect_timeout(Duration::from_secs(5))
+                // Longer than the idle timeout of common load balancers and HTTP client pools
+                // (60 s): the client, not the server, closes an idle connection, so a request
+                // is never sent on a connection the server is closing at that moment.
+                .keep_alive(Duration::from_secs(KEEP_ALIVE_SECS))
                 .max_connection_rate(1024)
                 .shutdown_timeout(30)
                 .disable_signals()

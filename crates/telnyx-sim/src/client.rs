@@ -150,6 +150,9 @@ impl Server {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(512)
+            // Drop idle connections well before the server's keep-alive (75 s) ends them, as
+            // a well-behaved HTTP client does; otherwise a request can race the server's close.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .context("HTTP client")?;
         let bases = bases
