@@ -77,6 +77,7 @@ for round in $(seq 1 "$rounds"); do
     target/release/examples/hot_path_sql "$(scratch_db callcenter_direct)" "$ratio_calls" "$concurrency" "$offers" |
         python3 -c "import json,sys;r=json.loads(sys.stdin.read());r['label']='direct-sql-$round';print(json.dumps(r))" |
         tee -a "$results"
+    psql -q "$pg" -c "DROP DATABASE callcenter_direct WITH (FORCE)" >/dev/null # quiet for the next run
     load "server-$round" "$pg" 1 "$ratio_calls" "$concurrency" "$agents" --seed 3
 done
 

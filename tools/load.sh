@@ -19,6 +19,10 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    # Leave PostgreSQL quiet for the next run (no autovacuum of this run's tables under it).
+    if [[ -n ${admin_url:-} && -z ${BENCH_KEEP:-} ]]; then
+        psql -q "$admin_url" -c "DROP DATABASE IF EXISTS callcenter_bench WITH (FORCE)" >/dev/null 2>&1 || true
+    fi
     if [[ -n ${BENCH_KEEP:-} ]]; then echo "load.sh: kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
