@@ -5,7 +5,17 @@
 use std::time::Duration;
 
 use e2e::{TestApp, on_both_backends};
-use telnyx_sim::Scenario;
+use telnyx_sim::{Outcome, Scenario};
+
+/// No failed call, no request error, no mismatch, every call completed; the check.
+fn assert_consistent(outcome: &Outcome, calls: usize) -> &telnyx_sim::check::Report {
+    let check = outcome.check.as_ref().unwrap();
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(outcome.stats.errors(), 0);
+    assert!(check.mismatches.is_empty(), "{:#?}", check.mismatches);
+    assert_eq!(outcome.completed, calls);
+    check
+}
 
 async fn a_simulated_day_is_consistent_with_faulty_delivery(app: TestApp) {
     let scenario = Scenario {
@@ -20,11 +30,7 @@ async fn a_simulated_day_is_consistent_with_faulty_delivery(app: TestApp) {
     let outcome = telnyx_sim::run(&app.server, &scenario, Duration::from_millis(500), true)
         .await
         .unwrap();
-    let check = outcome.check.as_ref().unwrap();
-    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
-    assert_eq!(outcome.stats.errors(), 0);
-    assert!(check.mismatches.is_empty(), "{:#?}", check.mismatches);
-    assert_eq!(outcome.completed, 40);
+    let check = assert_consistent(&outcome, 40);
     let outcomes = outcome.stats.outcomes();
     assert_eq!(outcomes.values().sum::<u64>(), 40);
     assert!(
@@ -57,11 +63,7 @@ async fn two_instances_on_one_postgres_behave_as_one() {
     let outcome = telnyx_sim::run(&both, &scenario, Duration::from_millis(500), true)
         .await
         .unwrap();
-    let check = outcome.check.as_ref().unwrap();
-    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
-    assert_eq!(outcome.stats.errors(), 0);
-    assert!(check.mismatches.is_empty(), "{:#?}", check.mismatches);
-    assert_eq!(outcome.completed, 40);
+    assert_consistent(&outcome, 40);
     second.stop().await;
     app.stop().await;
 }

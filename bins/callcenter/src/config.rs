@@ -44,7 +44,7 @@ pub enum LogFormat {
 }
 
 /// SQLite writes one transaction at a time, so beyond a few readers more connections only
-/// cost memory (about 4 MB each, measured in docs/benchmarks.md); PostgreSQL gets 10.
+/// cost memory (each keeps its own page and statement caches); PostgreSQL gets 10.
 fn default_pool_size(database_url: &str) -> u32 {
     match store::Backend::of(database_url) {
         Ok(store::Backend::Sqlite) => 4,

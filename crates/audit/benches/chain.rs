@@ -30,18 +30,7 @@ fn sealed(pending: &[(i64, NewAuditEvent)]) -> (Vec<AuditEntry>, ChainHead) {
     let entries = pending
         .iter()
         .zip(seals)
-        .map(|((id, e), s)| AuditEntry {
-            id: *id,
-            seq: Some(s.seq),
-            occurred_at: e.occurred_at,
-            actor: e.actor,
-            action: e.action,
-            call_sid: e.call_sid.clone(),
-            agent_id: e.agent_id,
-            data: e.data.clone(),
-            prev_digest: Some(s.prev_digest),
-            digest: Some(s.digest),
-        })
+        .map(|((_, e), s)| s.into_entry(e))
         .collect();
     (entries, head)
 }

@@ -92,6 +92,25 @@ pub struct Seal {
     pub digest: String,
 }
 
+impl Seal {
+    /// The sealed entry: `event` (stored under this seal's id) at its place in the chain.
+    #[must_use]
+    pub fn into_entry(self, event: &NewAuditEvent) -> AuditEntry {
+        AuditEntry {
+            id: self.id,
+            seq: Some(self.seq),
+            occurred_at: event.occurred_at,
+            actor: event.actor,
+            action: event.action,
+            call_sid: event.call_sid.clone(),
+            agent_id: event.agent_id,
+            data: event.data.clone(),
+            prev_digest: Some(self.prev_digest),
+            digest: Some(self.digest),
+        }
+    }
+}
+
 /// Seals `pending` (already in commit order) after `head`; returns the seals and the new head.
 #[must_use]
 pub fn seal(head: &ChainHead, pending: &[(i64, NewAuditEvent)]) -> (Vec<Seal>, ChainHead) {
@@ -298,18 +317,7 @@ mod tests {
         let entries = pending
             .iter()
             .zip(seals)
-            .map(|((id, e), s)| AuditEntry {
-                id: *id,
-                seq: Some(s.seq),
-                occurred_at: e.occurred_at,
-                actor: e.actor,
-                action: e.action,
-                call_sid: e.call_sid.clone(),
-                agent_id: e.agent_id,
-                data: e.data.clone(),
-                prev_digest: Some(s.prev_digest),
-                digest: Some(s.digest),
-            })
+            .map(|((_, e), s)| s.into_entry(e))
             .collect();
         (entries, head)
     }

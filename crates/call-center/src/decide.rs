@@ -667,10 +667,9 @@ fn leg_status(mut d: Draft<'_>, leg: &LegEvent) -> Decision {
     let Some(i) = find_offer(&d.offers, leg) else {
         return ack();
     };
-    match leg.status {
-        // Progress only: the offer is found by SIP URI and round; nothing to store.
-        LegStatus::Initiated | LegStatus::Ringing => return ack(),
-        _ => {}
+    if leg.status.is_progress() {
+        // The offer is found by SIP URI and round; nothing to store.
+        return ack();
     }
     if d.offers[i].leg_sid.is_none() {
         d.offer(i).leg_sid = Some(leg.leg_sid.clone());

@@ -167,6 +167,12 @@ impl LegStatus {
         })
     }
 
+    /// Progress only (dialing, ringing): nothing about the offer changes.
+    #[must_use]
+    pub fn is_progress(self) -> bool {
+        matches!(self, Self::Initiated | Self::Ringing)
+    }
+
     /// Telnyx's spelling.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -312,7 +318,7 @@ impl Event {
     /// initiated or ringing): the offer was stored when the round opened.
     #[must_use]
     pub fn is_progress_only(&self) -> bool {
-        matches!(self, Self::Leg(leg) if matches!(leg.status, LegStatus::Initiated | LegStatus::Ringing))
+        matches!(self, Self::Leg(leg) if leg.status.is_progress())
     }
 
     /// The natural idempotency key of a callback; instruction requests have none (they are

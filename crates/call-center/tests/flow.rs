@@ -325,15 +325,7 @@ async fn an_unknown_call_is_created_on_the_spot_and_the_flow_continues() {
 async fn a_signature_replayed_for_another_request_is_refused_and_an_identical_one_changes_nothing()
 {
     let w = World::default();
-    let sig = |fp: &str| {
-        Some(SignedRequest {
-            receipt: Receipt {
-                key: "sig:abc".into(),
-                fingerprint: fp.into(),
-            },
-            covers_parameters: true,
-        })
-    };
+    let sig = |fp: &str| signed("sig:abc", fp, true);
     let first = w
         .flow
         .handle(&inbound("c8"), sig("request-1"))
@@ -463,15 +455,7 @@ async fn ringing_is_acknowledged_without_a_write_unless_its_parameters_are_unsig
     w.send(inbound("c10")).await;
     w.send(dial_agents("c10", 1)).await;
     let version = w.call("c10").await.version;
-    let signed = |fp: &str, covers_parameters| {
-        Some(SignedRequest {
-            receipt: Receipt {
-                key: "sig:ring".into(),
-                fingerprint: fp.into(),
-            },
-            covers_parameters,
-        })
-    };
+    let signed = |fp: &str, covers_parameters| signed("sig:ring", fp, covers_parameters);
     let ringing = leg("c10", 1, &alice, "la", LegStatus::Ringing, 1);
     let posted = w.flow.handle(&ringing, signed("a", true)).await.unwrap();
     assert!(!posted.applied && !posted.duplicate);
@@ -486,4 +470,15 @@ async fn ringing_is_acknowledged_without_a_write_unless_its_parameters_are_unsig
     let replay = w.flow.handle(&ringing, signed("get-2", false)).await;
     assert!(matches!(replay, Err(FlowError::Replay)));
     assert_eq!(w.call("c10").await.version, version);
+}
+
+/// A verified signature with receipt `key` and request fingerprint `fp`.
+fn signed(key: &str, fp: &str, covers_parameters: bool) -> Option<SignedRequest> {
+    Some(SignedRequest {
+        receipt: Receipt {
+            key: key.into(),
+            fingerprint: fp.into(),
+        },
+        covers_parameters,
+    })
 }

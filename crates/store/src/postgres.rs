@@ -440,8 +440,9 @@ impl AgentStore for PgStore {
 // Calls
 
 /// One round trip: the call with one row per offer (a call without offers is one row with
-/// null offer columns; no call is one row of nulls), plus the receipts asked for. Binary
-/// columns, no JSON: this runs on every webhook.
+/// null offer columns; no call is one row of nulls), plus the receipts asked for, read in
+/// one scan so keys and fingerprints pair up (the aggregate always yields the one row the
+/// joins hang on). Binary columns, no JSON: this runs on every webhook.
 const LOAD: &str = "SELECT c.call_sid, c.from_number, c.to_number, c.account_sid, c.connection_id, c.status,
         c.outcome, c.attempts, c.round_open, c.answered_by, c.answered_leg_sid, c.started_at, c.answered_at,
         c.ended_at, c.talk_seconds, c.recording_url, c.recording_sid, c.voicemail_started_at,
@@ -451,9 +452,9 @@ const LOAD: &str = "SELECT c.call_sid, c.from_number, c.to_number, c.account_sid
         o.leg_sid AS o_leg_sid, o.state AS o_state, o.leg_status AS o_leg_status,
         o.offered_at AS o_offered_at, o.answered_at AS o_answered_at, o.ended_at AS o_ended_at,
         o.leg_duration AS o_leg_duration, o.talk_seconds AS o_talk_seconds, o.talk_final AS o_talk_final,
-        (SELECT array_agg(r.key) FROM webhook_receipts r WHERE r.key = ANY($2)) AS seen_keys,
-        (SELECT array_agg(r.fingerprint) FROM webhook_receipts r WHERE r.key = ANY($2)) AS seen_fingerprints
-    FROM (SELECT 1) AS one
+        seen.keys AS seen_keys, seen.fingerprints AS seen_fingerprints
+    FROM (SELECT array_agg(r.key) AS keys, array_agg(r.fingerprint) AS fingerprints
+          FROM webhook_receipts r WHERE r.key = ANY($2)) AS seen
     LEFT JOIN calls c ON c.call_sid = $1
     LEFT JOIN offers o ON o.call_sid = c.call_sid
     ORDER BY o.attempt, o.offered_at, o.agent_id";
