@@ -426,7 +426,7 @@ async fn report(
 async fn seed(settings: Settings, calls: u64, agents: u32, days: u32) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let started = std::time::Instant::now();
-    let n = store.seed_demo_data(calls, agents, days).await?;
+    let n = crate::demo_data::seed(&store, calls, agents, days).await?;
     store.close().await;
     say!(
         "seeded {n} demo calls with {agents} demo agents over {days} days in {:.1} s",

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo_data;
 pub mod http;
 pub mod signature;
 pub mod telemetry;

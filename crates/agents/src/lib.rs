@@ -42,8 +42,8 @@ mod sip;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::MemoryAgentStore;
 pub use model::{
-    Agent, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness, MetricsDelta,
-    Presence, effective_status,
+    Agent, AgentEffect, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness,
+    MetricsDelta, Presence, effective_status, parse_keyword,
 };
 pub use port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit};
 pub use service::{

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use audit::{MemoryAuditLog, NewAuditEvent};
 use chrono::{DateTime, Utc};
 
-use crate::model::{Agent, AgentId, Candidate, EffectiveStatus, Liveness, MetricsDelta, Presence};
+use crate::model::{Agent, AgentEffect, AgentId, Candidate, EffectiveStatus, Liveness, Presence};
 use crate::port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit};
 
 #[derive(Debug, Default)]
@@ -40,42 +40,24 @@ impl MemoryAgentStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Compare-and-set of the agent's call, for other in-memory stores.
-    pub fn engage_now(&self, id: AgentId, call_sid: &str) -> bool {
+    /// Applies a call's effect on an agent, for the in-memory call store: counters added,
+    /// the call engaged only if the agent holds none, released only if it holds this one.
+    /// Unknown agents are ignored (an agent may be removed while a call it took runs).
+    pub fn apply_effect(&self, effect: &AgentEffect, call_sid: &str, now: DateTime<Utc>) {
         let mut inner = self.lock();
-        match inner.agents.get_mut(&id) {
-            Some(a) if a.current_call_sid.is_none() => {
-                a.current_call_sid = Some(call_sid.to_owned());
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Frees the agent if it holds `call_sid`, for other in-memory stores.
-    pub fn release_now(&self, id: AgentId, call_sid: &str, now: DateTime<Utc>) -> bool {
-        let mut inner = self.lock();
-        match inner.agents.get_mut(&id) {
-            Some(a) if a.current_call_sid.as_deref() == Some(call_sid) => {
-                a.current_call_sid = None;
-                a.idle_since = now;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Adds to the counters, for other in-memory stores. Unknown agents are ignored (an
-    /// agent may be removed while a call it took is still running).
-    pub fn add_metrics_now(&self, id: AgentId, delta: MetricsDelta) -> bool {
-        let mut inner = self.lock();
-        let Some(a) = inner.agents.get_mut(&id) else {
-            return false;
+        let Some(a) = inner.agents.get_mut(&effect.agent_id) else {
+            return;
         };
-        a.metrics.calls_answered += delta.answered;
-        a.metrics.calls_missed += delta.missed;
-        a.metrics.total_talk_seconds += delta.talk_seconds;
-        true
+        a.metrics.calls_answered += effect.delta.answered;
+        a.metrics.calls_missed += effect.delta.missed;
+        a.metrics.total_talk_seconds += effect.delta.talk_seconds;
+        if effect.engage && a.current_call_sid.is_none() {
+            a.current_call_sid = Some(call_sid.to_owned());
+        }
+        if effect.release && a.current_call_sid.as_deref() == Some(call_sid) {
+            a.current_call_sid = None;
+            a.idle_since = now;
+        }
     }
 
     fn key_taken(inner: &Inner, key: &str, except: Option<AgentId>) -> bool {
@@ -218,31 +200,5 @@ impl AgentStore for MemoryAgentStore {
                 sip_uri: a.sip_uri.clone(),
             })
             .collect())
-    }
-
-    async fn engage(
-        &self,
-        id: AgentId,
-        call_sid: &str,
-        _now: DateTime<Utc>,
-    ) -> Result<bool, AgentStoreError> {
-        Ok(self.engage_now(id, call_sid))
-    }
-
-    async fn release(
-        &self,
-        id: AgentId,
-        call_sid: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, AgentStoreError> {
-        Ok(self.release_now(id, call_sid, now))
-    }
-
-    async fn add_metrics(&self, id: AgentId, delta: MetricsDelta) -> Result<(), AgentStoreError> {
-        if self.add_metrics_now(id, delta) {
-            Ok(())
-        } else {
-            Err(AgentStoreError::NotFound)
-        }
     }
 }

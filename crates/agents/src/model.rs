@@ -90,9 +90,13 @@ impl fmt::Display for AgentName {
 macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize,
+            strum::EnumString, strum::IntoStaticStr, strum::Display, strum::VariantArray,
+        )]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
         pub enum $name {
             /// Ready for calls.
             Available,
@@ -103,33 +107,10 @@ macro_rules! status_enum {
         }
 
         impl $name {
-            /// Every value.
-            pub const ALL: [Self; 3] = [Self::Available, Self::Busy, Self::Offline];
-
             /// The stored and JSON spelling.
             #[must_use]
             pub fn as_str(self) -> &'static str {
-                match self {
-                    Self::Available => "available",
-                    Self::Busy => "busy",
-                    Self::Offline => "offline",
-                }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                Self::ALL
-                    .into_iter()
-                    .find(|v| v.as_str() == s)
-                    .ok_or_else(|| format!("must be one of available, busy, offline; got {s:?}"))
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                self.into()
             }
         }
     };
@@ -143,6 +124,20 @@ status_enum!(
     /// What the API shows and routing uses: see [`effective_status`].
     EffectiveStatus
 );
+
+/// Parses one of `T`'s spellings, or says which are accepted (for API errors).
+///
+/// # Errors
+/// `must be one of …; got …`.
+pub fn parse_keyword<T>(s: &str) -> Result<T, String>
+where
+    T: FromStr + strum::VariantArray + Into<&'static str> + Copy,
+{
+    s.parse().map_err(|_| {
+        let accepted: Vec<&'static str> = T::VARIANTS.iter().map(|v| (*v).into()).collect();
+        format!("must be one of {}; got {s:?}", accepted.join(", "))
+    })
+}
 
 /// The window in which a heartbeat keeps an agent online.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +267,19 @@ pub struct MetricsDelta {
     pub missed: i64,
     /// Added to `total_talk_seconds`.
     pub talk_seconds: i64,
+}
+
+/// What one call-center change does to one agent, applied in the change's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AgentEffect {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// Counter increments.
+    pub delta: MetricsDelta,
+    /// Give the agent this call if it holds none (a compare-and-set).
+    pub engage: bool,
+    /// Free the agent if it holds this call.
+    pub release: bool,
 }
 
 #[cfg(test)]

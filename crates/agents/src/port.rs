@@ -6,9 +6,7 @@ use audit::NewAuditEvent;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::model::{
-    Agent, AgentId, AgentName, Candidate, EffectiveStatus, Liveness, MetricsDelta, Presence,
-};
+use crate::model::{Agent, AgentId, AgentName, Candidate, EffectiveStatus, Liveness, Presence};
 use crate::sip::SipUri;
 
 /// Failures of an [`AgentStore`].
@@ -126,33 +124,4 @@ pub trait AgentStore: Send + Sync {
         liveness: &Liveness,
         limit: u32,
     ) -> Result<Vec<Candidate>, AgentStoreError>;
-
-    /// Atomically gives the agent this call if it holds none (compare-and-set). Returns
-    /// whether it did. At most one of any number of concurrent calls succeeds.
-    ///
-    /// # Errors
-    /// Only [`AgentStoreError::Unexpected`].
-    async fn engage(
-        &self,
-        id: AgentId,
-        call_sid: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, AgentStoreError>;
-
-    /// Frees the agent if it holds exactly this call; it becomes idle at `now`.
-    ///
-    /// # Errors
-    /// Only [`AgentStoreError::Unexpected`].
-    async fn release(
-        &self,
-        id: AgentId,
-        call_sid: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, AgentStoreError>;
-
-    /// Adds to the counters with atomic increments.
-    ///
-    /// # Errors
-    /// [`AgentStoreError::NotFound`].
-    async fn add_metrics(&self, id: AgentId, delta: MetricsDelta) -> Result<(), AgentStoreError>;
 }

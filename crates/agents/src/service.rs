@@ -15,6 +15,7 @@ use thiserror::Error;
 use crate::clock::Clock;
 use crate::model::{
     Agent, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness, Presence,
+    parse_keyword,
 };
 use crate::port::{AgentPatch, AgentStore, AgentStoreError};
 use crate::sip::SipUri;
@@ -178,7 +179,7 @@ fn new_token() -> String {
 }
 
 fn parse_presence(s: &str) -> Result<Presence, AgentError> {
-    s.parse().map_err(|m| invalid("status", m))
+    parse_keyword(s).map_err(|m| invalid("status", m))
 }
 
 /// Agent management over an [`AgentStore`].
@@ -316,7 +317,7 @@ impl AgentService {
     /// [`AgentError::Invalid`] for an unknown status.
     pub async fn list(&self, status: Option<&str>) -> Result<Vec<AgentView>, AgentError> {
         let status: Option<EffectiveStatus> = status
-            .map(|s| s.parse().map_err(|m| invalid("status", m)))
+            .map(|s| parse_keyword(s).map_err(|m| invalid("status", m)))
             .transpose()?;
         let liveness = self.liveness();
         let agents = self.store.list(status, &liveness).await?;

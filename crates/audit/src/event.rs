@@ -33,9 +33,14 @@ impl fmt::Display for Actor {
     }
 }
 
+/// A stored actor this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown actor {0:?}")]
+pub struct UnknownActor(pub String);
+
 impl FromStr for Actor {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownActor;
+    fn from_str(s: &str) -> Result<Self, UnknownActor> {
         match s {
             "telnyx" => Ok(Self::Telnyx),
             "admin" => Ok(Self::Admin),
@@ -44,7 +49,7 @@ impl FromStr for Actor {
                 .strip_prefix("agent:")
                 .and_then(|id| Uuid::parse_str(id).ok())
                 .map(Self::Agent)
-                .ok_or_else(|| format!("unknown actor {s:?}")),
+                .ok_or_else(|| UnknownActor(s.to_owned())),
         }
     }
 }
@@ -63,30 +68,27 @@ impl<'de> Deserialize<'de> for Actor {
 }
 
 macro_rules! actions {
-    ($($(#[$doc:meta])* $variant:ident => $name:literal),+ $(,)?) => {
+    ($($(#[$doc:meta])* $variant:ident),+ $(,)?) => {
         /// What happened. The snake_case names are stored and are part of the public interface.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize,
+            strum::EnumString, strum::IntoStaticStr, strum::Display, strum::VariantArray,
+        )]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
         pub enum AuditAction {
             $($(#[$doc])* $variant),+
         }
 
         impl AuditAction {
             /// Every action.
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+            pub const ALL: &'static [Self] = <Self as strum::VariantArray>::VARIANTS;
 
             /// The stored name.
             #[must_use]
             pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $name),+ }
-            }
-        }
-
-        impl FromStr for AuditAction {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s { $($name => Ok(Self::$variant),)+ _ => Err(format!("unknown audit action {s:?}")) }
+                self.into()
             }
         }
     };
@@ -94,47 +96,41 @@ macro_rules! actions {
 
 actions! {
     /// Telnyx delivered a new inbound call.
-    CallReceived => "call_received",
+    CallReceived,
     /// The recording notice was played to the caller.
-    RecordingNoticePlayed => "recording_notice_played",
+    RecordingNoticePlayed,
     /// A dial round started.
-    AttemptOpened => "attempt_opened",
+    AttemptOpened,
     /// An agent was rung in a round.
-    OfferMade => "offer_made",
+    OfferMade,
     /// An offer ended without an answer and counts as missed.
-    OfferMissed => "offer_missed",
+    OfferMissed,
     /// The first agent answered.
-    CallAnswered => "call_answered",
+    CallAnswered,
     /// Another agent answered after the call was taken.
-    LateAnswer => "late_answer",
+    LateAnswer,
     /// The call entered voicemail.
-    VoicemailStarted => "voicemail_started",
+    VoicemailStarted,
     /// A voicemail recording or transcription was stored.
-    VoicemailStored => "voicemail_stored",
+    VoicemailStored,
     /// A call recording was stored.
-    RecordingStored => "recording_stored",
+    RecordingStored,
     /// The call ended with an outcome.
-    CallCompleted => "call_completed",
+    CallCompleted,
     /// Recordings and transcriptions of a call were removed.
-    RecordingRedacted => "recording_redacted",
+    RecordingRedacted,
     /// An agent was registered.
-    AgentRegistered => "agent_registered",
+    AgentRegistered,
     /// An agent's name, SIP URI or presence was changed by an admin.
-    AgentUpdated => "agent_updated",
+    AgentUpdated,
     /// An agent was removed.
-    AgentRemoved => "agent_removed",
+    AgentRemoved,
     /// An agent's reported presence changed (heartbeat).
-    AgentStatusChanged => "agent_status_changed",
+    AgentStatusChanged,
     /// The agent holding a call was released.
-    AgentReleased => "agent_released",
+    AgentReleased,
     /// An administrative run (retention, seeding, ...).
-    AdminAction => "admin_action",
-}
-
-impl fmt::Display for AuditAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+    AdminAction,
 }
 
 /// An event to be written, in the transaction of the change it describes.

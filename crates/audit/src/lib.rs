@@ -32,6 +32,6 @@ mod memory;
 mod port;
 
 pub use chain::{Break, BrokenEntry, ChainHead, VerifyReport};
-pub use event::{Actor, AuditAction, AuditEntry, NewAuditEvent};
+pub use event::{Actor, AuditAction, AuditEntry, NewAuditEvent, UnknownActor};
 pub use memory::MemoryAuditLog;
 pub use port::{AuditError, AuditFilter, AuditLog, AuditSink, ChainSink, NullSink, verify_chain};

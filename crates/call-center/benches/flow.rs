@@ -8,7 +8,8 @@ use std::sync::Arc;
 use agents::{AgentService, Caller, ManualClock, MemoryAgentStore, NewAgent};
 use audit::{ChainSink, MemoryAuditLog};
 use call_center::{
-    CallFlow, Event, FlowSettings, LegEvent, LegStatus, MemoryCallStore, Ports, Urls,
+    CallFlow, CallerStatus, DialStatus, Event, FlowSettings, LegEvent, LegStatus, MemoryCallStore,
+    Ports, Urls,
 };
 use chrono::{Duration, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -48,12 +49,12 @@ fn events(call: &str) -> Vec<Event> {
     events.push(Event::DialResult {
         call_sid: call.into(),
         attempt: Some(1),
-        dial_call_status: Some("completed".into()),
+        dial_call_status: Some(DialStatus::Completed),
         dial_call_sid: Some(format!("{call}-leg-0")),
     });
     events.push(Event::CallStatus {
         call_sid: call.into(),
-        call_status: "completed".into(),
+        call_status: CallerStatus::Completed,
         sequence: Some(9),
     });
     events

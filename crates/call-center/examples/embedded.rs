@@ -12,8 +12,8 @@ use std::sync::Arc;
 use agents::{AgentService, Caller, ManualClock, MemoryAgentStore, NewAgent};
 use audit::{AuditLog, ChainSink, MemoryAuditLog, verify_chain};
 use call_center::{
-    CallFlow, Event, FlowSettings, LegEvent, LegStatus, MemoryCallStore, Ports, RecordingInfo,
-    Reply, TranscriptionInfo, Urls,
+    CallFlow, CallerStatus, DialStatus, Event, FlowSettings, LegEvent, LegStatus, MemoryCallStore,
+    Ports, RecordingInfo, Reply, TranscriptionInfo, Urls,
 };
 use chrono::{Duration, Utc};
 
@@ -149,7 +149,7 @@ async fn main() {
         Event::DialResult {
             call_sid: c.into(),
             attempt: Some(1),
-            dial_call_status: Some("completed".into()),
+            dial_call_status: Some(DialStatus::Completed),
             dial_call_sid: Some("leg-a".into()),
         },
     )
@@ -158,7 +158,7 @@ async fn main() {
         "POST /events",
         Event::CallStatus {
             call_sid: c.into(),
-            call_status: "completed".into(),
+            call_status: CallerStatus::Completed,
             sequence: None,
         },
     )
@@ -230,7 +230,7 @@ async fn main() {
         "POST /events",
         Event::CallStatus {
             call_sid: c.into(),
-            call_status: "completed".into(),
+            call_status: CallerStatus::Completed,
             sequence: None,
         },
     )

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use agents::contract::{agent, t0};
-use agents::{AgentId, AgentStore, MetricsDelta, Presence};
+use agents::{AgentEffect, AgentId, AgentStore, MetricsDelta, Presence};
 use audit::{Actor, AuditAction, AuditFilter, AuditLog, NewAuditEvent};
 use chrono::Duration;
 
-use crate::model::{AgentEffect, Call, CallStatus, Offer, OfferState, Outcome};
+use crate::model::{Call, CallStatus, Offer, OfferState, Outcome, RoundResult};
 use crate::port::{Applied, AttemptChange, CallChange, CallFilter, CallStore, Receipt, Redaction};
+use crate::vocabulary::LegStatus;
 
 /// The three stores a story needs.
 #[derive(Clone)]
@@ -137,7 +138,7 @@ pub async fn full_round_trip(s: Stores) {
     let mut oa = offer("c2", 2, a, 1);
     oa.leg_sid = Some("leg-a".into());
     oa.state = OfferState::Answered;
-    oa.leg_status = Some("completed".into());
+    oa.leg_status = Some(LegStatus::Completed);
     oa.answered_at = Some(t0() + Duration::seconds(3));
     oa.ended_at = Some(t0() + Duration::seconds(90));
     oa.leg_duration = Some(87);
@@ -168,7 +169,7 @@ pub async fn full_round_trip(s: Stores) {
         attempts: vec![AttemptChange::Closed {
             attempt: 2,
             ended_at: t0(),
-            result: "answered".into(),
+            result: RoundResult::Answered,
         }],
         ..change.clone()
     };
@@ -359,6 +360,67 @@ pub async fn agent_effects(s: Stores) {
     );
 }
 
+/// What production does when agents answer at once: 20 calls, each applying "engage this
+/// agent and count the answer" concurrently. Exactly one call holds the agent; every
+/// increment lands; the agent released by its call becomes the most recently idle.
+pub async fn concurrent_answers_engage_one_call(s: Stores) {
+    let a = new_agent(&s, 1).await;
+    let sids: Vec<String> = (0..20).map(|i| format!("race-{i}")).collect();
+    for sid in &sids {
+        s.calls.apply(&create(sid)).await.unwrap();
+    }
+    let answer = |sid: &str, engage: bool, release: bool| {
+        let mut next = call(sid);
+        next.version = 2;
+        CallChange {
+            expected_version: 1,
+            call: next,
+            offers: vec![],
+            attempts: vec![],
+            agents: vec![AgentEffect {
+                agent_id: a,
+                delta: MetricsDelta {
+                    answered: 1,
+                    missed: 0,
+                    talk_seconds: 10,
+                },
+                engage,
+                release,
+            }],
+            receipts: vec![],
+            audit: vec![],
+        }
+    };
+    let races = sids.iter().map(|sid| {
+        let (calls, change) = (Arc::clone(&s.calls), answer(sid, true, false));
+        tokio::spawn(async move { calls.apply(&change).await.unwrap() })
+    });
+    for applied in futures::future::join_all(races).await {
+        assert_eq!(applied.unwrap(), Applied::Yes);
+    }
+    let held = s.agents.get(a).await.unwrap().unwrap();
+    let winner = held
+        .current_call_sid
+        .clone()
+        .expect("one call holds the agent");
+    assert!(sids.contains(&winner));
+    assert_eq!(
+        (held.metrics.calls_answered, held.metrics.total_talk_seconds),
+        (20, 200),
+        "increments are atomic"
+    );
+    let mut release = answer(&winner, false, true);
+    (release.expected_version, release.call.version) = (2, 3);
+    release.call.updated_at = t0() + Duration::seconds(90);
+    release.agents[0].delta = MetricsDelta::default();
+    assert_eq!(s.calls.apply(&release).await.unwrap(), Applied::Yes);
+    let freed = s.agents.get(a).await.unwrap().unwrap();
+    assert_eq!(
+        (freed.current_call_sid, freed.idle_since),
+        (None, t0() + Duration::seconds(90))
+    );
+}
+
 /// Listing: newest first, by status, limited; Call Control fallback finds ringing offers.
 pub async fn listing_and_lookups(s: Stores) {
     let a = new_agent(&s, 1).await;
@@ -480,6 +542,7 @@ where
     stale_versions_conflict(fresh().await).await;
     receipts(fresh().await).await;
     agent_effects(fresh().await).await;
+    concurrent_answers_engage_one_call(fresh().await).await;
     listing_and_lookups(fresh().await).await;
     redaction_and_retention(fresh().await).await;
 }

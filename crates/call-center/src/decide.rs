@@ -5,17 +5,18 @@
 //! and decides again. Every rule is written so that a repeated or reordered callback ends
 //! in the same state (see `docs/call-flow.md` for the state tables).
 
-use agents::{AgentId, Candidate, SipUri};
+use agents::{AgentEffect, AgentId, Candidate, MetricsDelta, SipUri};
 use audit::{Actor, AuditAction, NewAuditEvent};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use texml::Response;
 
 use crate::documents;
-use crate::event::{Event, LegEvent, LegStatus, RecordingInfo, TranscriptionInfo};
-use crate::model::{AgentEffect, Call, CallState, CallStatus, Offer, OfferState, Outcome};
+use crate::event::{Event, LegEvent, RecordingInfo, TranscriptionInfo};
+use crate::model::{Call, CallState, CallStatus, Offer, OfferState, Outcome, RoundResult};
 use crate::port::{AttemptChange, CallChange};
 use crate::settings::{FlowSettings, Urls};
+use crate::vocabulary::{CallerStatus, DialStatus, LegStatus};
 
 /// What a decision needs besides the call.
 #[derive(Debug, Clone, Copy)]
@@ -48,22 +49,23 @@ pub struct Decision {
     pub reply: Reply,
 }
 
-/// Whether deciding `event` on `state` may open a round (and so needs the candidates).
+/// Whether `event` opens a new round on `call` (`None`: a call not stored yet), and so needs
+/// the agents available now. The one definition both the service and [`decide`] use.
 #[must_use]
-pub fn needs_candidates(state: Option<&CallState>, event: &Event, settings: &FlowSettings) -> bool {
+pub fn opens_round(call: Option<&Call>, event: &Event, settings: &FlowSettings) -> bool {
     let Event::DialAgents { attempt, .. } = event else {
         return false;
     };
-    let Some(call) = state.map(|s| &s.call) else {
-        return true;
+    let (attempts, round_open, status) = call.map_or((0, false, CallStatus::Ringing), |c| {
+        (c.attempts, c.round_open, c.status)
+    });
+    let asked = match attempt {
+        Some(n) => *n > attempts,
+        None => !round_open,
     };
-    let opens = match attempt {
-        Some(n) => *n > call.attempts,
-        None => !call.round_open,
-    };
-    opens
-        && call.attempts < settings.max_attempts
-        && matches!(call.status, CallStatus::Ringing | CallStatus::Dialing)
+    asked
+        && attempts < settings.max_attempts
+        && matches!(status, CallStatus::Ringing | CallStatus::Dialing)
 }
 
 /// Decides what `event` does to the call in `state` (`None`: not stored).
@@ -85,8 +87,9 @@ pub fn decide(state: Option<&CallState>, event: &Event, ctx: &Context<'_>) -> De
             account_sid.as_deref(),
             connection_id.as_deref(),
         ),
-        Event::DialAgents { call_sid, attempt } => {
-            dial_agents(Draft::load(state, call_sid, "dial-agents", ctx), *attempt)
+        Event::DialAgents { call_sid, .. } => {
+            let opens = opens_round(state.map(|s| &s.call), event, ctx.settings);
+            dial_agents(Draft::load(state, call_sid, "dial-agents", ctx), opens)
         }
         Event::DialResult {
             call_sid,
@@ -96,7 +99,7 @@ pub fn decide(state: Option<&CallState>, event: &Event, ctx: &Context<'_>) -> De
         } => dial_result(
             Draft::load(state, call_sid, "retry-dial", ctx),
             *attempt,
-            dial_call_status.as_deref(),
+            *dial_call_status,
             dial_call_sid.as_deref(),
         ),
         Event::Voicemail { call_sid } => voicemail(Draft::load(state, call_sid, "voicemail", ctx)),
@@ -136,10 +139,10 @@ pub fn decide(state: Option<&CallState>, event: &Event, ctx: &Context<'_>) -> De
             call_status,
             ..
         } => {
-            if !is_terminal(call_status) {
+            if !call_status.is_terminal() {
                 return ack();
             }
-            call_ended(Draft::load(state, call_sid, "events", ctx), call_status)
+            call_ended(Draft::load(state, call_sid, "events", ctx), *call_status)
         }
         Event::CallRecording {
             call_sid,
@@ -166,65 +169,53 @@ fn document(doc: Response) -> Reply {
     Reply::Document(doc)
 }
 
-fn is_terminal(status: &str) -> bool {
-    matches!(
-        status,
-        "completed" | "busy" | "no-answer" | "canceled" | "failed"
-    )
-}
-
-/// A call being changed: the state read, what was modified, and what to record.
+/// A call being changed: the state read, the state being built, and what to record. What
+/// to write is derived in [`Draft::finish`] by comparing the two, so no rule can forget to
+/// say that it changed something.
 struct Draft<'a> {
     ctx: &'a Context<'a>,
-    expected_version: i64,
+    /// The stored call and its offers, as read (`None`: a call not stored yet).
+    before: Option<&'a CallState>,
     call: Call,
     offers: Vec<Offer>,
-    touched: Vec<bool>,
     attempts: Vec<AttemptChange>,
     effects: Vec<AgentEffect>,
     audit: Vec<NewAuditEvent>,
-    changed: bool,
 }
 
 impl<'a> Draft<'a> {
-    fn from_state(state: &CallState, ctx: &'a Context<'a>) -> Self {
+    fn from_state(state: &'a CallState, ctx: &'a Context<'a>) -> Self {
         Self {
             ctx,
-            expected_version: state.call.version,
+            before: Some(state),
             call: state.call.clone(),
-            touched: vec![false; state.offers.len()],
             offers: state.offers.clone(),
             attempts: Vec::new(),
             effects: Vec::new(),
             audit: Vec::new(),
-            changed: false,
         }
     }
 
     /// The stored call, or a new one created on the spot (a call already in progress when
     /// the database was replaced, or callbacks arriving before `/inbound` was stored).
-    fn load(state: Option<&CallState>, call_sid: &str, via: &str, ctx: &'a Context<'a>) -> Self {
-        match state {
-            Some(s) => Self::from_state(s, ctx),
-            None => {
-                let mut d = Self {
-                    ctx,
-                    expected_version: 0,
-                    call: Call::new(call_sid, "", "", ctx.now),
-                    offers: Vec::new(),
-                    touched: Vec::new(),
-                    attempts: Vec::new(),
-                    effects: Vec::new(),
-                    audit: Vec::new(),
-                    changed: true,
-                };
-                d.record(
-                    AuditAction::CallReceived,
-                    [("created_by", Value::from(via))],
-                );
-                d
-            }
+    fn load(state: Option<&'a CallState>, call_sid: &str, via: &str, ctx: &'a Context<'a>) -> Self {
+        if let Some(s) = state {
+            return Self::from_state(s, ctx);
         }
+        let mut d = Self {
+            ctx,
+            before: None,
+            call: Call::new(call_sid, "", "", ctx.now),
+            offers: Vec::new(),
+            attempts: Vec::new(),
+            effects: Vec::new(),
+            audit: Vec::new(),
+        };
+        d.record(
+            AuditAction::CallReceived,
+            [("created_by", Value::from(via))],
+        );
+        d
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -236,7 +227,6 @@ impl<'a> Draft<'a> {
     }
 
     fn record<const N: usize>(&mut self, action: AuditAction, data: [(&str, Value); N]) {
-        self.changed = true;
         let event = NewAuditEvent::new(self.ctx.now, Actor::Telnyx, action)
             .call(self.call.call_sid.as_str())
             .data(data);
@@ -256,7 +246,6 @@ impl<'a> Draft<'a> {
     }
 
     fn effect(&mut self, agent: AgentId) -> &mut AgentEffect {
-        self.changed = true;
         let i = match self.effects.iter().position(|e| e.agent_id == agent) {
             Some(i) => i,
             None => {
@@ -270,41 +259,42 @@ impl<'a> Draft<'a> {
         &mut self.effects[i]
     }
 
-    fn offer(&mut self, i: usize) -> &mut Offer {
-        self.changed = true;
-        self.touched[i] = true;
-        &mut self.offers[i]
-    }
-
-    fn set<T: PartialEq>(changed: &mut bool, field: &mut T, value: T) {
-        if *field != value {
-            *field = value;
-            *changed = true;
-        }
-    }
-
     fn finish(self, reply: Reply) -> Decision {
-        if !self.changed {
+        let before_offers = self.before.map_or(&[][..], |s| s.offers.as_slice());
+        let offers: Vec<Offer> = self
+            .offers
+            .into_iter()
+            .enumerate()
+            .filter(|(i, o)| before_offers.get(*i) != Some(o))
+            .map(|(_, o)| o)
+            .collect();
+        let effects: Vec<AgentEffect> = self
+            .effects
+            .into_iter()
+            .filter(|e| e.engage || e.release || e.delta != MetricsDelta::default())
+            .collect();
+        let call_changed = self.before.is_none_or(|s| s.call != self.call);
+        let changed = call_changed
+            || !offers.is_empty()
+            || !effects.is_empty()
+            || !self.attempts.is_empty()
+            || !self.audit.is_empty();
+        if !changed {
             return Decision {
                 change: None,
                 reply,
             };
         }
+        let expected_version = self.before.map_or(0, |s| s.call.version);
         let mut call = self.call;
-        call.version = self.expected_version + 1;
+        call.version = expected_version + 1;
         call.updated_at = self.ctx.now;
-        let offers = self
-            .offers
-            .into_iter()
-            .zip(self.touched)
-            .filter_map(|(o, t)| t.then_some(o))
-            .collect();
         let change = CallChange {
-            expected_version: self.expected_version,
+            expected_version,
             call,
             offers,
             attempts: self.attempts,
-            agents: self.effects,
+            agents: effects,
             receipts: Vec::new(),
             audit: self.audit,
         };
@@ -315,17 +305,16 @@ impl<'a> Draft<'a> {
     }
 
     /// Closes the open round: offers still ringing become missed (`missed`), or canceled.
-    fn close_round(&mut self, result: &str, missed: bool) {
+    fn close_round(&mut self, result: RoundResult, missed: bool) {
         if !self.call.round_open {
             return;
         }
         let attempt = self.call.attempts;
         self.call.round_open = false;
-        self.changed = true;
         self.attempts.push(AttemptChange::Closed {
             attempt,
             ended_at: self.now(),
-            result: result.to_owned(),
+            result,
         });
         let ringing: Vec<usize> = (0..self.offers.len())
             .filter(|&i| {
@@ -334,9 +323,9 @@ impl<'a> Draft<'a> {
             .collect();
         for i in ringing {
             if missed {
-                self.miss(i, result);
+                self.miss(i, result.as_str());
             } else {
-                self.offer(i).state = OfferState::Canceled;
+                self.offers[i].state = OfferState::Canceled;
             }
         }
     }
@@ -344,7 +333,7 @@ impl<'a> Draft<'a> {
     fn miss(&mut self, i: usize, reason: &str) {
         let agent = self.offers[i].agent_id;
         let attempt = self.offers[i].attempt;
-        self.offer(i).state = OfferState::Missed;
+        self.offers[i].state = OfferState::Missed;
         self.effect(agent).delta.missed += 1;
         self.record_for(
             agent,
@@ -370,10 +359,7 @@ impl<'a> Draft<'a> {
         if s.voicemail_enabled {
             return document(documents::to_voicemail(urls));
         }
-        if self.call.outcome.is_none() {
-            self.call.outcome = Some(Outcome::Unanswered);
-            self.changed = true;
-        }
+        self.call.outcome.get_or_insert(Outcome::Unanswered);
         document(documents::goodbye(s))
     }
 }
@@ -395,12 +381,10 @@ fn inbound(
     if d.call.from.is_empty() && !from.is_empty() {
         d.call.from = from.to_owned();
         d.call.to = to.to_owned();
-        d.changed = true;
     }
     if d.call.account_sid.is_none() && account_sid.is_some() {
         d.call.account_sid = account_sid.map(str::to_owned);
         d.call.connection_id = connection_id.map(str::to_owned);
-        d.changed = true;
     }
     if fresh && ctx.settings.recording_enabled {
         d.call.recording_notice_played = true;
@@ -414,7 +398,7 @@ fn inbound(
     )))
 }
 
-fn dial_agents(mut d: Draft<'_>, attempt: Option<i32>) -> Decision {
+fn dial_agents(mut d: Draft<'_>, opens: bool) -> Decision {
     match d.call.status {
         CallStatus::Completed | CallStatus::Answered => {
             return d.finish(document(documents::hangup()));
@@ -425,18 +409,8 @@ fn dial_agents(mut d: Draft<'_>, attempt: Option<i32>) -> Decision {
         }
         CallStatus::Ringing | CallStatus::Dialing => {}
     }
-    let current = d.call.attempts;
-    let requested = attempt.unwrap_or(if d.call.round_open {
-        current
-    } else {
-        current + 1
-    });
-    if requested <= current && current > 0 {
-        // A repeat: the round it asks for is open (answer it again) or over (move on).
-        let reply = d.next_step();
-        return d.finish(reply);
-    }
-    if current >= d.settings().max_attempts {
+    if !opens {
+        // A repeat, or a round past the last: the open round again, or the step after it.
         let reply = d.next_step();
         return d.finish(reply);
     }
@@ -484,7 +458,6 @@ fn open_round(d: &mut Draft<'_>) {
             talk_seconds: None,
             talk_final: false,
         });
-        d.touched.push(true);
         d.record_for(c.id, AuditAction::OfferMade, [("attempt", n.into())]);
     }
 }
@@ -492,18 +465,18 @@ fn open_round(d: &mut Draft<'_>) {
 fn dial_result(
     mut d: Draft<'_>,
     attempt: Option<i32>,
-    status: Option<&str>,
+    status: Option<DialStatus>,
     dial_call_sid: Option<&str>,
 ) -> Decision {
     if d.call.is_over() {
         return d.finish(document(documents::hangup()));
     }
-    let connected = matches!(status, Some("completed" | "answered"));
+    let connected = status.is_some_and(DialStatus::connected);
     if connected && d.call.answered_by.is_none() && d.call.status != CallStatus::Answered {
         answer_from_dial_result(&mut d, dial_call_sid);
     }
     if d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
-        d.close_round("answered", false);
+        d.close_round(RoundResult::Answered, false);
         return d.finish(document(documents::hangup()));
     }
     if d.call.status == CallStatus::Voicemail {
@@ -512,8 +485,8 @@ fn dial_result(
     }
     let n = attempt.unwrap_or(d.call.attempts);
     if n == d.call.attempts {
-        let result = status.unwrap_or("no-agents");
-        let caller_left = result == "canceled";
+        let result = round_result(status);
+        let caller_left = result == RoundResult::Canceled;
         d.close_round(result, !caller_left);
         if caller_left {
             return d.finish(document(documents::hangup()));
@@ -521,6 +494,18 @@ fn dial_result(
     }
     let reply = d.next_step();
     d.finish(reply)
+}
+
+/// How an unanswered round ended, from `<Dial>`'s report (none: a round without agents).
+fn round_result(status: Option<DialStatus>) -> RoundResult {
+    match status {
+        None => RoundResult::NoAgents,
+        Some(DialStatus::NoAnswer) => RoundResult::NoAnswer,
+        Some(DialStatus::Busy) => RoundResult::Busy,
+        Some(DialStatus::Canceled) => RoundResult::Canceled,
+        Some(DialStatus::Failed) => RoundResult::Failed,
+        Some(DialStatus::Completed | DialStatus::Answered) => RoundResult::Answered,
+    }
 }
 
 /// `<Dial>` reports a bridged call whose leg never told us it answered.
@@ -545,16 +530,13 @@ fn voicemail(mut d: Draft<'_>) -> Decision {
         return d.finish(document(documents::hangup()));
     }
     if !d.settings().voicemail_enabled {
-        d.close_round("no-voicemail", true);
-        if d.call.outcome.is_none() {
-            d.call.outcome = Some(Outcome::Unanswered);
-            d.changed = true;
-        }
+        d.close_round(RoundResult::NoVoicemail, true);
+        d.call.outcome.get_or_insert(Outcome::Unanswered);
         let reply = document(documents::goodbye(d.settings()));
         return d.finish(reply);
     }
     if d.call.status != CallStatus::Voicemail {
-        d.close_round("voicemail", true);
+        d.close_round(RoundResult::Voicemail, true);
         d.call.status = CallStatus::Voicemail;
         d.call.voicemail_started_at = Some(d.now());
         d.record(AuditAction::VoicemailStarted, []);
@@ -566,37 +548,33 @@ fn voicemail(mut d: Draft<'_>) -> Decision {
 /// Stores the voicemail recording. The status callback is authoritative; the `<Record
 /// action>` only fills fields still empty. Nothing is stored again after a redaction.
 fn store_voicemail_recording(d: &mut Draft<'_>, rec: &RecordingInfo, authoritative: bool) {
-    if d.call.redacted_at.is_some() || (rec.url.is_none() && rec.sid.is_none()) {
+    let c = &mut d.call;
+    if c.redacted_at.is_some() || (rec.url.is_none() && rec.sid.is_none()) {
         return;
     }
-    let c = &mut d.call;
-    let first = c.voicemail_recording_sid.is_none() && c.voicemail_recording_url.is_none();
-    let mut changed = false;
-    if authoritative || c.voicemail_recording_url.is_none() {
-        if rec.url.is_some() {
-            Draft::set(
-                &mut changed,
-                &mut c.voicemail_recording_url,
-                rec.url.clone(),
-            );
-        }
-        if rec.sid.is_some() {
-            Draft::set(
-                &mut changed,
-                &mut c.voicemail_recording_sid,
-                rec.sid.clone(),
-            );
-        }
-        if rec.duration.is_some() {
-            Draft::set(
-                &mut changed,
-                &mut c.voicemail_duration_seconds,
-                rec.duration,
-            );
-        }
+    if !authoritative && c.voicemail_recording_url.is_some() {
+        return;
     }
-    d.changed |= changed;
-    if first && changed {
+    let first = c.voicemail_recording_sid.is_none() && c.voicemail_recording_url.is_none();
+    let old = (
+        c.voicemail_recording_url.clone(),
+        c.voicemail_recording_sid.clone(),
+    );
+    if rec.url.is_some() {
+        c.voicemail_recording_url.clone_from(&rec.url);
+    }
+    if rec.sid.is_some() {
+        c.voicemail_recording_sid.clone_from(&rec.sid);
+    }
+    if rec.duration.is_some() {
+        c.voicemail_duration_seconds = rec.duration;
+    }
+    let stored = old
+        != (
+            c.voicemail_recording_url.clone(),
+            c.voicemail_recording_sid.clone(),
+        );
+    if first && stored {
         let sid = Value::from(rec.sid.clone());
         d.record(
             AuditAction::VoicemailStored,
@@ -612,14 +590,11 @@ fn store_transcription(d: &mut Draft<'_>, t: &TranscriptionInfo) {
     }
     let Some(text) = t.text.clone() else { return };
     let first = d.call.voicemail_transcription.is_none();
-    let mut changed = false;
-    Draft::set(
-        &mut changed,
-        &mut d.call.voicemail_transcription,
-        Some(text),
-    );
-    d.changed |= changed;
-    if first && changed {
+    if d.call.voicemail_transcription.as_ref() == Some(&text) {
+        return;
+    }
+    d.call.voicemail_transcription = Some(text);
+    if first {
         let sid = Value::from(t.sid.clone());
         d.record(
             AuditAction::VoicemailStored,
@@ -637,7 +612,6 @@ fn store_call_recording(d: &mut Draft<'_>, rec: &RecordingInfo) {
     }
     d.call.recording_url.clone_from(&rec.url);
     d.call.recording_sid.clone_from(&rec.sid);
-    d.changed = true;
     d.record(
         AuditAction::RecordingStored,
         [("recording_sid", Value::from(rec.sid.clone()))],
@@ -672,7 +646,7 @@ fn leg_status(mut d: Draft<'_>, leg: &LegEvent) -> Decision {
         return ack();
     }
     if d.offers[i].leg_sid.is_none() {
-        d.offer(i).leg_sid = Some(leg.leg_sid.clone());
+        d.offers[i].leg_sid = Some(leg.leg_sid.clone());
     }
     match leg.status {
         LegStatus::Initiated | LegStatus::Ringing => {}
@@ -695,15 +669,15 @@ fn leg_status(mut d: Draft<'_>, leg: &LegEvent) -> Decision {
 fn leg_ended(d: &mut Draft<'_>, i: usize, status: LegStatus) {
     let now = d.now();
     if d.offers[i].ended_at.is_none() || d.offers[i].leg_status.is_none() {
-        let o = d.offer(i);
-        o.leg_status = Some(status.as_str().to_owned());
+        let o = &mut d.offers[i];
+        o.leg_status = Some(status);
         o.ended_at = o.ended_at.or(Some(now));
     }
 }
 
 fn leg_completed(d: &mut Draft<'_>, i: usize, duration: Option<i64>) {
     if d.offers[i].leg_duration.is_none() && duration.is_some() {
-        d.offer(i).leg_duration = duration;
+        d.offers[i].leg_duration = duration;
     }
     leg_ended(d, i, LegStatus::Completed);
     let bridged_by_dial = d.call.answered_by.is_none()
@@ -735,7 +709,7 @@ fn answer(d: &mut Draft<'_>, i: usize) {
         _ if open_for_answer => win(d, i),
         _ => {
             let (agent, attempt) = (d.offers[i].agent_id, d.offers[i].attempt);
-            d.offer(i).state = OfferState::Late;
+            d.offers[i].state = OfferState::Late;
             d.record_for(
                 agent,
                 AuditAction::LateAnswer,
@@ -754,7 +728,7 @@ fn win(d: &mut Draft<'_>, i: usize) {
     );
     let over = d.call.is_over();
     {
-        let o = d.offer(i);
+        let o = &mut d.offers[i];
         o.state = OfferState::Answered;
         o.answered_at = Some(now);
     }
@@ -766,7 +740,7 @@ fn win(d: &mut Draft<'_>, i: usize) {
     } else {
         d.call.status = CallStatus::Answered;
     }
-    let leg_done = d.offers[i].leg_status.as_deref() == Some("completed");
+    let leg_done = d.offers[i].leg_status == Some(LegStatus::Completed);
     let effect = d.effect(agent);
     effect.delta.answered += 1;
     effect.engage = !over && !leg_done;
@@ -776,7 +750,7 @@ fn win(d: &mut Draft<'_>, i: usize) {
         [("attempt", attempt.into())],
     );
     if attempt == d.call.attempts {
-        d.close_round("answered", false);
+        d.close_round(RoundResult::Answered, false);
     }
     if leg_done {
         finish_talk(d, i, true);
@@ -803,7 +777,7 @@ fn finish_talk(d: &mut Draft<'_>, i: usize, from_leg: bool) {
     let first_end = o.talk_seconds.is_none();
     let agent = o.agent_id;
     {
-        let o = d.offer(i);
+        let o = &mut d.offers[i];
         o.talk_seconds = Some(talk);
         o.talk_final = from_leg;
         o.ended_at = o.ended_at.or(Some(now));
@@ -822,7 +796,7 @@ fn finish_talk(d: &mut Draft<'_>, i: usize, from_leg: bool) {
     }
 }
 
-fn call_ended(mut d: Draft<'_>, call_status: &str) -> Decision {
+fn call_ended(mut d: Draft<'_>, call_status: CallerStatus) -> Decision {
     if d.call.is_over() {
         return d.finish(Reply::Ack);
     }
@@ -833,18 +807,18 @@ fn call_ended(mut d: Draft<'_>, call_status: &str) -> Decision {
         Outcome::Voicemail
     } else if d.call.outcome == Some(Outcome::Unanswered) {
         Outcome::Unanswered
-    } else if call_status == "failed"
-        || (d.call.attempts == 0 && matches!(call_status, "busy" | "no-answer"))
+    } else if call_status == CallerStatus::Failed
+        || (d.call.attempts == 0
+            && matches!(call_status, CallerStatus::Busy | CallerStatus::NoAnswer))
     {
         Outcome::Failed
     } else {
         Outcome::Abandoned
     };
-    d.close_round("caller-left", false);
+    d.close_round(RoundResult::CallerLeft, false);
     d.call.status = CallStatus::Completed;
     d.call.outcome = Some(outcome);
     d.call.ended_at = Some(now);
-    d.changed = true;
     if let Some(i) = d
         .offers
         .iter()

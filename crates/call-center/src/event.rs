@@ -5,6 +5,8 @@
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::vocabulary::{CallerStatus, DialStatus, LegStatus};
+
 /// A request that cannot be understood at all.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EventError {
@@ -129,72 +131,6 @@ pub struct TranscriptionInfo {
     pub text: Option<String>,
 }
 
-/// The status of an agent's leg.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LegStatus {
-    /// Dialing started.
-    Initiated,
-    /// The agent's phone rings.
-    Ringing,
-    /// The agent answered.
-    InProgress,
-    /// The leg ended after an answer (or Telnyx says completed).
-    Completed,
-    /// The agent declined.
-    Busy,
-    /// Rang out.
-    NoAnswer,
-    /// Stopped by Telnyx (someone else answered, the caller left, the round ended).
-    Canceled,
-    /// Could not be placed.
-    Failed,
-}
-
-impl LegStatus {
-    /// Reads Telnyx's `CallStatus` (`answered` accepted as `in-progress`).
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "initiated" | "queued" => Self::Initiated,
-            "ringing" => Self::Ringing,
-            "in-progress" | "answered" => Self::InProgress,
-            "completed" => Self::Completed,
-            "busy" => Self::Busy,
-            "no-answer" => Self::NoAnswer,
-            "canceled" | "cancelled" => Self::Canceled,
-            "failed" => Self::Failed,
-            _ => return None,
-        })
-    }
-
-    /// Progress only (dialing, ringing): nothing about the offer changes.
-    #[must_use]
-    pub fn is_progress(self) -> bool {
-        matches!(self, Self::Initiated | Self::Ringing)
-    }
-
-    /// Telnyx's spelling.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Initiated => "initiated",
-            Self::Ringing => "ringing",
-            Self::InProgress => "in-progress",
-            Self::Completed => "completed",
-            Self::Busy => "busy",
-            Self::NoAnswer => "no-answer",
-            Self::Canceled => "canceled",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// A leg that ended because the agent did not or could not take it.
-    #[must_use]
-    pub fn is_declined(self) -> bool {
-        matches!(self, Self::Busy | Self::NoAnswer | Self::Failed)
-    }
-}
-
 /// A status callback for an agent's leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegEvent {
@@ -246,7 +182,7 @@ pub enum Event {
         /// The round our action URL named.
         attempt: Option<i32>,
         /// `DialCallStatus` (absent for a round without agents).
-        dial_call_status: Option<String>,
+        dial_call_status: Option<DialStatus>,
         /// `DialCallSid`: the bridged leg.
         dial_call_sid: Option<String>,
     },
@@ -283,7 +219,7 @@ pub enum Event {
         /// `CallSid`.
         call_sid: String,
         /// `CallStatus`.
-        call_status: String,
+        call_status: CallerStatus,
         /// `SequenceNumber`.
         sequence: Option<i64>,
     },
@@ -340,7 +276,11 @@ impl Event {
                 call_sid,
                 call_status,
                 sequence,
-            } => Some(format!("call:{call_sid}:{call_status}:{}", seq(*sequence))),
+            } => Some(format!(
+                "call:{call_sid}:{}:{}",
+                call_status.as_str(),
+                seq(*sequence)
+            )),
             Self::VoicemailRecording { recording, .. } | Self::CallRecording { recording, .. } => {
                 recording
                     .sid
@@ -428,7 +368,7 @@ pub fn from_params(
         Endpoint::RetryDial => Event::DialResult {
             call_sid: sid(p, "CallSid")?,
             attempt,
-            dial_call_status: p.owned("DialCallStatus"),
+            dial_call_status: p.get("DialCallStatus").map(DialStatus::parse),
             dial_call_sid: opt_sid(p, "DialCallSid")?,
         },
         Endpoint::Voicemail => Event::Voicemail {
@@ -458,7 +398,7 @@ pub fn from_params(
                     recording: RecordingInfo::read(p)?,
                 }
             } else {
-                let Some(call_status) = p.owned("CallStatus") else {
+                let Some(call_status) = p.get("CallStatus").and_then(|s| s.parse().ok()) else {
                     return Ok(None);
                 };
                 Event::CallStatus {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use thiserror::Error;
 use tracing::{debug, warn};
 
-use crate::decide::{Context, Reply, decide, needs_candidates};
+use crate::decide::{Context, Reply, decide, opens_round};
 use crate::documents;
 use crate::event::Event;
 use crate::model::{Call, CallView};
@@ -173,7 +173,8 @@ impl CallFlow {
         let duplicate = !snapshot.seen.is_empty();
         let state = snapshot.state.as_ref();
         let now = self.clock.now();
-        let candidates = if !duplicate && needs_candidates(state, event, &self.settings) {
+        let candidates = if !duplicate && opens_round(state.map(|s| &s.call), event, &self.settings)
+        {
             let liveness = Liveness::new(now, self.heartbeat_ttl);
             self.agents
                 .available_now(&liveness, self.settings.max_agents_per_round)

@@ -33,19 +33,21 @@ mod model;
 mod port;
 pub mod reports;
 mod settings;
+mod vocabulary;
 
 #[cfg(feature = "contract")]
 pub mod contract;
 
-pub use decide::{Context, Decision, Reply, decide, needs_candidates};
+pub use agents::AgentEffect;
+pub use decide::{Context, Decision, Reply, decide, opens_round};
 pub use event::{
-    Endpoint, Event, EventError, LegEvent, LegStatus, Params, RecordingInfo, TranscriptionInfo,
-    check_sid, from_call_control, from_params, mask_number,
+    Endpoint, Event, EventError, LegEvent, Params, RecordingInfo, TranscriptionInfo, check_sid,
+    from_call_control, from_params, mask_number,
 };
 pub use flow::{CallFlow, FlowError, Handled, Ports};
 pub use memory::MemoryCallStore;
 pub use model::{
-    AgentEffect, Attempt, Call, CallState, CallStatus, CallView, Offer, OfferState, Outcome,
+    Attempt, Call, CallState, CallStatus, CallView, Offer, OfferState, Outcome, RoundResult,
     VoicemailView,
 };
 pub use port::{
@@ -55,3 +57,4 @@ pub use port::{
 pub use settings::{
     DEFAULT_GREETING, DEFAULT_RECORDING_NOTICE, FlowSettings, SettingsError, Texts, Urls,
 };
+pub use vocabulary::{CallerStatus, DialStatus, LegStatus};

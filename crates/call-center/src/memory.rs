@@ -126,14 +126,7 @@ impl CallStore for MemoryCallStore {
                 .insert(r.key.clone(), (r.fingerprint.clone(), now));
         }
         for e in &change.agents {
-            self.agents.add_metrics_now(e.agent_id, e.delta);
-            if e.engage {
-                self.agents.engage_now(e.agent_id, &change.call.call_sid);
-            }
-            if e.release {
-                self.agents
-                    .release_now(e.agent_id, &change.call.call_sid, now);
-            }
+            self.agents.apply_effect(e, &change.call.call_sid, now);
         }
         self.audit.push(change.audit.clone());
         Ok(Applied::Yes)

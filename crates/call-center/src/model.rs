@@ -1,98 +1,119 @@
 //! Calls, their dial attempts (rounds) and the offers made to agents in each round.
 
-use std::fmt;
-use std::str::FromStr;
-
-use agents::{AgentId, MetricsDelta};
+use agents::AgentId;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+use crate::vocabulary::LegStatus;
+
+/// The derives every stored text enum of this crate shares: snake_case in JSON and in the
+/// database, parsed with a real error type ([`strum::ParseError`]).
+macro_rules! stored_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize,
+            strum::EnumString, strum::IntoStaticStr, strum::Display, strum::VariantArray,
+        )]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
         pub enum $name {
             $($(#[$vdoc])* $variant),+
         }
 
         impl $name {
-            /// Every value.
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
-
             /// The stored and JSON spelling.
             #[must_use]
             pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok(Self::$variant),)+
-                    _ => Err(format!("unknown {} {s:?}", stringify!($name))),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                self.into()
             }
         }
     };
 }
 
-text_enum!(
+stored_enum!(
     /// Where a call is (the `status` of the contract's Call object).
     CallStatus {
         /// Greeted, not yet dialing.
-        Ringing => "ringing",
+        Ringing,
         /// Agents are being rung (or the caller holds between rounds).
-        Dialing => "dialing",
+        Dialing,
         /// An agent took the call.
-        Answered => "answered",
+        Answered,
         /// The caller is in voicemail.
-        Voicemail => "voicemail",
+        Voicemail,
         /// The caller's call ended.
-        Completed => "completed",
+        Completed,
     }
 );
 
-text_enum!(
+stored_enum!(
     /// How a call ended.
     Outcome {
         /// An agent answered.
-        Answered => "answered",
+        Answered,
         /// The caller reached voicemail.
-        Voicemail => "voicemail",
+        Voicemail,
         /// The caller hung up before an agent or voicemail.
-        Abandoned => "abandoned",
+        Abandoned,
         /// Every round went unanswered and voicemail is off: the caller heard goodbye.
-        Unanswered => "unanswered",
+        Unanswered,
         /// The caller's call failed.
-        Failed => "failed",
+        Failed,
     }
 );
 
-text_enum!(
+stored_enum!(
     /// What became of ringing one agent in one round.
     OfferState {
         /// Still ringing, or ended without a verdict yet.
-        Ringing => "ringing",
+        Ringing,
         /// This agent answered first.
-        Answered => "answered",
+        Answered,
         /// Rang out, declined, failed, or still ringing when the round ended unanswered.
-        Missed => "missed",
+        Missed,
         /// Stopped because another agent answered or the caller left: no fault of the agent.
-        Canceled => "canceled",
+        Canceled,
         /// Answered after another agent had the call.
-        Late => "late",
+        Late,
     }
 );
+
+/// How a round ended (the `result` of a `dial_attempts` row; kebab-case as Telnyx spells
+/// its statuses).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::Display,
+)]
+#[strum(serialize_all = "kebab-case")]
+pub enum RoundResult {
+    /// An agent took the call.
+    Answered,
+    /// `<Dial>` rang out.
+    NoAnswer,
+    /// Every agent declined.
+    Busy,
+    /// The legs could not be placed (or Telnyx reported a status we do not know).
+    Failed,
+    /// Telnyx canceled the `<Dial>`: the caller left.
+    Canceled,
+    /// The caller's call ended while the round was open.
+    CallerLeft,
+    /// The caller was sent to voicemail.
+    Voicemail,
+    /// The last round ended and voicemail is off.
+    NoVoicemail,
+    /// Nobody could be rung: the round was a hold message.
+    NoAgents,
+}
+
+impl RoundResult {
+    /// The stored spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
 
 /// A caller's call as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,8 +230,8 @@ pub struct Offer {
     pub leg_sid: Option<String>,
     /// The verdict so far.
     pub state: OfferState,
-    /// The leg's last terminal `CallStatus`, if any.
-    pub leg_status: Option<String>,
+    /// The leg's last terminal status, if any.
+    pub leg_status: Option<LegStatus>,
     /// When the round rang it.
     pub offered_at: DateTime<Utc>,
     /// When it was answered.
@@ -239,8 +260,8 @@ pub struct Attempt {
     pub ended_at: Option<DateTime<Utc>>,
     /// Agents rung.
     pub offered: i32,
-    /// `answered`, `no-answer`, `canceled`, ... (Telnyx's `DialCallStatus` or ours).
-    pub result: Option<String>,
+    /// How it ended.
+    pub result: Option<RoundResult>,
 }
 
 /// A call with every offer made for it: what a decision reads.
@@ -257,19 +278,6 @@ impl CallState {
     pub fn round(&self, attempt: i32) -> impl Iterator<Item = &Offer> {
         self.offers.iter().filter(move |o| o.attempt == attempt)
     }
-}
-
-/// What an applied change does to one agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AgentEffect {
-    /// The agent.
-    pub agent_id: AgentId,
-    /// Counter increments.
-    pub delta: MetricsDelta,
-    /// Give the agent this call if it holds none.
-    pub engage: bool,
-    /// Free the agent if it holds this call.
-    pub release: bool,
 }
 
 /// The contract's voicemail object.

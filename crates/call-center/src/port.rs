@@ -6,7 +6,9 @@ use audit::NewAuditEvent;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::model::{AgentEffect, Call, CallState, CallStatus, Offer};
+use agents::AgentEffect;
+
+use crate::model::{Call, CallState, CallStatus, Offer, RoundResult};
 
 /// The store failed.
 #[derive(Debug, Error)]
@@ -56,8 +58,8 @@ pub enum AttemptChange {
         attempt: i32,
         /// End.
         ended_at: DateTime<Utc>,
-        /// `answered`, `no-answer`, `canceled`, `caller-left`, `voicemail`, ...
-        result: String,
+        /// How it ended.
+        result: RoundResult,
     },
 }
 

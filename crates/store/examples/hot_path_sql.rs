@@ -20,8 +20,8 @@ use std::time::{Duration as StdDuration, Instant};
 use agents::{AgentService, Caller, Clock, NewAgent, SystemClock};
 use audit::ChainSink;
 use call_center::{
-    CallFlow, Event, FlowSettings, LegEvent, LegStatus, Ports, Receipt, RecordingInfo,
-    SignedRequest, Urls,
+    CallFlow, CallerStatus, DialStatus, Event, FlowSettings, LegEvent, LegStatus, Ports, Receipt,
+    RecordingInfo, SignedRequest, Urls,
 };
 use chrono::Duration;
 use futures::StreamExt as _;
@@ -82,7 +82,7 @@ impl Bench {
             Event::DialResult {
                 call_sid: call.clone(),
                 attempt: Some(1),
-                dial_call_status: Some("no-answer".into()),
+                dial_call_status: Some(DialStatus::NoAnswer),
                 dial_call_sid: None,
             },
             Event::Voicemail {
@@ -94,7 +94,7 @@ impl Bench {
             },
             Event::CallStatus {
                 call_sid: call.clone(),
-                call_status: "completed".into(),
+                call_status: CallerStatus::Completed,
                 sequence: Some(9),
             },
         ]);

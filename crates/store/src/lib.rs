@@ -11,22 +11,30 @@
 //! as one (optimistic versions on calls, compare-and-set on agents, advisory-locked audit
 //! sealing).
 
+mod agents;
+mod audit;
+mod calls;
+mod common;
 pub mod postgres;
-mod records;
 mod reports;
+mod rows;
+#[macro_use]
+mod schema;
 pub mod sqlite;
-pub mod sqltime;
+mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use agents::AgentStore;
-use audit::AuditLog;
+use ::agents::AgentStore;
+use ::audit::AuditLog;
 use call_center::CallStore;
+use call_center::reports::ReportStore;
 use thiserror::Error;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use types::{SqlId, SqlTime};
 
 /// Which database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +202,15 @@ impl Store {
     /// The audit log port.
     #[must_use]
     pub fn audit(&self) -> Arc<dyn AuditLog> {
+        match &self.inner {
+            Inner::Sqlite(s) => Arc::new(s.clone()),
+            Inner::Postgres(p) => Arc::new(p.clone()),
+        }
+    }
+
+    /// The report port.
+    #[must_use]
+    pub fn reports(&self) -> Arc<dyn ReportStore> {
         match &self.inner {
             Inner::Sqlite(s) => Arc::new(s.clone()),
             Inner::Postgres(p) => Arc::new(p.clone()),

@@ -145,7 +145,7 @@ async fn entry_inserted(postgres: bool) {
     let at_text = if postgres {
         chain::chain_time(&at)
     } else {
-        store::sqltime::SqlTime(at).text()
+        store::SqlTime(at).text()
     };
     let insert = format!(
         "INSERT INTO audit_log (seq, occurred_at, actor, action, call_sid, agent_id, data, prev_digest, digest) \
@@ -199,7 +199,7 @@ async fn tail_truncated_then_a_later_entry_readded(postgres: bool) {
     let at_text = if postgres {
         chain::chain_time(&last.occurred_at)
     } else {
-        store::sqltime::SqlTime(last.occurred_at).text()
+        store::SqlTime(last.occurred_at).text()
     };
     let readd = format!(
         "INSERT INTO audit_log (seq, occurred_at, actor, action, call_sid, agent_id, data, prev_digest, digest) \

@@ -112,7 +112,7 @@ pub fn dial_result(sid: &str, attempt: i32, status: Option<&str>, leg: Option<&s
     Event::DialResult {
         call_sid: sid.into(),
         attempt: Some(attempt),
-        dial_call_status: status.map(Into::into),
+        dial_call_status: status.map(DialStatus::parse),
         dial_call_sid: leg.map(Into::into),
     }
 }
@@ -140,7 +140,7 @@ pub fn leg(
 pub fn call_status(sid: &str, status: &str) -> Event {
     Event::CallStatus {
         call_sid: sid.into(),
-        call_status: status.into(),
+        call_status: status.parse().expect("a Telnyx call status"),
         sequence: Some(9),
     }
 }

@@ -1,0 +1,214 @@
+//! [`AgentStore`] for both backends, written once: every statement here has the same text on
+//! PostgreSQL and SQLite. A backend provides `pool`, `write()` (a [`crate::common::WriteTx`])
+//! and `insert_audit`; `$lock` is what makes the heartbeat's read of the previous presence
+//! exclusive (`FOR UPDATE` on PostgreSQL; SQLite's write transaction already is).
+
+macro_rules! agent_store {
+    ($store:ty, $db:ty, $lock:literal) => {
+        #[async_trait::async_trait]
+        impl ::agents::AgentStore for $store {
+            #[tracing::instrument(skip_all, err)]
+            async fn insert(
+                &self,
+                agent: &::agents::Agent,
+                token_hash: &str,
+                audit: Vec<::audit::NewAuditEvent>,
+            ) -> Result<(), ::agents::AgentStoreError> {
+                use crate::common::{agent_write_error, sql, unexpected};
+                let mut tx = self.write().await.map_err(unexpected("begin"))?;
+                crate::schema::AgentRow::from(agent)
+                    .bind(sqlx::query::<$db>(*sql::AGENT_INSERT))
+                    .bind(token_hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(agent_write_error)?;
+                Self::commit_audited(tx, &audit).await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all, err)]
+            async fn get(
+                &self,
+                id: ::agents::AgentId,
+            ) -> Result<Option<::agents::Agent>, ::agents::AgentStoreError> {
+                use crate::common::{sql, unexpected};
+                let row: Option<crate::schema::AgentRow> =
+                    sqlx::query_as::<$db, _>(*sql::AGENT_BY_ID)
+                        .bind(crate::types::SqlId(id.0))
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(unexpected("get agent"))?;
+                Ok(row.map(::agents::Agent::try_from).transpose()?)
+            }
+
+            #[tracing::instrument(skip_all, err)]
+            async fn agent_for_token(
+                &self,
+                token_hash: &str,
+            ) -> Result<Option<::agents::AgentId>, ::agents::AgentStoreError> {
+                let id: Option<crate::types::SqlId> = sqlx::query_scalar::<$db, _>(
+                    "SELECT id FROM agents WHERE heartbeat_token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::common::unexpected("token lookup"))?;
+                Ok(id.map(|i| ::agents::AgentId(i.0)))
+            }
+
+            #[tracing::instrument(skip_all, err)]
+            async fn find_by_sip_key(
+                &self,
+                key: &str,
+            ) -> Result<Option<::agents::Agent>, ::agents::AgentStoreError> {
+                use crate::common::{sql, unexpected};
+                let row: Option<crate::schema::AgentRow> =
+                    sqlx::query_as::<$db, _>(*sql::AGENT_BY_SIP_KEY)
+                        .bind(key)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(unexpected("sip lookup"))?;
+                Ok(row.map(::agents::Agent::try_from).transpose()?)
+            }
+
+            #[tracing::instrument(skip_all, err)]
+            async fn list(
+                &self,
+                status: Option<::agents::EffectiveStatus>,
+                liveness: &::agents::Liveness,
+            ) -> Result<Vec<::agents::Agent>, ::agents::AgentStoreError> {
+                use crate::common::sql;
+                use ::agents::EffectiveStatus as S;
+                let query = match status {
+                    None => sqlx::query_as::<$db, crate::schema::AgentRow>(*sql::AGENTS_ALL),
+                    Some(s) => sqlx::query_as(match s {
+                        S::Available => *sql::AGENTS_AVAILABLE,
+                        S::Busy => *sql::AGENTS_BUSY,
+                        S::Offline => *sql::AGENTS_OFFLINE,
+                    })
+                    .bind(crate::types::SqlTime(liveness.cutoff)),
+                };
+                let rows = query
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(crate::common::unexpected("list agents"))?;
+                Ok(rows
+                    .into_iter()
+                    .map(::agents::Agent::try_from)
+                    .collect::<anyhow::Result<_>>()?)
+            }
+
+            #[tracing::instrument(skip_all, err)]
+            async fn update(
+                &self,
+                id: ::agents::AgentId,
+                patch: &::agents::AgentPatch,
+                now: chrono::DateTime<chrono::Utc>,
+                audit: Vec<::audit::NewAuditEvent>,
+            ) -> Result<::agents::Agent, ::agents::AgentStoreError> {
+                use crate::common::{agent_write_error, sql, unexpected};
+                let mut tx = self.write().await.map_err(unexpected("begin"))?;
+                let row: crate::schema::AgentRow = sqlx::query_as::<$db, _>(*sql::AGENT_UPDATE)
+                    .bind(crate::types::SqlId(id.0))
+                    .bind(patch.name.as_ref().map(|n| n.as_str().to_owned()))
+                    .bind(patch.sip_uri.as_ref().map(|u| u.as_str().to_owned()))
+                    .bind(patch.sip_uri.as_ref().map(|u| u.key().to_owned()))
+                    .bind(patch.presence.map(::agents::Presence::as_str))
+                    .bind(crate::types::SqlTime(now))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(agent_write_error)?
+                    .ok_or(::agents::AgentStoreError::NotFound)?;
+                Self::commit_audited(tx, &audit).await?;
+                Ok(::agents::Agent::try_from(row)?)
+            }
+
+            #[tracing::instrument(skip_all, err)]
+            async fn heartbeat(
+                &self,
+                id: ::agents::AgentId,
+                presence: Option<::agents::Presence>,
+                now: chrono::DateTime<chrono::Utc>,
+                on_change: ::agents::PresenceAudit<'_>,
+            ) -> Result<::agents::Agent, ::agents::AgentStoreError> {
+                use crate::common::{sql, unexpected};
+                let mut tx = self.write().await.map_err(unexpected("begin"))?;
+                let previous: Option<String> = sqlx::query_scalar::<$db, _>(concat!(
+                    "SELECT presence FROM agents WHERE id = $1",
+                    $lock
+                ))
+                .bind(crate::types::SqlId(id.0))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unexpected("heartbeat"))?;
+                let previous: ::agents::Presence = previous
+                    .ok_or(::agents::AgentStoreError::NotFound)?
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("stored presence: {e}"))?;
+                let row: crate::schema::AgentRow = sqlx::query_as::<$db, _>(*sql::AGENT_HEARTBEAT)
+                    .bind(crate::types::SqlId(id.0))
+                    .bind(crate::types::SqlTime(now))
+                    .bind(presence.map(::agents::Presence::as_str))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(unexpected("heartbeat"))?;
+                let agent = ::agents::Agent::try_from(row)?;
+                let events = if previous == agent.presence {
+                    Vec::new()
+                } else {
+                    on_change(previous, agent.presence)
+                };
+                Self::commit_audited(tx, &events).await?;
+                Ok(agent)
+            }
+
+            #[tracing::instrument(skip_all, err)]
+            async fn delete(
+                &self,
+                id: ::agents::AgentId,
+                audit: Vec<::audit::NewAuditEvent>,
+            ) -> Result<(), ::agents::AgentStoreError> {
+                use crate::common::unexpected;
+                let mut tx = self.write().await.map_err(unexpected("begin"))?;
+                let done = sqlx::query::<$db>("DELETE FROM agents WHERE id = $1")
+                    .bind(crate::types::SqlId(id.0))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unexpected("delete agent"))?;
+                if done.rows_affected() == 0 {
+                    return Err(::agents::AgentStoreError::NotFound);
+                }
+                Self::commit_audited(tx, &audit).await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all, err)]
+            async fn available_now(
+                &self,
+                liveness: &::agents::Liveness,
+                limit: u32,
+            ) -> Result<Vec<::agents::Candidate>, ::agents::AgentStoreError> {
+                let rows: Vec<(crate::types::SqlId, String)> =
+                    sqlx::query_as::<$db, _>(crate::common::sql::AVAILABLE_NOW)
+                        .bind(crate::types::SqlTime(liveness.cutoff))
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(crate::common::unexpected("available agents"))?;
+                rows.into_iter()
+                    .map(|(id, uri)| {
+                        Ok(::agents::Candidate {
+                            id: ::agents::AgentId(id.0),
+                            sip_uri: anyhow::Context::context(
+                                ::agents::SipUri::parse(&uri),
+                                "stored SIP URI",
+                            )?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+pub(crate) use agent_store;

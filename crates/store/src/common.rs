@@ -1,0 +1,252 @@
+//! What both backends share: the write transaction, error mapping, and the statements whose
+//! text is the same on PostgreSQL and SQLite (both read `$1`-style parameters through sqlx).
+
+use std::sync::LazyLock;
+
+use agents::AgentStoreError;
+use sqlx::{Database, Transaction};
+use tokio::sync::OwnedMutexGuard;
+
+use crate::schema::{AgentRow, CallRow, Table, audit_columns};
+
+/// A write transaction. On SQLite it also holds this process's turn to write (writers queue
+/// in the process instead of spinning in SQLite's busy handler); on PostgreSQL it is a plain
+/// transaction.
+pub(crate) struct WriteTx<DB: Database> {
+    pub tx: Transaction<'static, DB>,
+    pub _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl<DB: Database> WriteTx<DB> {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl<DB: Database> std::ops::Deref for WriteTx<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
+
+/// What every backend has the same way: pool access, migrations, ping, close, committing a
+/// write with its audit events, moving the chain head, and the three ports (their shared
+/// parts in [`crate::agents`], [`crate::calls`] and [`crate::audit`]). `$migrator` is the
+/// backend's embedded migrations; `$lock` as in [`crate::agents`].
+macro_rules! backend {
+    ($store:ty, $db:ty, $pool:ty, $migrator:ident, $lock:literal) => {
+        impl $store {
+            /// The pool, for tests and tools.
+            #[must_use]
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+
+            /// Runs pending migrations.
+            ///
+            /// # Errors
+            /// When a migration fails or the database is unreachable.
+            pub async fn migrate(&self) -> anyhow::Result<()> {
+                anyhow::Context::context($migrator.run(&self.pool).await, "running migrations")
+            }
+
+            /// `SELECT 1`.
+            ///
+            /// # Errors
+            /// When the database does not answer.
+            pub async fn ping(&self) -> anyhow::Result<()> {
+                let done = sqlx::query("SELECT 1").execute(&self.pool).await;
+                anyhow::Context::context(done.map(|_| ()), "pinging the database")
+            }
+
+            /// Closes the pool, waiting for connections in use to be returned.
+            pub async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            /// Writes `audit` in `tx`, then commits.
+            async fn commit_audited(
+                mut tx: crate::common::WriteTx<$db>,
+                audit: &[::audit::NewAuditEvent],
+            ) -> anyhow::Result<()> {
+                use crate::common::unexpected;
+                Self::insert_audit(&mut tx, audit)
+                    .await
+                    .map_err(unexpected("audit"))?;
+                tx.commit().await.map_err(unexpected("commit"))
+            }
+
+            /// Reads the chain head for the sealer (locked on PostgreSQL).
+            async fn chain_head_for_sealing(
+                conn: &mut <$db as sqlx::Database>::Connection,
+            ) -> anyhow::Result<::audit::ChainHead> {
+                let row: Option<(i64, String)> = sqlx::query_as::<$db, _>(concat!(
+                    "SELECT seq, digest FROM audit_chain_head WHERE id = 1",
+                    $lock
+                ))
+                .fetch_optional(conn)
+                .await
+                .map_err(crate::common::unexpected("chain head"))?;
+                Ok(crate::audit::head(row))
+            }
+
+            /// Moves the chain head (in the sealer's transaction).
+            async fn set_chain_head(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                head: &::audit::ChainHead,
+            ) -> anyhow::Result<()> {
+                sqlx::query::<$db>(
+                    "UPDATE audit_chain_head SET seq = $1, digest = $2 WHERE id = 1",
+                )
+                .bind(head.seq)
+                .bind(&head.digest)
+                .execute(conn)
+                .await
+                .map_err(crate::common::unexpected("moving the chain head"))?;
+                Ok(())
+            }
+        }
+
+        crate::agents::agent_store!($store, $db, $lock);
+        crate::calls::call_store!($store, $db);
+        crate::audit::audit_log!($store, $db);
+        crate::reports::report_store!($store, $db);
+    };
+}
+
+pub(crate) use backend;
+
+/// Wraps a database error with what was being done.
+pub(crate) fn unexpected(context: &'static str) -> impl FnOnce(sqlx::Error) -> anyhow::Error {
+    move |e| anyhow::Error::new(e).context(context)
+}
+
+/// Whether `e` is a unique violation of the constraint or column named by `hint`.
+pub(crate) fn is_unique_violation(e: &sqlx::Error, hint: &str) -> bool {
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    db.is_unique_violation()
+        && (db.constraint().is_none_or(|c| c.contains(hint)) || db.message().contains(hint))
+}
+
+/// An agent write's error: a taken SIP URI, or anything else.
+pub(crate) fn agent_write_error(e: sqlx::Error) -> AgentStoreError {
+    if is_unique_violation(&e, "sip_key") {
+        AgentStoreError::DuplicateSipUri
+    } else {
+        AgentStoreError::Unexpected(anyhow::Error::new(e).context("writing an agent"))
+    }
+}
+
+/// Statements with the same text on both backends, built once from the table definitions.
+pub(crate) mod sql {
+    use super::{AgentRow, CallRow, LazyLock, Table, audit_columns};
+
+    macro_rules! statement {
+        ($(#[$doc:meta])* $name:ident = $build:expr) => {
+            $(#[$doc])*
+            pub static $name: LazyLock<&'static str> = LazyLock::new(|| String::leak($build));
+        };
+    }
+
+    statement!(
+        /// One agent by id.
+        AGENT_BY_ID = format!("{}WHERE id = $1", AgentRow::select())
+    );
+    statement!(
+        /// One agent by SIP key.
+        AGENT_BY_SIP_KEY = format!("{}WHERE sip_key = $1", AgentRow::select())
+    );
+    statement!(
+        /// Inserts an agent (its columns, then the token hash).
+        AGENT_INSERT = format!(
+            "INSERT INTO agents ({}, heartbeat_token_hash) VALUES ({})",
+            AgentRow::columns(None),
+            crate::schema::params(1, AgentRow::COLUMNS.len() + 1)
+        )
+    );
+    statement!(
+        /// An admin's change; `$2..$5` may be null to keep a field.
+        AGENT_UPDATE = format!(
+            "UPDATE agents SET name = COALESCE($2, name), sip_uri = COALESCE($3, sip_uri), \
+             sip_key = COALESCE($4, sip_key), presence = COALESCE($5, presence), updated_at = $6 \
+             WHERE id = $1 RETURNING {}",
+            AgentRow::columns(None)
+        )
+    );
+    statement!(
+        /// A heartbeat, and a new presence when `$3` is not null.
+        AGENT_HEARTBEAT = format!(
+            "UPDATE agents SET last_heartbeat_at = $2, updated_at = $2, presence = COALESCE($3, presence) \
+             WHERE id = $1 RETURNING {}",
+            AgentRow::columns(None)
+        )
+    );
+    statement!(
+        /// Every agent, oldest first.
+        AGENTS_ALL = format!("{}ORDER BY created_at, id", AgentRow::select())
+    );
+    statement!(
+        /// Agents effectively available at cutoff `$1`.
+        AGENTS_AVAILABLE = format!(
+            "{}WHERE presence = 'available' AND current_call_sid IS NULL AND last_heartbeat_at >= $1 \
+             ORDER BY created_at, id",
+            AgentRow::select()
+        )
+    );
+    statement!(
+        /// Agents effectively busy at cutoff `$1`.
+        AGENTS_BUSY = format!(
+            "{}WHERE current_call_sid IS NOT NULL OR (presence = 'busy' AND last_heartbeat_at >= $1) \
+             ORDER BY created_at, id",
+            AgentRow::select()
+        )
+    );
+    statement!(
+        /// Agents effectively offline at cutoff `$1`.
+        AGENTS_OFFLINE = format!(
+            "{}WHERE current_call_sid IS NULL AND (presence = 'offline' OR last_heartbeat_at IS NULL \
+             OR last_heartbeat_at < $1) ORDER BY created_at, id",
+            AgentRow::select()
+        )
+    );
+    /// "Available now": presence available, fresh heartbeat, no call; longest idle first
+    /// (the plan is in docs/agents.md).
+    pub const AVAILABLE_NOW: &str = "SELECT id, sip_uri FROM agents \
+         WHERE presence = 'available' AND current_call_sid IS NULL AND last_heartbeat_at >= $1 \
+         ORDER BY idle_since, id LIMIT $2";
+    statement!(
+        /// One call.
+        CALL_BY_SID = format!("{}WHERE call_sid = $1", CallRow::select())
+    );
+    statement!(
+        /// Calls, newest first, optionally of one status.
+        CALLS_LIST = format!(
+            "{}WHERE ($1 IS NULL OR status = $1) ORDER BY started_at DESC, call_sid DESC LIMIT $2",
+            CallRow::select()
+        )
+    );
+    statement!(
+        /// Audit entries of a call or agent, chain order.
+        AUDIT_ENTRIES = format!(
+            "SELECT {} FROM audit_log WHERE ($1 IS NULL OR call_sid = $1) AND ($2 IS NULL OR agent_id = $2) \
+             ORDER BY seq NULLS LAST, id LIMIT $3",
+            audit_columns()
+        )
+    );
+    statement!(
+        /// A page of the sealed chain.
+        AUDIT_CHAIN_PAGE = format!(
+            "SELECT {} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            audit_columns()
+        )
+    );
+}

@@ -1,0 +1,280 @@
+//! PostgreSQL's side of the call store: the load (one query: the call, its offers and the
+//! receipts asked for) and the apply (one statement of writable CTEs).
+
+use std::sync::LazyLock;
+
+use anyhow::{Context as _, anyhow};
+use call_center::{Applied, CallChange, CallState, Receipt, Snapshot};
+use sqlx::Row;
+use sqlx::postgres::{PgArguments, PgRow};
+
+use super::PgStore;
+use crate::common::{is_unique_violation, unexpected};
+use crate::schema::{
+    AuditEventRow, CallRow, EffectRow, OfferRow, ReceiptRow, RoundClosedRow, RoundOpenedRow, Table,
+    offer_upsert_suffix,
+};
+use crate::types::SqlTime;
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, PgArguments>;
+
+/// One round trip: the call with one row per offer (a call without offers is one row with
+/// null offer columns; no call is one row of nulls), plus the receipts asked for, read in
+/// one scan so keys and fingerprints pair up (the aggregate always yields the one row the
+/// joins hang on). Binary columns, no JSON: this runs on every webhook.
+static LOAD: LazyLock<&'static str> = LazyLock::new(|| {
+    String::leak(format!(
+        "SELECT {}, {}, seen.keys, seen.fingerprints
+         FROM (SELECT array_agg(r.key) AS keys, array_agg(r.fingerprint) AS fingerprints
+               FROM webhook_receipts r WHERE r.key = ANY($2)) AS seen
+         LEFT JOIN calls c ON c.call_sid = $1
+         LEFT JOIN offers o ON o.call_sid = c.call_sid
+         ORDER BY o.attempt, o.offered_at, o.agent_id",
+        CallRow::columns(Some("c")),
+        OfferRow::columns(Some("o"))
+    ))
+});
+
+const OFFERS_AT: usize = CallRow::COLUMNS.len();
+const SEEN_AT: usize = OFFERS_AT + OfferRow::COLUMNS.len();
+
+fn snapshot(rows: &[PgRow]) -> anyhow::Result<Snapshot> {
+    let first = rows
+        .first()
+        .ok_or_else(|| anyhow!("the load query returned no row"))?;
+    let keys: Option<Vec<String>> = first.try_get(SEEN_AT).context("receipts")?;
+    let fingerprints: Option<Vec<String>> = first.try_get(SEEN_AT + 1).context("receipts")?;
+    let seen = keys
+        .unwrap_or_default()
+        .into_iter()
+        .zip(fingerprints.unwrap_or_default())
+        .map(|(key, fingerprint)| Receipt { key, fingerprint })
+        .collect();
+    if first
+        .try_get::<Option<String>, _>(0)
+        .context("call row")?
+        .is_none()
+    {
+        return Ok(Snapshot { state: None, seen });
+    }
+    let call = CallRow::decode_at(first, 0)
+        .context("call row")?
+        .try_into()?;
+    let mut offers = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.try_get::<Option<String>, _>(OFFERS_AT)?.is_some() {
+            offers.push(
+                OfferRow::decode_at(row, OFFERS_AT)
+                    .context("offer row")?
+                    .try_into()?,
+            );
+        }
+    }
+    Ok(Snapshot {
+        state: Some(CallState { call, offers }),
+        seen,
+    })
+}
+
+/// Where each part of the apply statement's parameters starts: the call's columns, the
+/// expected version, now, then one array per column of each part, in this order.
+struct Layout {
+    version: usize,
+    now: usize,
+    receipts: usize,
+    offers: usize,
+    opened: usize,
+    closed: usize,
+    effects: usize,
+    audit: usize,
+}
+
+const LAYOUT: Layout = {
+    let version = CallRow::COLUMNS.len() + 1;
+    let receipts = version + 2;
+    let offers = receipts + ReceiptRow::COLUMNS.len();
+    let opened = offers + OfferRow::COLUMNS.len();
+    let closed = opened + RoundOpenedRow::COLUMNS.len();
+    let effects = closed + RoundClosedRow::COLUMNS.len();
+    let audit = effects + EffectRow::COLUMNS.len();
+    Layout {
+        version,
+        now: version + 1,
+        receipts,
+        offers,
+        opened,
+        closed,
+        effects,
+        audit,
+    }
+};
+
+/// The apply statement: `call_row` inserts (version 0) or updates the call at the expected
+/// version; every other part writes only if it did (`EXISTS (SELECT 1 FROM call_row)`).
+fn apply_statement(insert: bool) -> String {
+    let l = &LAYOUT;
+    let call_row = if insert {
+        format!(
+            "INSERT INTO calls ({}) SELECT {} WHERE ${}::int8 = 0 \
+             ON CONFLICT (call_sid) DO NOTHING RETURNING call_sid",
+            CallRow::columns(None),
+            crate::schema::params(1, CallRow::COLUMNS.len()),
+            l.version
+        )
+    } else {
+        format!(
+            "UPDATE calls SET {} WHERE call_sid = $1 AND version = ${} RETURNING call_sid",
+            CallRow::assignments(1, 1),
+            l.version
+        )
+    };
+    let applied = "WHERE EXISTS (SELECT 1 FROM call_row)";
+    format!(
+        "WITH call_row AS ({call_row}),
+receipts AS (
+    INSERT INTO webhook_receipts ({receipt_cols}) SELECT {receipt_cols} FROM {receipts} {applied}
+),
+offer_rows AS (
+    INSERT INTO offers ({offer_cols}) SELECT {offer_cols} FROM {offers} {applied}{offer_upsert}
+),
+rounds_opened AS (
+    INSERT INTO dial_attempts ({opened_cols}) SELECT {opened_cols} FROM {opened} {applied}
+    ON CONFLICT (call_sid, attempt) DO NOTHING
+),
+rounds_closed AS (
+    UPDATE dial_attempts d SET ended_at = a.ended_at, result = a.result FROM {closed}
+    WHERE d.call_sid = a.call_sid AND d.attempt = a.attempt AND d.ended_at IS NULL
+      AND EXISTS (SELECT 1 FROM call_row)
+),
+agent_effects AS (
+    UPDATE agents g SET
+        calls_answered = g.calls_answered + e.answered,
+        calls_missed = g.calls_missed + e.missed,
+        total_talk_seconds = g.total_talk_seconds + e.talk,
+        current_call_sid = CASE
+            WHEN e.engage AND g.current_call_sid IS NULL THEN $1
+            WHEN e.release AND g.current_call_sid = $1 THEN NULL
+            ELSE g.current_call_sid END,
+        idle_since = CASE WHEN e.release AND g.current_call_sid = $1 THEN ${now} ELSE g.idle_since END
+    FROM {effects}
+    WHERE g.id = e.agent_id AND EXISTS (SELECT 1 FROM call_row)
+),
+audit AS (
+    INSERT INTO audit_log ({audit_cols}) SELECT {audit_cols}
+    FROM unnest({audit_arrays}) WITH ORDINALITY AS t({audit_cols}, n) {applied} ORDER BY t.n
+)
+SELECT count(*) AS applied FROM call_row",
+        now = l.now,
+        receipt_cols = ReceiptRow::columns(None),
+        receipts = ReceiptRow::unnest(l.receipts, "r"),
+        offer_cols = OfferRow::columns(None),
+        offers = OfferRow::unnest(l.offers, "o"),
+        offer_upsert = offer_upsert_suffix(),
+        opened_cols = RoundOpenedRow::columns(None),
+        opened = RoundOpenedRow::unnest(l.opened, "a"),
+        closed = RoundClosedRow::unnest(l.closed, "a"),
+        effects = EffectRow::unnest(l.effects, "e"),
+        audit_cols = AuditEventRow::columns(None),
+        audit_arrays = AuditEventRow::arrays(l.audit),
+    )
+}
+
+static APPLY_INSERT: LazyLock<&'static str> = LazyLock::new(|| String::leak(apply_statement(true)));
+static APPLY_UPDATE: LazyLock<&'static str> =
+    LazyLock::new(|| String::leak(apply_statement(false)));
+
+/// Binds a change in [`LAYOUT`] order.
+fn bind_change<'q>(q: PgQuery<'q>, change: &CallChange) -> PgQuery<'q> {
+    let now = change.call.updated_at;
+    let (opened, closed) = crate::rows::rounds(&change.call.call_sid, &change.attempts);
+    let offers: Vec<OfferRow> = change.offers.iter().map(OfferRow::from).collect();
+    let q = CallRow::from(&change.call)
+        .bind(q)
+        .bind(change.expected_version)
+        .bind(SqlTime(now));
+    let q = ReceiptRow::bind_arrays(&crate::rows::receipts(&change.receipts, now), q);
+    let q = OfferRow::bind_arrays(&offers, q);
+    let q = RoundOpenedRow::bind_arrays(&opened, q);
+    let q = RoundClosedRow::bind_arrays(&closed, q);
+    let q = EffectRow::bind_arrays(&crate::rows::effects(&change.agents), q);
+    AuditEventRow::bind_arrays(&crate::rows::audit_rows(&change.audit), q)
+}
+
+static INSERT_RECEIPTS: LazyLock<&'static str> = LazyLock::new(|| {
+    String::leak(format!(
+        "INSERT INTO webhook_receipts ({}) SELECT * FROM {}",
+        ReceiptRow::columns(None),
+        ReceiptRow::unnest(1, "r")
+    ))
+});
+
+impl PgStore {
+    pub(crate) async fn load_snapshot(
+        &self,
+        call_sid: &str,
+        receipt_keys: &[String],
+    ) -> anyhow::Result<Snapshot> {
+        let rows = sqlx::query(*LOAD)
+            .bind(call_sid)
+            .bind(receipt_keys)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected("loading a call"))?;
+        snapshot(&rows)
+    }
+
+    pub(crate) async fn apply_change(&self, change: &CallChange) -> anyhow::Result<Applied> {
+        let sql: &str = if change.expected_version == 0 {
+            &APPLY_INSERT
+        } else {
+            &APPLY_UPDATE
+        };
+        match bind_change(sqlx::query(sql), change)
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(row) => {
+                let applied: i64 = row.try_get("applied").context("apply result")?;
+                Ok(if applied == 1 {
+                    Applied::Yes
+                } else {
+                    Applied::Conflict
+                })
+            }
+            Err(e)
+                if is_unique_violation(&e, "webhook_receipts")
+                    || is_unique_violation(&e, "calls_pkey") =>
+            {
+                Ok(Applied::Conflict)
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("applying a call change")),
+        }
+    }
+
+    pub(crate) async fn insert_receipts(&self, rows: &[ReceiptRow]) -> Result<(), sqlx::Error> {
+        ReceiptRow::bind_arrays(rows, sqlx::query(*INSERT_RECEIPTS))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apply_statement_numbers_every_parameter_once() {
+        for insert in [true, false] {
+            let sql = apply_statement(insert);
+            let last = LAYOUT.audit + AuditEventRow::COLUMNS.len() - 1;
+            for n in 1..=last {
+                assert!(
+                    sql.contains(&format!("${n}")),
+                    "${n} unused (insert {insert})"
+                );
+            }
+            assert!(!sql.contains(&format!("${}", last + 1)));
+        }
+    }
+}

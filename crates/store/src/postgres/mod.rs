@@ -1,0 +1,86 @@
+//! PostgreSQL adapter: production, and several server instances on one database. A webhook's
+//! change is one statement (writable CTEs over `unnest` arrays), so it is one transaction and
+//! one round trip.
+
+mod audit;
+mod calls;
+
+use std::sync::LazyLock;
+use std::time::Duration as StdDuration;
+
+use anyhow::Context as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{PgConnection, Postgres};
+
+use crate::common::WriteTx;
+use crate::schema::{AuditEventRow, Table};
+
+pub use crate::common::sql::AVAILABLE_NOW;
+
+/// The embedded PostgreSQL migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+static INSERT_AUDIT: LazyLock<&'static str> = LazyLock::new(|| {
+    String::leak(format!(
+        "INSERT INTO audit_log ({cols}) SELECT {cols} FROM unnest({arrays}) WITH ORDINALITY \
+         AS t({cols}, n) ORDER BY n",
+        cols = AuditEventRow::columns(None),
+        arrays = AuditEventRow::arrays(1)
+    ))
+});
+
+/// Stores on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects lazily (the first query opens the first connection), so the server starts
+    /// and reports "not ready" while the database is down.
+    ///
+    /// # Errors
+    /// When the URL cannot be parsed.
+    pub fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: StdDuration,
+    ) -> anyhow::Result<Self> {
+        let options: PgConnectOptions = url
+            .parse()
+            .context("DATABASE_URL is not a PostgreSQL URL")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(acquire_timeout)
+            .test_before_acquire(false)
+            .connect_lazy_with(options.application_name("callcenter"));
+        Ok(Self { pool })
+    }
+
+    /// A transaction.
+    pub(crate) async fn write(&self) -> Result<WriteTx<Postgres>, sqlx::Error> {
+        Ok(WriteTx {
+            tx: self.pool.begin().await?,
+            _turn: None,
+        })
+    }
+
+    /// Writes audit events (pending; the sealer chains them) in the caller's transaction,
+    /// in one statement.
+    pub(crate) async fn insert_audit(
+        conn: &mut PgConnection,
+        events: &[::audit::NewAuditEvent],
+    ) -> Result<(), sqlx::Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows = crate::rows::audit_rows(events);
+        AuditEventRow::bind_arrays(&rows, sqlx::query(*INSERT_AUDIT))
+            .execute(conn)
+            .await
+            .map(|_| ())
+    }
+}
+
+crate::common::backend!(PgStore, Postgres, PgPool, MIGRATOR, " FOR UPDATE");

@@ -1,0 +1,189 @@
+//! SQLite's side of the call store: the load (three short queries on one connection) and
+//! the apply (one `BEGIN IMMEDIATE` transaction of a few statements).
+
+use std::sync::LazyLock;
+
+use call_center::{Applied, CallChange, CallState, Receipt, Snapshot};
+use sqlx::SqliteConnection;
+
+use super::SqliteStore;
+use crate::common::{is_unique_violation, unexpected};
+use crate::schema::{CallRow, OfferRow, ReceiptRow, RoundOpenedRow, Table, offer_upsert_suffix};
+use crate::types::SqlTime;
+
+static INSERT_CALL: LazyLock<&'static str> = LazyLock::new(|| {
+    String::leak(format!(
+        "{} ON CONFLICT (call_sid) DO NOTHING",
+        CallRow::insert(1)
+    ))
+});
+static UPDATE_CALL: LazyLock<&'static str> = LazyLock::new(|| {
+    String::leak(format!(
+        "UPDATE calls SET {} WHERE call_sid = $1 AND version = ${}",
+        CallRow::assignments(1, 1),
+        CallRow::COLUMNS.len() + 1
+    ))
+});
+static OFFERS: LazyLock<&'static str> = LazyLock::new(|| {
+    String::leak(format!(
+        "{} WHERE call_sid = $1 ORDER BY attempt, offered_at, agent_id",
+        OfferRow::select()
+    ))
+});
+static UPSERT_OFFER: LazyLock<&'static str> =
+    LazyLock::new(|| String::leak(format!("{}{}", OfferRow::insert(1), offer_upsert_suffix())));
+static OPEN_ROUND: LazyLock<&'static str> = LazyLock::new(|| {
+    String::leak(format!(
+        "{} ON CONFLICT (call_sid, attempt) DO NOTHING",
+        RoundOpenedRow::insert(1)
+    ))
+});
+const CLOSE_ROUND: &str = "UPDATE dial_attempts SET ended_at = $3, result = $4 \
+     WHERE call_sid = $1 AND attempt = $2 AND ended_at IS NULL";
+static INSERT_RECEIPT: LazyLock<&'static str> =
+    LazyLock::new(|| String::leak(ReceiptRow::insert(1)));
+/// An agent effect ([`crate::schema::EffectRow`] as `$1..$6`, the call `$7`, now `$8`):
+/// counters added; the call engaged only if the agent holds none, released only if it holds
+/// this one (then idle from now).
+const AGENT_EFFECT: &str = "UPDATE agents SET
+        calls_answered = calls_answered + $2, calls_missed = calls_missed + $3,
+        total_talk_seconds = total_talk_seconds + $4,
+        idle_since = CASE WHEN $6 AND current_call_sid = $7 THEN $8 ELSE idle_since END,
+        current_call_sid = CASE
+            WHEN $5 AND current_call_sid IS NULL THEN $7
+            WHEN $6 AND current_call_sid = $7 THEN NULL
+            ELSE current_call_sid END
+    WHERE id = $1";
+
+impl SqliteStore {
+    pub(crate) async fn load_snapshot(
+        &self,
+        call_sid: &str,
+        receipt_keys: &[String],
+    ) -> anyhow::Result<Snapshot> {
+        let mut conn = self.pool.acquire().await.map_err(unexpected("acquire"))?;
+        let call: Option<CallRow> = sqlx::query_as(*crate::common::sql::CALL_BY_SID)
+            .bind(call_sid)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unexpected("load call"))?;
+        let state = match call {
+            Some(call) => {
+                let offers: Vec<OfferRow> = sqlx::query_as(*OFFERS)
+                    .bind(call_sid)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(unexpected("load offers"))?;
+                Some(CallState {
+                    call: call.try_into()?,
+                    offers: offers
+                        .into_iter()
+                        .map(TryInto::try_into)
+                        .collect::<anyhow::Result<_>>()?,
+                })
+            }
+            None => None,
+        };
+        let mut seen = Vec::new();
+        for key in receipt_keys {
+            let fingerprint: Option<String> =
+                sqlx::query_scalar("SELECT fingerprint FROM webhook_receipts WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(unexpected("load receipts"))?;
+            if let Some(fingerprint) = fingerprint {
+                seen.push(Receipt {
+                    key: key.clone(),
+                    fingerprint,
+                });
+            }
+        }
+        Ok(Snapshot { state, seen })
+    }
+
+    pub(crate) async fn apply_change(&self, change: &CallChange) -> anyhow::Result<Applied> {
+        let mut tx = self.write().await.map_err(unexpected("begin"))?;
+        match apply_in(&mut tx, change).await {
+            Ok(true) => {
+                tx.commit().await.map_err(unexpected("commit"))?;
+                Ok(Applied::Yes)
+            }
+            Ok(false) => Ok(Applied::Conflict),
+            Err(e) if is_unique_violation(&e, "webhook_receipts") => Ok(Applied::Conflict),
+            Err(e) => Err(anyhow::Error::new(e).context("applying a call change")),
+        }
+    }
+
+    pub(crate) async fn insert_receipts(&self, rows: &[ReceiptRow]) -> Result<(), sqlx::Error> {
+        let mut tx = self.write().await?;
+        insert_receipts(&mut tx, rows).await?;
+        tx.commit().await
+    }
+}
+
+async fn insert_receipts(
+    conn: &mut SqliteConnection,
+    rows: &[ReceiptRow],
+) -> Result<(), sqlx::Error> {
+    for row in rows {
+        row.clone()
+            .bind(sqlx::query(*INSERT_RECEIPT))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The call row at the expected version; `false` when another change got there first.
+async fn write_call(conn: &mut SqliteConnection, change: &CallChange) -> Result<bool, sqlx::Error> {
+    let row = CallRow::from(&change.call);
+    let written = if change.expected_version == 0 {
+        row.bind(sqlx::query(*INSERT_CALL)).execute(conn).await?
+    } else {
+        row.bind(sqlx::query(*UPDATE_CALL))
+            .bind(change.expected_version)
+            .execute(conn)
+            .await?
+    };
+    Ok(written.rows_affected() == 1)
+}
+
+/// The writes of [`SqliteStore::apply_change`] inside the transaction; `false` when the
+/// call row was not at the expected version.
+async fn apply_in(conn: &mut SqliteConnection, change: &CallChange) -> Result<bool, sqlx::Error> {
+    if !write_call(conn, change).await? {
+        return Ok(false);
+    }
+    let now = change.call.updated_at;
+    insert_receipts(conn, &crate::rows::receipts(&change.receipts, now)).await?;
+    for offer in &change.offers {
+        OfferRow::from(offer)
+            .bind(sqlx::query(*UPSERT_OFFER))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let (opened, closed) = crate::rows::rounds(&change.call.call_sid, &change.attempts);
+    for round in opened {
+        round
+            .bind(sqlx::query(*OPEN_ROUND))
+            .execute(&mut *conn)
+            .await?;
+    }
+    for round in closed {
+        round
+            .bind(sqlx::query(CLOSE_ROUND))
+            .execute(&mut *conn)
+            .await?;
+    }
+    for effect in crate::rows::effects(&change.agents) {
+        effect
+            .bind(sqlx::query(AGENT_EFFECT))
+            .bind(&change.call.call_sid)
+            .bind(SqlTime(now))
+            .execute(&mut *conn)
+            .await?;
+    }
+    SqliteStore::insert_audit(conn, &change.audit).await?;
+    Ok(true)
+}

@@ -1,0 +1,100 @@
+//! SQLite adapter: the embedded default. WAL mode, foreign keys on, a busy timeout; writes
+//! run in `BEGIN IMMEDIATE` transactions (SQLite has one writer at a time, so there is no
+//! upgrade deadlock and id order is commit order).
+//!
+//! Writers of this process queue on an async mutex before they touch the file: SQLite
+//! would serialize them anyway, but through its busy handler, which sleeps and retries.
+//! Queueing in the process hands the write lock over at once; the busy timeout is left for
+//! other processes (the CLI) writing to the same file.
+
+mod audit;
+mod calls;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration as StdDuration;
+
+use anyhow::Context as _;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, SqliteConnection};
+use tokio::sync::Mutex;
+
+use crate::common::WriteTx;
+use crate::schema::{AuditEventRow, Table};
+
+/// The embedded SQLite migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+static INSERT_AUDIT: LazyLock<&'static str> =
+    LazyLock::new(|| String::leak(AuditEventRow::insert(1)));
+
+/// Stores in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: Arc<Mutex<()>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its folder on first run) with WAL, foreign keys and a
+    /// busy timeout.
+    ///
+    /// # Errors
+    /// When the URL is not a SQLite URL or the folder cannot be created.
+    pub fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: StdDuration,
+    ) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .context("DATABASE_URL is not a SQLite URL")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(StdDuration::from_secs(5))
+            .pragma("cache_size", "-1024");
+        if let Some(parent) = Path::new(options.get_filename()).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Waits for this process's turn to write, then begins an immediate transaction.
+    pub(crate) async fn write(&self) -> Result<WriteTx<Sqlite>, sqlx::Error> {
+        let turn = Arc::clone(&self.writer).lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx {
+            tx,
+            _turn: Some(turn),
+        })
+    }
+
+    /// Writes audit events (pending; the sealer chains them) in the caller's transaction.
+    pub(crate) async fn insert_audit(
+        conn: &mut SqliteConnection,
+        events: &[::audit::NewAuditEvent],
+    ) -> Result<(), sqlx::Error> {
+        for row in crate::rows::audit_rows(events) {
+            row.bind(sqlx::query(*INSERT_AUDIT))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+crate::common::backend!(SqliteStore, Sqlite, SqlitePool, MIGRATOR, "");
