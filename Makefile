@@ -17,19 +17,15 @@ run: ## Serve on 127.0.0.1:8080 with SQLite (data/callcenter.db); signature chec
 	fi; \
 	$(CARGO) run -p callcenter -- serve
 
-test: ## All tests; the PostgreSQL suite runs when TEST_DATABASE_URL is set (e.g. $(PG_URL))
-	@if [ -z "$$TEST_DATABASE_URL" ]; then \
-	  echo ""; \
-	  echo "************************************************************************"; \
-	  echo "*  TEST_DATABASE_URL is not set: the PostgreSQL tests will be SKIPPED.  *"; \
-	  echo "*  Run: TEST_DATABASE_URL=$(PG_URL) make test        *"; \
-	  echo "************************************************************************"; \
-	  echo ""; \
-	fi
-	$(CARGO) test --workspace --all-features
+test: ## All tests; the PostgreSQL ones run when TEST_DATABASE_URL is set (e.g. $(PG_URL)), else they are ignored and counted
+	@mkdir -p target
+	@set -o pipefail; $(CARGO) test --workspace --all-features 2>&1 | tee target/test.log
+	@./tools/skipped.sh target/test.log
 
 test-pg: ## All tests with the local PostgreSQL required
-	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-$(PG_URL)} CI_REQUIRE_POSTGRES=1 $(CARGO) test --workspace --all-features
+	@mkdir -p target
+	@set -o pipefail; TEST_DATABASE_URL=$${TEST_DATABASE_URL:-$(PG_URL)} CI_REQUIRE_POSTGRES=1 $(CARGO) test --workspace --all-features 2>&1 | tee target/test.log
+	@./tools/skipped.sh --require-none target/test.log
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -43,7 +39,9 @@ guard: ## The domain crates depend on neither sqlx nor actix-web
 
 ci: lint guard ## What CI runs: lint, the dependency guard, every test including PostgreSQL
 	@test -n "$$TEST_DATABASE_URL" || { echo "make ci: TEST_DATABASE_URL must be set (the PostgreSQL suite is required in CI)" >&2; exit 1; }
-	CI_REQUIRE_POSTGRES=1 $(CARGO) test --workspace --all-features
+	@mkdir -p target
+	@set -o pipefail; CI_REQUIRE_POSTGRES=1 $(CARGO) test --workspace --all-features 2>&1 | tee target/test.log
+	@./tools/skipped.sh --require-none target/test.log
 
 twilio-fixtures: ## Regenerate the TwiML peer fixtures with Twilio's Python library
 	python3 -m venv .venv && .venv/bin/pip install -q twilio && .venv/bin/python tools/twiml_fixtures.py

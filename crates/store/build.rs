@@ -1,4 +1,7 @@
-// Rebuild when a migration changes: they are embedded with `sqlx::migrate!`.
+include!("../../tools/pg_cfg.rs");
+
 fn main() {
-    println!("cargo:rerun-if-changed=../../migrations");
+    // Rebuild when a migration changes: they are embedded with `sqlx::migrate!`.
+    println!("cargo::rerun-if-changed=../../migrations");
+    pg_cfg();
 }

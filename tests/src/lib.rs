@@ -292,7 +292,7 @@ pub fn redirect(doc: &Response) -> Option<String> {
     })
 }
 
-/// Runs `$test(app)` on SQLite and on PostgreSQL (skipped without `TEST_DATABASE_URL`).
+/// Runs `$test(app)` on SQLite and on PostgreSQL (ignored without `TEST_DATABASE_URL`).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($test:ident),+ $(,)?) => {
@@ -306,10 +306,12 @@ macro_rules! on_both_backends {
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
                 async fn postgres() {
-                    if let Some(app) = $crate::TestApp::spawn($crate::Backend::Postgres).await {
-                        super::$test(app).await;
-                    }
+                    let app = $crate::TestApp::spawn($crate::Backend::Postgres)
+                        .await
+                        .expect("TEST_DATABASE_URL is set");
+                    super::$test(app).await;
                 }
             }
         )+

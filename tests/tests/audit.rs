@@ -229,6 +229,7 @@ on_both_backends!(
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn twenty_concurrent_webhook_streams_on_postgres() {
     if let Some(app) = TestApp::spawn(Backend::Postgres).await {
         concurrent_streams_leave_a_complete_chain(app).await;

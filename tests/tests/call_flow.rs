@@ -447,6 +447,7 @@ mod voicemail_disabled {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
     async fn postgres() {
         if let Some(app) = TestApp::spawn_with(Backend::Postgres, OFF).await {
             voicemail_disabled_says_goodbye(app).await;
@@ -455,6 +456,7 @@ mod voicemail_disabled {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn postgres_stopped_answers_the_fallback_and_recovers() {
     let Some((app, proxy)) = TestApp::spawn_behind_proxy(&[]).await else {
         return;
@@ -662,6 +664,7 @@ async fn duplicated_and_shuffled_callbacks_end_the_same_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn duplicated_and_shuffled_callbacks_end_the_same_postgres() {
     duplicated_and_shuffled_callbacks(Backend::Postgres).await;
 }

@@ -336,6 +336,48 @@ async fn the_openapi_document_describes_every_json_route() {
     app.stop().await;
 }
 
+/// Every operation of the JSON API, asked without a token or with a wrong one, answers 401:
+/// a handler that forgot its `Admin` argument would answer something else here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_documented_operation_refuses_a_request_without_credentials() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let http = reqwest::Client::new();
+    let doc: Value = http
+        .get(format!("{}/api/call-center/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut asked = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{agent_id}", "5f0c6c9e-0000-4000-8000-000000000001")
+            .replace("{call_sid}", "v3:some-call");
+        for method in operations.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+            for token in [None, Some("not-the-admin-token")] {
+                let mut req = http
+                    .request(method.clone(), format!("{}{concrete}", app.base))
+                    .header("content-type", "application/json")
+                    .body("{}");
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                let status = req.send().await.unwrap().status().as_u16();
+                assert_eq!(status, 401, "{method} {path} with {token:?}");
+                asked += 1;
+            }
+        }
+    }
+    assert!(
+        asked >= 20,
+        "only {asked} requests: the document lost operations"
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_verification_the_server_says_so() {
     let app = TestApp::spawn_with(Backend::Sqlite, &[("TELNYX_VERIFY_SIGNATURES", "false")])

@@ -46,6 +46,7 @@ on_both_backends!(a_simulated_day_is_consistent_with_faulty_delivery);
 /// Two instances on one PostgreSQL database behave as one: the simulator sends every
 /// request to the next instance in turn, so one call's webhooks alternate between them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn two_instances_on_one_postgres_behave_as_one() {
     let Some(app) = TestApp::spawn(e2e::Backend::Postgres).await else {
         return;

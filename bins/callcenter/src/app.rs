@@ -17,20 +17,44 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AuditSinkKind, Secret, Settings};
+use crate::http::AppData;
 use crate::http::auth::FailureLimiter;
 use crate::http::metrics::Metrics;
 use crate::http::retry::CallbackRetries;
-use crate::http::state::AppState;
+use crate::http::state::{Auth, Ops, Reports, Webhooks};
 use crate::signature::Verifier;
 
-/// Seconds an idle keep-alive connection stays open.
-const KEEP_ALIVE_SECS: u64 = 75;
+/// Policy numbers of the server process, named once.
+pub mod policy {
+    use std::time::Duration;
+
+    /// An idle keep-alive connection stays open this long: longer than the idle timeout of
+    /// common load balancers and HTTP client pools (60 s), so the client, not the server,
+    /// closes it and no request is sent on a connection being closed.
+    pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
+    /// A client that disconnects gets this long to finish closing.
+    pub const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// New connections accepted per worker at once.
+    pub const MAX_CONNECTION_RATE: usize = 1024;
+    /// On SIGTERM, requests in flight get this long to finish.
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Status callbacks held in memory for retry while the store fails, at most.
+    pub const CALLBACK_RETRY_CAPACITY: usize = 10_000;
+    /// Receipts guard against repeats within Telnyx's retry window and the signature
+    /// tolerance; two days is far beyond both.
+    pub const RECEIPT_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::days(2);
+    /// How often old receipts are pruned.
+    pub const RECEIPT_PRUNE_PERIOD: Duration = Duration::from_secs(600);
+    /// How often retention runs (when configured).
+    pub const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
+}
 
 /// A server ready to run.
 pub struct Application {
     listener: TcpListener,
-    state: web::Data<AppState>,
-    metrics: web::Data<Metrics>,
+    settings: Arc<Settings>,
+    store: Store,
+    data: AppData,
     stop: CancellationToken,
 }
 
@@ -53,7 +77,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     store.migrate().await.context("migrating the store")?;
     store
         .reports()
-        .set_service_level_seconds(settings.service_level_seconds)
+        .set_service_level_seconds(crate::config::seconds(settings.service_level))
         .await
         .context("writing the service-level threshold for the report views")?;
     Ok(store)
@@ -72,7 +96,7 @@ pub fn services(
         AuditSinkKind::Chain => Arc::new(ChainSink),
         AuditSinkKind::Null => Arc::new(NullSink),
     };
-    let ttl = chrono::Duration::seconds(i64::from(settings.heartbeat_ttl));
+    let ttl = chrono::Duration::from_std(settings.heartbeat_ttl).unwrap_or(chrono::TimeDelta::MAX);
     let agents = AgentService::new(store.agents(), Arc::clone(&clock), Arc::clone(&audit), ttl);
     let flow_settings = settings.flow()?;
     let urls = Urls::new(&settings.webhook_base_url, flow_settings.max_attempts)?;
@@ -125,27 +149,10 @@ impl Application {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (flow, agents) = services(&settings, &store, Arc::clone(&clock))?;
         let metrics = Metrics::new().context("metrics registry")?;
-        let verifier = match (
-            &settings.telnyx_public_key,
-            settings.telnyx_verify_signatures,
-        ) {
-            (Some(key), true) => Some(
-                Verifier::new(key, settings.telnyx_signature_tolerance)
-                    .context("TELNYX_PUBLIC_KEY is not an Ed25519 key")?,
-            ),
-            (None, true) => {
-                anyhow::bail!("TELNYX_PUBLIC_KEY is required while TELNYX_VERIFY_SIGNATURES is on")
-            }
-            (_, false) => None,
-        };
+        let verifier = verifier(&settings)?;
         metrics
             .signature_verification
             .set(i64::from(verifier.is_some()));
-        if verifier.is_none() {
-            tracing::warn!(
-                "TELNYX WEBHOOK SIGNATURE VERIFICATION IS OFF (TELNYX_VERIFY_SIGNATURES=false): anyone who can reach this server can drive calls. Use this for local work only."
-            );
-        }
         if settings.audit_sink == AuditSinkKind::Null {
             tracing::warn!(
                 "CALL_CENTER_AUDIT_SINK=null: audit events are DROPPED. Benchmarks only."
@@ -153,31 +160,44 @@ impl Application {
         }
         let stop = CancellationToken::new();
         let openapi = crate::http::openapi_document();
-        let openapi_json = openapi.to_pretty_json().context("OpenAPI document")?;
-        let documented_routes = crate::http::ops::documented_routes(&openapi);
-        let state = AppState {
-            admin_token: admin_token(&settings),
-            limiter: FailureLimiter::new(settings.auth_failure_limit),
-            retries: CallbackRetries::new(
-                10_000,
-                metrics.callback_retries_pending.clone(),
-                stop.clone(),
-            ),
-            audit: store.audit(),
-            settings: Arc::new(settings),
-            store,
-            flow,
-            agents,
-            clock,
-            verifier,
-            metrics: metrics.clone(),
-            openapi_json,
-            documented_routes,
+        let data = AppData {
+            auth: web::Data::new(Auth {
+                admin_token: admin_token(&settings),
+                limiter: FailureLimiter::new(settings.auth_failure_limit),
+                trust_forwarded_for: settings.trust_forwarded_for,
+                agents: agents.clone(),
+            }),
+            ops: web::Data::new(Ops {
+                store: store.clone(),
+                verifying: verifier.is_some(),
+                openapi_json: openapi.to_pretty_json().context("OpenAPI document")?,
+                documented_routes: crate::http::ops::documented_routes(&openapi),
+            }),
+            webhooks: web::Data::new(Webhooks {
+                flow: flow.clone(),
+                verifier,
+                retries: CallbackRetries::new(
+                    policy::CALLBACK_RETRY_CAPACITY,
+                    metrics.callback_retries_pending.clone(),
+                    stop.clone(),
+                ),
+                clock: Arc::clone(&clock),
+            }),
+            reports: web::Data::new(Reports {
+                store: store.reports(),
+                service_level: settings.service_level,
+                clock,
+            }),
+            agents: web::Data::new(agents),
+            flow: web::Data::new(flow),
+            audit: web::Data::from(store.audit()),
+            metrics: web::Data::new(metrics),
         };
         Ok(Self {
             listener,
-            state: web::Data::new(state),
-            metrics: web::Data::new(metrics),
+            settings: Arc::new(settings),
+            store,
+            data,
             stop,
         })
     }
@@ -194,7 +214,7 @@ impl Application {
     /// The admin token in use (tests and tools).
     #[must_use]
     pub fn admin_token(&self) -> &Secret {
-        &self.state.admin_token
+        &self.data.auth.admin_token
     }
 
     /// Serves until told to stop, then shuts down in order.
@@ -202,35 +222,25 @@ impl Application {
     /// # Errors
     /// When the server cannot start.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let settings = Arc::clone(&self.state.settings);
-        let (state, metrics, limit) = (
-            self.state.clone(),
-            self.metrics.clone(),
-            settings.http_body_limit,
-        );
-        let server =
-            HttpServer::new(move || crate::http::app(state.clone(), metrics.clone(), limit))
-                .workers(settings.http_workers)
-                .client_request_timeout(Duration::from_secs(u64::from(
-                    settings.http_request_timeout,
-                )))
-                .client_disconnect_timeout(Duration::from_secs(5))
-                // Longer than the idle timeout of common load balancers and HTTP client pools
-                // (60 s): the client, not the server, closes an idle connection, so a request
-                // is never sent on a connection the server is closing at that moment.
-                .keep_alive(Duration::from_secs(KEEP_ALIVE_SECS))
-                .max_connection_rate(1024)
-                .shutdown_timeout(30)
-                .disable_signals()
-                .listen(self.listener)
-                .context("starting the HTTP server")?
-                .run();
+        let settings = Arc::clone(&self.settings);
+        let (data, limit) = (self.data.clone(), settings.http_body_limit);
+        let server = HttpServer::new(move || crate::http::app(data.clone(), limit))
+            .workers(settings.http_workers)
+            .client_request_timeout(settings.http_request_timeout)
+            .client_disconnect_timeout(policy::CLIENT_DISCONNECT_TIMEOUT)
+            .keep_alive(policy::KEEP_ALIVE)
+            .max_connection_rate(policy::MAX_CONNECTION_RATE)
+            .shutdown_timeout(policy::SHUTDOWN_TIMEOUT.as_secs())
+            .disable_signals()
+            .listen(self.listener)
+            .context("starting the HTTP server")?
+            .run();
         let handle = server.handle();
-        let mut jobs = background_jobs(&self.state, &self.stop);
+        let mut jobs = background_jobs(&self.data, &settings, &self.stop);
         let serving = tokio::spawn(server);
         tracing::info!(
             port = settings.bind_addr.port(),
-            backend = self.state.store.backend().as_str(),
+            backend = self.store.backend().as_str(),
             "serving"
         );
         match shutdown {
@@ -242,9 +252,34 @@ impl Application {
         self.stop.cancel();
         while jobs.join_next().await.is_some() {}
         let _ = serving.await;
-        self.state.store.close().await;
+        self.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The webhook signature verifier the settings ask for (`None`: verification off, loudly).
+fn verifier(settings: &Settings) -> anyhow::Result<Option<Verifier>> {
+    match (
+        &settings.telnyx_public_key,
+        settings.telnyx_verify_signatures,
+    ) {
+        (Some(key), true) => Ok(Some(
+            Verifier::new(
+                key,
+                crate::config::seconds(settings.telnyx_signature_tolerance),
+            )
+            .context("TELNYX_PUBLIC_KEY is not an Ed25519 key")?,
+        )),
+        (None, true) => {
+            anyhow::bail!("TELNYX_PUBLIC_KEY is required while TELNYX_VERIFY_SIGNATURES is on")
+        }
+        (_, false) => {
+            tracing::warn!(
+                "TELNYX WEBHOOK SIGNATURE VERIFICATION IS OFF (TELNYX_VERIFY_SIGNATURES=false): anyone who can reach this server can drive calls. Use this for local work only."
+            );
+            Ok(None)
+        }
     }
 }
 
@@ -274,42 +309,42 @@ async fn wait_for_signal() {
 }
 
 /// Sealing the audit chain, forgetting old receipts, and retention (when configured).
-fn background_jobs(state: &web::Data<AppState>, stop: &CancellationToken) -> JoinSet<()> {
+fn background_jobs(data: &AppData, settings: &Settings, stop: &CancellationToken) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
-    let seal_every = Duration::from_millis(state.settings.audit_seal_interval_ms);
-    let (s, st) = (state.clone(), stop.clone());
-    jobs.spawn(every(seal_every, st, move || {
-        let s = s.clone();
+    let (audit, metrics) = (data.audit.clone(), data.metrics.clone());
+    jobs.spawn(every(settings.audit_seal_interval, stop.clone(), move || {
+        let (audit, metrics) = (audit.clone(), metrics.clone());
         async move {
-            match s.audit.seal_pending().await {
-                Ok(n) => s
-                    .metrics
+            match audit.seal_pending().await {
+                Ok(n) => metrics
                     .audit_sealed
                     .add(i64::try_from(n).unwrap_or(i64::MAX)),
-                Err(e) => tracing::warn!(error = %e, "audit sealing failed; will retry"),
+                Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "audit sealing failed; will retry"),
             }
         }
     }));
-    let (s, st) = (state.clone(), stop.clone());
-    jobs.spawn(every(Duration::from_secs(600), st, move || {
-        let s = s.clone();
-        async move {
-            // Receipts guard against repeats within Telnyx's retry window and the signature
-            // tolerance; two days is far beyond both.
-            if let Err(e) = s.flow.prune_receipts(chrono::Duration::days(2)).await {
-                tracing::warn!(error = %e, "pruning receipts failed");
-            }
-        }
-    }));
-    if let Some(days) = state.settings.retention_days {
-        let (s, st) = (state.clone(), stop.clone());
-        jobs.spawn(every(Duration::from_secs(3600), st, move || {
-            let s = s.clone();
+    let flow = data.flow.clone();
+    jobs.spawn(every(
+        policy::RECEIPT_PRUNE_PERIOD,
+        stop.clone(),
+        move || {
+            let flow = flow.clone();
             async move {
-                match s.flow.apply_retention(days).await {
+                if let Err(e) = flow.prune_receipts(policy::RECEIPT_MAX_AGE).await {
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "pruning receipts failed");
+                }
+            }
+        },
+    ));
+    if let Some(days) = settings.retention_days {
+        let flow = data.flow.clone();
+        jobs.spawn(every(policy::RETENTION_PERIOD, stop.clone(), move || {
+            let flow = flow.clone();
+            async move {
+                match flow.apply_retention(days).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(redacted = n, days, "retention applied"),
-                    Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
+                    Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "retention failed; will retry"),
                 }
             }
         }));

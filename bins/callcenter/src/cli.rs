@@ -102,6 +102,8 @@ enum ReportFormat {
 enum ConfigAction {
     /// Print the effective configuration (secrets redacted), or name each problem.
     Check,
+    /// Print `.env.example`: every setting with its default, accepted values and meaning.
+    Example,
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,11 +166,17 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 /// Runs the command line.
 pub async fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve);
-    if let Command::Config {
-        action: ConfigAction::Check,
-    } = command
-    {
-        return config_check();
+    match command {
+        Command::Config {
+            action: ConfigAction::Check,
+        } => return config_check(),
+        Command::Config {
+            action: ConfigAction::Example,
+        } => {
+            print!("{}", crate::config::table::env_example());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     let settings = match settings() {
         Ok(s) => s,
@@ -327,9 +335,13 @@ async fn report(
         parse_instant(to).ok_or_else(|| anyhow::anyhow!("--to must be RFC 3339 or YYYY-MM-DD"))?;
     let store = open_store(&settings).await?;
     let reports = store.reports();
-    let s =
-        call_center::reports::summary(reports.as_ref(), from, to, settings.service_level_seconds)
-            .await?;
+    let s = call_center::reports::summary(
+        reports.as_ref(),
+        from,
+        to,
+        crate::config::seconds(settings.service_level),
+    )
+    .await?;
     store.close().await;
     let opt = |v: Option<f64>| v.map_or_else(String::new, |x| format!("{x:.2}"));
     match format {

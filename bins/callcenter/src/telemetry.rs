@@ -28,3 +28,31 @@ pub fn init(format: LogFormat, filter: &str) {
     // Already installed (tests start several servers in one process): keep the first.
     let _ = result;
 }
+
+/// An error with its whole cause chain, `outer: cause: root`, for log fields
+/// (`error = %chain(&e)`): `%e` alone prints only the outermost message.
+#[must_use]
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod chain_tests {
+    #[test]
+    fn the_chain_names_every_cause_once() {
+        let root = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(root).context("writing the spool");
+        let e: &(dyn std::error::Error + 'static) = e.as_ref();
+        assert_eq!(super::chain(e), "writing the spool: disk on fire");
+    }
+}

@@ -471,6 +471,7 @@ async fn sqlite_views() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn postgres_views() {
     views_give_the_hand_computed_figures(true).await;
 }
@@ -481,6 +482,7 @@ async fn sqlite_api_and_cli() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn postgres_api_and_cli() {
     api_and_cli_give_the_hand_computed_figures(true).await;
 }

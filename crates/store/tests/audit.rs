@@ -261,6 +261,7 @@ macro_rules! both {
                 super::$name(false).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
             async fn postgres() {
                 super::$name(true).await;
             }
@@ -280,6 +281,7 @@ both!(
 /// A transaction that began before another but commits after it is sealed too, in xid order,
 /// and nothing is sealed while it is still open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn postgres_sealer_waits_for_late_commits() {
     let Some(db) = TestDb::postgres().await else {
         return;
@@ -319,6 +321,7 @@ async fn postgres_sealer_waits_for_late_commits() {
 
 /// Sealers on several instances take turns and never seal twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn concurrent_sealers_take_turns() {
     let Some(db) = TestDb::postgres().await else {
         return;

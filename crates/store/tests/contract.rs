@@ -67,6 +67,7 @@ async fn sqlite_meets_the_call_store_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn postgres_meets_the_agent_store_contract() {
     if testing::postgres_url().is_some() {
         agent_contract(true).await;
@@ -74,6 +75,7 @@ async fn postgres_meets_the_agent_store_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn postgres_meets_the_call_store_contract() {
     if testing::postgres_url().is_some() {
         call_contract(true).await;

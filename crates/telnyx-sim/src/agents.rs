@@ -114,7 +114,7 @@ async fn heartbeat_loop(
         }
         for a in &agents {
             if let Err(e) = server.heartbeat(&a.id, &a.token, None).await {
-                tracing::warn!(agent = %a.id, error = %e, "heartbeat failed");
+                tracing::warn!(agent = %a.id, error = format!("{e:#}"), "heartbeat failed");
             }
         }
     }

@@ -3,14 +3,13 @@
 #![allow(unused_qualifications)] // utoipa's path macro expands qualified paths
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
-use agents::{AgentChanges, AgentView, Caller, EffectiveStatus, NewAgent, Presence};
+use agents::{AgentChanges, AgentService, AgentView, Caller, EffectiveStatus, NewAgent, Presence};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{admin_or_agent, require_admin};
+use super::auth::{Admin, AdminOrAgent};
 use super::json;
 use super::problem::{ApiError, Problem};
-use super::state::AppState;
 
 /// `POST /agents/register` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -112,18 +111,18 @@ fn path_id(segment: &str) -> Result<&str, ApiError> {
 )]
 #[post("/agents/register")]
 pub async fn register(
+    _: Admin,
     req: HttpRequest,
     body: web::Bytes,
-    state: web::Data<AppState>,
+    agents: web::Data<AgentService>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
     let input: RegisterAgent = json::body(&req, &body)?;
     let new = NewAgent {
         name: &input.name,
         sip_uri: &input.sip_uri,
         status: input.status.map(Presence::as_str),
     };
-    let (agent, heartbeat_token) = state.agents.register(new, Caller::Admin).await?;
+    let (agent, heartbeat_token) = agents.register(new, Caller::Admin).await?;
     Ok(HttpResponse::Created().json(Registered {
         agent,
         heartbeat_token,
@@ -148,14 +147,13 @@ pub async fn register(
 )]
 #[post("/agents/heartbeat")]
 pub async fn heartbeat(
+    AdminOrAgent(caller): AdminOrAgent,
     req: HttpRequest,
     body: web::Bytes,
-    state: web::Data<AppState>,
+    agents: web::Data<AgentService>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = admin_or_agent(&req, &state).await?;
     let input: Heartbeat = json::body(&req, &body)?;
-    let agent = state
-        .agents
+    let agent = agents
         .heartbeat(caller, &input.agent_id, input.status.map(Presence::as_str))
         .await?;
     Ok(HttpResponse::Ok().json(agent))
@@ -174,13 +172,13 @@ pub async fn heartbeat(
     )
 )]
 #[get("/agents/list")]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
+pub async fn list(
+    _: Admin,
+    req: HttpRequest,
+    agents: web::Data<AgentService>,
+) -> Result<HttpResponse, ApiError> {
     let q: ListQuery = json::query(&req)?;
-    let agents = state
-        .agents
-        .list(q.status.map(EffectiveStatus::as_str))
-        .await?;
+    let agents = agents.list(q.status.map(EffectiveStatus::as_str)).await?;
     Ok(HttpResponse::Ok().json(AgentList { agents }))
 }
 
@@ -198,12 +196,11 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 )]
 #[get("/agents/{agent_id}")]
 pub async fn get_agent(
-    req: HttpRequest,
+    _: Admin,
     path: web::Path<String>,
-    state: web::Data<AppState>,
+    agents: web::Data<AgentService>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
-    Ok(HttpResponse::Ok().json(state.agents.get(path_id(&path)?).await?))
+    Ok(HttpResponse::Ok().json(agents.get(path_id(&path)?).await?))
 }
 
 /// Changes an agent's name, SIP URI or presence.
@@ -226,24 +223,24 @@ pub async fn get_agent(
 )]
 #[put("/agents/{agent_id}")]
 pub async fn update(
+    _: Admin,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
-    state: web::Data<AppState>,
+    agents: web::Data<AgentService>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
     let id = path_id(&path)?;
     let input: UpdateAgent = json::body(&req, &body)?;
     if input.name.is_none() && input.sip_uri.is_none() && input.status.is_none() {
         // Nothing to change: answer the agent as it is.
-        return Ok(HttpResponse::Ok().json(state.agents.get(id).await?));
+        return Ok(HttpResponse::Ok().json(agents.get(id).await?));
     }
     let changes = AgentChanges {
         name: input.name.as_deref(),
         sip_uri: input.sip_uri.as_deref(),
         status: input.status.map(Presence::as_str),
     };
-    Ok(HttpResponse::Ok().json(state.agents.update(id, changes).await?))
+    Ok(HttpResponse::Ok().json(agents.update(id, changes).await?))
 }
 
 /// Removes an agent.
@@ -260,11 +257,10 @@ pub async fn update(
 )]
 #[delete("/agents/{agent_id}")]
 pub async fn remove(
-    req: HttpRequest,
+    _: Admin,
     path: web::Path<String>,
-    state: web::Data<AppState>,
+    agents: web::Data<AgentService>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
-    state.agents.remove(path_id(&path)?).await?;
+    agents.remove(path_id(&path)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -3,14 +3,13 @@
 #![allow(unused_qualifications)] // utoipa's path macro expands qualified paths
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use audit::{AuditEntry, AuditFilter, VerifyReport, verify_chain};
+use audit::{AuditEntry, AuditFilter, AuditLog, VerifyReport, verify_chain};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::require_admin;
+use super::auth::Admin;
 use super::json;
 use super::problem::{ApiError, Problem};
-use super::state::AppState;
 
 /// `GET /audit` query.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -45,8 +44,11 @@ pub struct AuditList {
     )
 )]
 #[get("/audit")]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
+pub async fn list(
+    _: Admin,
+    req: HttpRequest,
+    audit: web::Data<dyn AuditLog>,
+) -> Result<HttpResponse, ApiError> {
     let q: AuditQuery = json::query(&req)?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
@@ -55,14 +57,14 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             message: "must be from 1 to 10000".into(),
         });
     }
-    state.audit.seal_pending().await?;
+    audit.seal_pending().await?;
     let filter = AuditFilter {
         call_sid: q.call_sid,
         agent_id: q.agent_id,
         limit: Some(limit),
     };
     Ok(HttpResponse::Ok().json(AuditList {
-        entries: state.audit.entries(&filter).await?,
+        entries: audit.entries(&filter).await?,
     }))
 }
 
@@ -77,13 +79,9 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     )
 )]
 #[get("/audit/verify")]
-pub async fn verify(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
-    state.audit.seal_pending().await?;
-    let report = verify_chain(state.audit.as_ref()).await?;
+pub async fn verify(_: Admin, audit: web::Data<dyn AuditLog>) -> Result<HttpResponse, ApiError> {
+    audit.seal_pending().await?;
+    let report = verify_chain(audit.get_ref()).await?;
     if !report.ok {
         tracing::error!(first_broken = ?report.first_broken, "audit chain verification failed");
     }

@@ -6,13 +6,15 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use actix_web::HttpRequest;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
 use agents::Caller;
+use futures::future::{LocalBoxFuture, Ready, ready};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::problem::ApiError;
-use super::state::AppState;
+use super::state::Auth;
 use crate::config::Secret;
 
 /// Compares a presented token with the admin token without leaking where they differ (both
@@ -112,42 +114,82 @@ impl FailureLimiter {
     }
 }
 
-/// Requires the admin token.
-///
-/// # Errors
-/// 429 over the failure limit, 401 without the admin token.
-pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let ip = client_ip(req, state.settings.trust_forwarded_for);
-    state.limiter.check(ip)?;
-    match bearer(req) {
-        Some(token) if is_admin_token(token, &state.admin_token) => Ok(()),
-        _ => {
-            state.limiter.fail(ip);
-            Err(ApiError::Unauthorized)
+impl Auth {
+    /// Checks the admin token of `req`.
+    ///
+    /// # Errors
+    /// 429 over the failure limit, 401 without the admin token.
+    pub fn admin(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let ip = client_ip(req, self.trust_forwarded_for);
+        self.limiter.check(ip)?;
+        match bearer(req) {
+            Some(token) if is_admin_token(token, &self.admin_token) => Ok(()),
+            _ => {
+                self.limiter.fail(ip);
+                Err(ApiError::Unauthorized)
+            }
+        }
+    }
+
+    /// The admin token or an agent's heartbeat token.
+    ///
+    /// # Errors
+    /// 429 over the failure limit, 401 for anything else.
+    pub async fn admin_or_agent(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
+        let ip = client_ip(req, self.trust_forwarded_for);
+        self.limiter.check(ip)?;
+        let Some(token) = bearer(req) else {
+            self.limiter.fail(ip);
+            return Err(ApiError::Unauthorized);
+        };
+        if is_admin_token(token, &self.admin_token) {
+            return Ok(Caller::Admin);
+        }
+        match self.agents.agent_for_token(token).await? {
+            Some(id) => Ok(Caller::Agent(id)),
+            None => {
+                self.limiter.fail(ip);
+                Err(ApiError::Unauthorized)
+            }
         }
     }
 }
 
-/// The admin token or an agent's heartbeat token.
-///
-/// # Errors
-/// 429 over the failure limit, 401 for anything else.
-pub async fn admin_or_agent(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
-    let ip = client_ip(req, state.settings.trust_forwarded_for);
-    state.limiter.check(ip)?;
-    let Some(token) = bearer(req) else {
-        state.limiter.fail(ip);
-        return Err(ApiError::Unauthorized);
-    };
-    if is_admin_token(token, &state.admin_token) {
-        return Ok(Caller::Admin);
+fn auth_of(req: &HttpRequest) -> Result<web::Data<Auth>, ApiError> {
+    req.app_data::<web::Data<Auth>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("authentication is not configured")))
+}
+
+/// Proof that the request carries the admin token: an admin handler takes it as an
+/// argument, so it cannot run without authentication (and `tests/tests/security.rs` asks
+/// every documented operation without a token).
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(auth_of(req).and_then(|auth| auth.admin(req)).map(|()| Self))
     }
-    match state.agents.agent_for_token(token).await? {
-        Some(id) => Ok(Caller::Agent(id)),
-        None => {
-            state.limiter.fail(ip);
-            Err(ApiError::Unauthorized)
-        }
+}
+
+/// Who called: the admin token, or an agent's heartbeat token.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminOrAgent(pub Caller);
+
+impl FromRequest for AdminOrAgent {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let auth = auth_of(&req)?;
+            auth.admin_or_agent(&req).await.map(Self)
+        })
     }
 }
 

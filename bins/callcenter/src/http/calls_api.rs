@@ -4,14 +4,13 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use audit::Actor;
-use call_center::{CallFilter, CallStatus, CallView, Redaction};
+use call_center::{CallFilter, CallFlow, CallStatus, CallView, Redaction};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::require_admin;
+use super::auth::Admin;
 use super::json;
 use super::problem::{ApiError, Problem};
-use super::state::AppState;
 
 /// `GET /calls` query.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -75,10 +74,13 @@ fn parse_filter(q: &CallsQuery) -> Result<CallFilter, ApiError> {
     )
 )]
 #[get("/calls")]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
+pub async fn list(
+    _: Admin,
+    req: HttpRequest,
+    flow: web::Data<CallFlow>,
+) -> Result<HttpResponse, ApiError> {
     let filter = parse_filter(&json::query::<CallsQuery>(&req)?)?;
-    let calls = state.flow.calls(&filter).await?;
+    let calls = flow.calls(&filter).await?;
     Ok(HttpResponse::Ok().json(CallList { calls }))
 }
 
@@ -96,16 +98,11 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 )]
 #[get("/calls/{call_sid}")]
 pub async fn get_call(
-    req: HttpRequest,
+    _: Admin,
     path: web::Path<String>,
-    state: web::Data<AppState>,
+    flow: web::Data<CallFlow>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
-    let call = state
-        .flow
-        .call(&path)
-        .await?
-        .ok_or(ApiError::NotFound("call"))?;
+    let call = flow.call(&path).await?.ok_or(ApiError::NotFound("call"))?;
     Ok(HttpResponse::Ok().json(call))
 }
 
@@ -127,12 +124,12 @@ pub async fn get_call(
 )]
 #[post("/calls/{call_sid}/redact")]
 pub async fn redact(
+    _: Admin,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
-    state: web::Data<AppState>,
+    flow: web::Data<CallFlow>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
     let input: RedactRequest = json::body(&req, &body)?;
     let reason = input.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
@@ -141,16 +138,12 @@ pub async fn redact(
             message: "1 to 500 characters, no control characters".into(),
         });
     }
-    let result = match state.flow.redact(&path, reason, Actor::Admin).await? {
+    let result = match flow.redact(&path, reason, Actor::Admin).await? {
         Redaction::NotFound => return Err(ApiError::NotFound("call")),
         Redaction::Redacted => "redacted",
         Redaction::AlreadyRedacted => "already_redacted",
     };
-    let call = state
-        .flow
-        .call(&path)
-        .await?
-        .ok_or(ApiError::NotFound("call"))?;
+    let call = flow.call(&path).await?.ok_or(ApiError::NotFound("call"))?;
     Ok(HttpResponse::Ok().json(Redacted {
         result: result.to_owned(),
         call,

@@ -23,7 +23,12 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::{AppExt, scope};
 
-use self::state::AppState;
+use agents::AgentService;
+use audit::AuditLog;
+use call_center::CallFlow;
+
+use self::metrics::Metrics;
+use self::state::{Auth, Ops, Reports, Webhooks};
 
 /// Where the API lives.
 pub const API_PREFIX: &str = "/api/call-center";
@@ -108,10 +113,30 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         .1
 }
 
+/// What the handlers reach, each piece its own `web::Data` (cheap clones of `Arc`s).
+#[derive(Clone)]
+pub struct AppData {
+    /// Authentication of the JSON API.
+    pub auth: web::Data<Auth>,
+    /// The Telnyx webhooks.
+    pub webhooks: web::Data<Webhooks>,
+    /// Reports.
+    pub reports: web::Data<Reports>,
+    /// Operations endpoints.
+    pub ops: web::Data<Ops>,
+    /// Agents.
+    pub agents: web::Data<AgentService>,
+    /// Calls.
+    pub flow: web::Data<CallFlow>,
+    /// The audit log.
+    pub audit: web::Data<dyn AuditLog>,
+    /// Prometheus metrics.
+    pub metrics: web::Data<Metrics>,
+}
+
 /// The application for one worker.
 pub fn app(
-    state: web::Data<AppState>,
-    metrics: web::Data<metrics::Metrics>,
+    data: AppData,
     body_limit: usize,
 ) -> App<
     impl ServiceFactory<
@@ -123,8 +148,14 @@ pub fn app(
     >,
 > {
     App::new()
-        .app_data(state)
-        .app_data(metrics)
+        .app_data(data.auth)
+        .app_data(data.webhooks)
+        .app_data(data.reports)
+        .app_data(data.ops)
+        .app_data(data.agents)
+        .app_data(data.flow)
+        .app_data(data.audit)
+        .app_data(data.metrics)
         .app_data(web::PayloadConfig::new(body_limit))
         .wrap(ErrorHandlers::new().default_handler(context::problem_fallback))
         .wrap(from_fn(context::request_context))

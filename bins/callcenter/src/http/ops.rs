@@ -7,30 +7,30 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use super::metrics::Metrics;
 use super::problem::ApiError;
-use super::state::AppState;
+use super::state::Ops;
 
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 when the store answers (within 2 s), else 503. Says so loudly when
-/// webhook signature verification is off.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let ping = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
+/// How long readiness waits for the store.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /readyz`: 200 when the store answers (within [`READINESS_TIMEOUT`]), else 503. Says
+/// so loudly when webhook signature verification is off.
+pub async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
+    let ping = tokio::time::timeout(READINESS_TIMEOUT, ops.store.ping()).await;
     let store_ok = matches!(ping, Ok(Ok(())));
-    let verification = if state.verifier.is_some() {
-        "on"
-    } else {
-        "OFF"
-    };
+    let verification = if ops.verifying { "on" } else { "OFF" };
     let mut body = json!({
         "status": if store_ok { "ready" } else { "not ready" },
-        "store": { "backend": state.store.backend().as_str(), "ok": store_ok },
+        "store": { "backend": ops.store.backend().as_str(), "ok": store_ok },
         "signature_verification": verification,
     });
-    if state.verifier.is_none() {
+    if !ops.verifying {
         body["warning"] = json!(
             "Telnyx webhook signature verification is OFF (TELNYX_VERIFY_SIGNATURES=false): anyone can drive calls. Local work only."
         );
@@ -43,20 +43,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         ))
-        .body(state.metrics.render())
+        .body(metrics.render())
 }
 
 /// `GET /api/call-center/openapi.json`: the OpenAPI 3.1 document of the JSON API.
-pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+pub async fn openapi(ops: web::Data<Ops>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
-        .body(state.openapi_json.clone())
+        .body(ops.openapi_json.clone())
 }
 
 /// A documented path and the methods it answers, from the OpenAPI document.
@@ -99,9 +99,9 @@ fn matches(route: &DocumentedRoute, path: &str) -> bool {
 /// asked for), else 404; problem+json either way.
 pub async fn not_found(
     req: actix_web::HttpRequest,
-    state: web::Data<AppState>,
+    ops: web::Data<Ops>,
 ) -> Result<HttpResponse, ApiError> {
-    let matching: Vec<&DocumentedRoute> = state
+    let matching: Vec<&DocumentedRoute> = ops
         .documented_routes
         .iter()
         .filter(|r| matches(r, req.path()))

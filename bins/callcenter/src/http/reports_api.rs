@@ -9,10 +9,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::auth::require_admin;
+use super::auth::Admin;
 use super::json;
 use super::problem::{ApiError, Problem};
-use super::state::AppState;
+use super::state::Reports;
 
 /// `GET /reports/summary` query.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -65,21 +65,16 @@ fn field(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiErro
 )]
 #[get("/reports/summary")]
 pub async fn summary_handler(
+    _: Admin,
     req: HttpRequest,
-    state: web::Data<AppState>,
+    reports: web::Data<Reports>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
     let q: SummaryQuery = json::query(&req)?;
-    let to = field("to", q.to.as_deref())?.unwrap_or_else(|| state.clock.now());
+    let to = field("to", q.to.as_deref())?.unwrap_or_else(|| reports.clock.now());
     let from = field("from", q.from.as_deref())?.unwrap_or(to - chrono::Duration::hours(24));
-    let reports = state.store.reports();
-    let s = summary(
-        reports.as_ref(),
-        from,
-        to,
-        state.settings.service_level_seconds,
-    )
-    .await
-    .map_err(|ReportError::Unexpected(e)| ApiError::Internal(e))?;
+    let sl = crate::config::seconds(reports.service_level);
+    let s = summary(reports.store.as_ref(), from, to, sl)
+        .await
+        .map_err(|ReportError::Unexpected(e)| ApiError::Internal(e))?;
     Ok(HttpResponse::Ok().json(s))
 }

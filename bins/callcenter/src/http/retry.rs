@@ -62,7 +62,7 @@ impl CallbackRetries {
                     }
                     Err(FlowError::Replay) => break,
                     Err(e) => {
-                        tracing::warn!(call_sid = event.call_sid().unwrap_or("-"), error = %e, "held callback still failing")
+                        tracing::warn!(call_sid = event.call_sid().unwrap_or("-"), error = %crate::telemetry::chain(&e), "held callback still failing")
                     }
                 }
             }

@@ -13,7 +13,7 @@ use texml::Response;
 
 use super::auth::client_ip;
 use super::problem::ApiError;
-use super::state::AppState;
+use super::state::{Auth, Webhooks};
 use crate::signature::fingerprint;
 
 /// Registers the endpoints under the current scope.
@@ -28,8 +28,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ("/events", Endpoint::Events),
     ];
     for (path, endpoint) in endpoints {
-        let handler = move |req: HttpRequest, body: web::Bytes, state: web::Data<AppState>| async move {
-            webhook(&req, &body, &state, endpoint).await
+        let handler = move |req: HttpRequest,
+                            body: web::Bytes,
+                            hooks: web::Data<Webhooks>,
+                            auth: web::Data<Auth>| async move {
+            webhook(&req, &body, &hooks, &auth, endpoint).await
         };
         cfg.service(
             web::resource(path)
@@ -53,15 +56,16 @@ fn ack() -> HttpResponse {
 fn verify(
     req: &HttpRequest,
     body: &[u8],
-    state: &AppState,
+    hooks: &Webhooks,
+    auth: &Auth,
 ) -> Result<Option<SignedRequest>, ApiError> {
-    let Some(verifier) = &state.verifier else {
+    let Some(verifier) = &hooks.verifier else {
         return Ok(None);
     };
-    let ip = client_ip(req, state.settings.trust_forwarded_for);
-    state.limiter.check(ip)?;
+    let ip = client_ip(req, auth.trust_forwarded_for);
+    auth.limiter.check(ip)?;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let now = state.clock.now().timestamp();
+    let now = hooks.clock.now().timestamp();
     match verifier.verify(
         header("telnyx-signature-ed25519"),
         header("telnyx-timestamp"),
@@ -84,7 +88,7 @@ fn verify(
             }))
         }
         Err(reason) => {
-            state.limiter.fail(ip);
+            auth.limiter.fail(ip);
             tracing::warn!(%reason, "webhook refused");
             Err(ApiError::Unauthorized)
         }
@@ -142,21 +146,22 @@ enum ReadError {
 async fn webhook(
     req: &HttpRequest,
     body: &[u8],
-    state: &AppState,
+    hooks: &Webhooks,
+    auth: &Auth,
     endpoint: Endpoint,
 ) -> Result<HttpResponse, ApiError> {
-    let receipt = verify(req, body, state)?;
+    let receipt = verify(req, body, hooks, auth)?;
     let event = match read_event(req, body, endpoint) {
         Ok(Some(event)) => event,
         Ok(None) => return Ok(ack()),
         Err(ReadError::Api(e)) => return Err(e),
         Err(ReadError::Event(e)) if endpoint.is_instruction() => {
-            tracing::warn!(error = %e, "instruction request without usable ids; answering the fallback document");
-            return Ok(xml(&state.flow.fallback()));
+            tracing::warn!(error = %crate::telemetry::chain(&e), "instruction request without usable ids; answering the fallback document");
+            return Ok(xml(&hooks.flow.fallback()));
         }
         Err(ReadError::Event(e)) => return Err(ApiError::BadRequest(e.to_string())),
     };
-    match state.flow.handle(&event, receipt.clone()).await {
+    match hooks.flow.handle(&event, receipt.clone()).await {
         Ok(handled) => Ok(match handled.reply {
             Reply::Document(doc) => xml(&doc),
             Reply::Ack => ack(),
@@ -169,12 +174,12 @@ async fn webhook(
             Err(ApiError::Unauthorized)
         }
         Err(e) if endpoint.is_instruction() => {
-            tracing::error!(call_sid = event.call_sid().unwrap_or("-"), error = %e, cause = ?e, "answering the fallback document");
-            Ok(xml(&state.flow.fallback()))
+            tracing::error!(call_sid = event.call_sid().unwrap_or("-"), error = %crate::telemetry::chain(&e), "answering the fallback document");
+            Ok(xml(&hooks.flow.fallback()))
         }
         Err(e) => {
-            tracing::error!(call_sid = event.call_sid().unwrap_or("-"), error = %e, "callback not stored yet; held for retry");
-            state.retries.hold(state.flow.clone(), event, receipt);
+            tracing::error!(call_sid = event.call_sid().unwrap_or("-"), error = %crate::telemetry::chain(&e), "callback not stored yet; held for retry");
+            hooks.retries.hold(hooks.flow.clone(), event, receipt);
             Ok(ack())
         }
     }

@@ -1,0 +1,5 @@
+include!("../../tools/pg_cfg.rs");
+
+fn main() {
+    pg_cfg();
+}
