@@ -170,6 +170,8 @@ pub struct Call {
     pub version: i64,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// When the caller started waiting for an agent (never reset).
+    pub enqueued_at: Option<DateTime<Utc>>,
 }
 
 impl Call {
@@ -203,6 +205,7 @@ impl Call {
             redacted_at: None,
             version: 0,
             updated_at: now,
+            enqueued_at: None,
         }
     }
 

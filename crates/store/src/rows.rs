@@ -105,6 +105,7 @@ impl TryFrom<CallRow> for Call {
             redacted_at: time(r.redacted_at),
             version: r.version,
             updated_at: r.updated_at.0,
+            enqueued_at: time(r.enqueued_at),
         })
     }
 }
@@ -138,6 +139,7 @@ impl From<&Call> for CallRow {
             redacted_at: sql_time(c.redacted_at),
             version: c.version,
             updated_at: SqlTime(c.updated_at),
+            enqueued_at: sql_time(c.enqueued_at),
         }
     }
 }

@@ -214,6 +214,7 @@ table! {
         redacted_at: Option<SqlTime> => "timestamptz",
         version: i64 => "int8",
         updated_at: SqlTime => "timestamptz",
+        enqueued_at: Option<SqlTime> => "timestamptz",
     }
 }
 
