@@ -18,6 +18,16 @@ use tokio_util::sync::CancellationToken;
 pub const PUBLIC_BASE: &str = "https://cc.example.test";
 /// The admin token of test servers.
 pub const ADMIN: &str = "test-admin-token-0123456789";
+/// The key of test servers' URL MAC (`CALL_CENTER_URL_SECRET`), so tests can write the same
+/// signed URLs the server writes into its documents.
+pub const URL_KEY: [u8; 32] = [9; 32];
+
+/// The URLs a test server writes (signed with [`URL_KEY`]).
+#[must_use]
+pub fn test_urls() -> call_center::Urls {
+    let keys = call_center::UrlKeys::new(call_center::UrlKey::new(URL_KEY), vec![]);
+    call_center::Urls::new(PUBLIC_BASE, keys).expect("test URLs")
+}
 
 /// Which database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +78,16 @@ impl Instance {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         env.insert("TELNYX_PUBLIC_KEY".into(), signer.public_key_b64());
+        env.insert(
+            "CALL_CENTER_URL_SECRET".into(),
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, URL_KEY),
+        );
         for (k, v) in overrides {
-            env.insert((*k).to_owned(), (*v).to_owned());
+            if v.is_empty() {
+                env.remove(*k);
+            } else {
+                env.insert((*k).to_owned(), (*v).to_owned());
+            }
         }
         let settings = Settings::from_env(&env).unwrap_or_else(|p| panic!("test settings: {p:?}"));
         let verify = settings.telnyx_verify_signatures;
@@ -212,29 +230,73 @@ impl TestApp {
         .await
     }
 
-    /// An agent leg's status callback.
+    /// `/dial-agents` for round `round` of `call`, as the server signs it.
+    pub fn dial_agents_url(&self, call: &str, round: i32) -> String {
+        test_urls().dial_agents(call, round).as_str().to_owned()
+    }
+
+    /// `/retry-dial` (the `<Dial action>`) of round `round`.
+    pub fn retry_dial_url(&self, call: &str, round: i32) -> String {
+        test_urls().retry_dial(call, round).as_str().to_owned()
+    }
+
+    /// `/retry-dial` after a round that rang nobody.
+    pub fn without_agents_url(&self, call: &str, round: i32) -> String {
+        test_urls()
+            .round_without_agents(call, round)
+            .as_str()
+            .to_owned()
+    }
+
+    /// `/voicemail` of `call`.
+    pub fn voicemail_url(&self, call: &str) -> String {
+        test_urls().voicemail(call).as_str().to_owned()
+    }
+
+    /// `/voicemail/callback` of one kind (`action`, `recording`, `transcription`).
+    pub fn voicemail_callback_url(&self, call: &str, kind: &str) -> String {
+        let kind = kind.parse().expect("a voicemail callback kind");
+        test_urls()
+            .voicemail_callback(call, kind)
+            .as_str()
+            .to_owned()
+    }
+
+    /// `/outbound/event` of the offer to `agent` in round `round`.
+    pub fn leg_url(&self, call: &str, round: i32, agent: &telnyx_sim::AgentJson) -> String {
+        let id: agents::AgentId = agent.id.parse().expect("an agent id");
+        test_urls()
+            .outbound_event(call, round, id)
+            .as_str()
+            .to_owned()
+    }
+
+    /// An agent leg's status callback, to the signed URL of its offer, with `To` as Telnyx
+    /// writes it for a SIP leg (no scheme).
     pub async fn leg(
         &self,
         call_sid: &str,
         attempt: i32,
-        sip: &str,
+        agent: &telnyx_sim::AgentJson,
         leg_sid: &str,
         status: &str,
         seq: i64,
     ) -> Answer {
         let seq = seq.to_string();
-        let path = format!("/outbound/event?attempt={attempt}");
+        let to = agent.sip_uri.trim_start_matches("sip:").to_owned();
         let mut params = vec![
             ("CallSid", leg_sid),
             ("ParentCallSid", call_sid),
             ("CallStatus", status),
-            ("To", sip),
+            ("To", to.as_str()),
             ("SequenceNumber", seq.as_str()),
+            ("CallbackSource", "call-progress-events"),
         ];
         if status == "completed" {
             params.push(("CallDuration", "42"));
         }
-        self.post(&path, &params).await
+        self.post(&self.leg_url(call_sid, attempt, agent), &params)
+            .await
     }
 
     /// The caller's call-status callback.

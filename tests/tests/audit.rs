@@ -8,16 +8,20 @@ use std::sync::Arc;
 use e2e::{Backend, TestApp, on_both_backends};
 use reqwest::Method;
 use serde_json::{Value, json};
+use telnyx_sim::AgentJson;
 
 /// One whole answered call, each step a signed webhook.
-async fn answered_call(app: Arc<TestApp>, sid: String, sip: String, leg: String) {
+async fn answered_call(app: Arc<TestApp>, sid: String, agent: AgentJson, leg: String) {
     app.inbound(&sid).await;
-    app.post("/dial-agents?attempt=1", &[("CallSid", sid.as_str())])
-        .await;
-    app.leg(&sid, 1, &sip, &leg, "in-progress", 2).await;
-    app.leg(&sid, 1, &sip, &leg, "completed", 3).await;
     app.post(
-        "/retry-dial?attempt=1",
+        &app.dial_agents_url(sid.as_str(), 1),
+        &[("CallSid", sid.as_str())],
+    )
+    .await;
+    app.leg(&sid, 1, &agent, &leg, "in-progress", 2).await;
+    app.leg(&sid, 1, &agent, &leg, "completed", 3).await;
+    app.post(
+        &app.retry_dial_url(sid.as_str(), 1),
         &[
             ("CallSid", sid.as_str()),
             ("DialCallStatus", "completed"),
@@ -73,7 +77,7 @@ async fn concurrent_streams_leave_a_complete_chain(app: TestApp) {
         tokio::spawn(answered_call(
             Arc::clone(&app),
             format!("v3:stream-{i}"),
-            a.sip_uri.clone(),
+            a.clone(),
             format!("leg-{i}"),
         ))
     });
@@ -124,9 +128,10 @@ async fn concurrent_streams_leave_a_complete_chain(app: TestApp) {
 
 async fn redaction_is_audited_and_the_chain_still_verifies(app: TestApp) {
     app.inbound("v3:r1").await;
-    app.post("/voicemail", &[("CallSid", "v3:r1")]).await;
+    app.post(&app.voicemail_url("v3:r1"), &[("CallSid", "v3:r1")])
+        .await;
     app.post(
-        "/voicemail/callback",
+        &app.voicemail_callback_url("v3:r1", "recording"),
         &[
             ("CallSid", "v3:r1"),
             ("RecordingSid", "rec"),
@@ -137,7 +142,7 @@ async fn redaction_is_audited_and_the_chain_still_verifies(app: TestApp) {
     )
     .await;
     app.post(
-        "/voicemail/callback",
+        &app.voicemail_callback_url("v3:r1", "transcription"),
         &[
             ("CallSid", "v3:r1"),
             ("TranscriptionSid", "tr"),

@@ -20,10 +20,10 @@ async fn answered_in_round_one(app: TestApp) {
     assert_eq!(greeting.status, 200);
     assert!(greeting.content_type.starts_with("application/xml"));
     let next = redirect(&greeting.texml().unwrap()).unwrap();
-    assert_eq!(
-        next,
-        format!("{PUBLIC_BASE}/api/call-center/dial-agents?attempt=1")
-    );
+    assert_eq!(next, app.dial_agents_url("v3:c1", 1));
+    assert!(next.starts_with(&format!(
+        "{PUBLIC_BASE}/api/call-center/dial-agents?call=v3%3Ac1&round=1&mac="
+    )));
     let dial = app
         .post(&next, &[("CallSid", "v3:c1")])
         .await
@@ -32,18 +32,15 @@ async fn answered_in_round_one(app: TestApp) {
     let mut ringing = rung(&dial);
     ringing.sort();
     assert_eq!(ringing, [sip(&alice), sip(&bob)]);
-    app.leg("v3:c1", 1, sip(&alice), "leg-a", "initiated", 1)
-        .await;
-    app.leg("v3:c1", 1, sip(&bob), "leg-b", "ringing", 1).await;
-    app.leg("v3:c1", 1, sip(&alice), "leg-a", "in-progress", 2)
-        .await;
+    app.leg("v3:c1", 1, &alice, "leg-a", "initiated", 1).await;
+    app.leg("v3:c1", 1, &bob, "leg-b", "ringing", 1).await;
+    app.leg("v3:c1", 1, &alice, "leg-a", "in-progress", 2).await;
     assert_eq!(app.agent_json(&alice.id).await["status"], "busy");
-    app.leg("v3:c1", 1, sip(&bob), "leg-b", "canceled", 2).await;
-    app.leg("v3:c1", 1, sip(&alice), "leg-a", "completed", 3)
-        .await;
+    app.leg("v3:c1", 1, &bob, "leg-b", "canceled", 2).await;
+    app.leg("v3:c1", 1, &alice, "leg-a", "completed", 3).await;
     let after = app
         .post(
-            "/retry-dial?attempt=1",
+            &app.retry_dial_url("v3:c1", 1),
             &[
                 ("CallSid", "v3:c1"),
                 ("DialCallStatus", "completed"),
@@ -87,35 +84,28 @@ async fn answered_in_round_one(app: TestApp) {
 async fn answered_in_round_two(app: TestApp) {
     let (alice, _) = app.agent("Alice").await;
     app.inbound("v3:c2").await;
-    app.post("/dial-agents?attempt=1", &[("CallSid", "v3:c2")])
+    app.post(&app.dial_agents_url("v3:c2", 1), &[("CallSid", "v3:c2")])
         .await;
-    app.leg("v3:c2", 1, sip(&alice), "leg-1", "no-answer", 2)
-        .await;
+    app.leg("v3:c2", 1, &alice, "leg-1", "no-answer", 2).await;
     let retry = app
         .post(
-            "/retry-dial?attempt=1",
+            &app.retry_dial_url("v3:c2", 1),
             &[("CallSid", "v3:c2"), ("DialCallStatus", "no-answer")],
         )
         .await
         .texml()
         .unwrap();
-    assert!(
-        redirect(&retry)
-            .unwrap()
-            .ends_with("/dial-agents?attempt=2")
-    );
+    assert_eq!(redirect(&retry).unwrap(), app.dial_agents_url("v3:c2", 2));
     let dial = app
         .post(&redirect(&retry).unwrap(), &[("CallSid", "v3:c2")])
         .await
         .texml()
         .unwrap();
     assert_eq!(rung(&dial), [sip(&alice)]);
-    app.leg("v3:c2", 2, sip(&alice), "leg-2", "in-progress", 2)
-        .await;
-    app.leg("v3:c2", 2, sip(&alice), "leg-2", "completed", 3)
-        .await;
+    app.leg("v3:c2", 2, &alice, "leg-2", "in-progress", 2).await;
+    app.leg("v3:c2", 2, &alice, "leg-2", "completed", 3).await;
     app.post(
-        "/retry-dial?attempt=2",
+        &app.retry_dial_url("v3:c2", 2),
         &[
             ("CallSid", "v3:c2"),
             ("DialCallStatus", "completed"),
@@ -142,7 +132,7 @@ async fn no_agent_goes_to_voicemail_with_transcription(app: TestApp) {
     for attempt in 1..=2 {
         let hold = app
             .post(
-                &format!("/dial-agents?attempt={attempt}"),
+                &app.dial_agents_url("v3:c3", attempt),
                 &[("CallSid", "v3:c3")],
             )
             .await;
@@ -153,20 +143,21 @@ async fn no_agent_goes_to_voicemail_with_transcription(app: TestApp) {
         );
         assert!(hold.body.contains("<Pause length=\"30\"/>"));
         let next = redirect(&hold.texml().unwrap()).unwrap();
-        assert!(next.ends_with(&format!("/retry-dial?attempt={attempt}")));
+        assert_eq!(next, app.without_agents_url("v3:c3", attempt));
         let after = app.post(&next, &[("CallSid", "v3:c3")]).await;
         if attempt == 2 {
-            assert!(
-                redirect(&after.texml().unwrap())
-                    .unwrap()
-                    .ends_with("/voicemail")
+            assert_eq!(
+                redirect(&after.texml().unwrap()).unwrap(),
+                app.voicemail_url("v3:c3")
             );
         }
     }
-    let record = app.post("/voicemail", &[("CallSid", "v3:c3")]).await;
+    let record = app
+        .post(&app.voicemail_url("v3:c3"), &[("CallSid", "v3:c3")])
+        .await;
     assert!(record.body.contains("transcription=\"true\"") && record.body.contains("<Record "));
     app.post(
-        "/voicemail/callback",
+        &app.voicemail_callback_url("v3:c3", "transcription"),
         &[
             ("CallSid", "v3:c3"),
             ("TranscriptionSid", "tr-1"),
@@ -176,7 +167,7 @@ async fn no_agent_goes_to_voicemail_with_transcription(app: TestApp) {
     )
     .await;
     app.post(
-        "/voicemail/callback",
+        &app.voicemail_callback_url("v3:c3", "recording"),
         &[
             ("CallSid", "v3:c3"),
             ("RecordingSid", "rec-vm"),
@@ -188,7 +179,7 @@ async fn no_agent_goes_to_voicemail_with_transcription(app: TestApp) {
     .await;
     let thanks = app
         .post(
-            "/voicemail/callback",
+            &app.voicemail_callback_url("v3:c3", "action"),
             &[
                 ("CallSid", "v3:c3"),
                 ("RecordingUrl", "https://api.telnyx.com/vm.mp3"),
@@ -209,10 +200,10 @@ async fn no_agent_goes_to_voicemail_with_transcription(app: TestApp) {
 
 async fn voicemail_disabled_says_goodbye(app: TestApp) {
     app.inbound("v3:c4").await;
-    app.post("/dial-agents?attempt=1", &[("CallSid", "v3:c4")])
+    app.post(&app.dial_agents_url("v3:c4", 1), &[("CallSid", "v3:c4")])
         .await;
     let bye = app
-        .post("/retry-dial?attempt=1", &[("CallSid", "v3:c4")])
+        .post(&app.without_agents_url("v3:c4", 1), &[("CallSid", "v3:c4")])
         .await;
     assert!(
         bye.body.contains("<Say>") && bye.body.ends_with("<Hangup/></Response>"),
@@ -228,14 +219,12 @@ async fn caller_hangs_up_while_agents_ring(app: TestApp) {
     let (alice, _) = app.agent("Alice").await;
     let (bob, _) = app.agent("Bob").await;
     app.inbound("v3:c5").await;
-    app.post("/dial-agents?attempt=1", &[("CallSid", "v3:c5")])
+    app.post(&app.dial_agents_url("v3:c5", 1), &[("CallSid", "v3:c5")])
         .await;
-    app.leg("v3:c5", 1, sip(&alice), "leg-a", "ringing", 1)
-        .await;
-    app.leg("v3:c5", 1, sip(&alice), "leg-a", "canceled", 2)
-        .await;
+    app.leg("v3:c5", 1, &alice, "leg-a", "ringing", 1).await;
+    app.leg("v3:c5", 1, &alice, "leg-a", "canceled", 2).await;
     app.call_status("v3:c5", "completed").await;
-    app.leg("v3:c5", 1, sip(&bob), "leg-b", "canceled", 2).await;
+    app.leg("v3:c5", 1, &bob, "leg-b", "canceled", 2).await;
     assert_eq!(app.call("v3:c5").await["outcome"], "abandoned");
     for a in [&alice, &bob] {
         let v = app.agent_json(&a.id).await;
@@ -254,12 +243,19 @@ async fn two_agents_answering_at_once(app: TestApp) {
     for round in 0..5 {
         let sid = format!("v3:race-{round}");
         app.inbound(&sid).await;
-        app.post("/dial-agents?attempt=1", &[("CallSid", sid.as_str())])
-            .await;
+        app.post(
+            &app.dial_agents_url(sid.as_str(), 1),
+            &[("CallSid", sid.as_str())],
+        )
+        .await;
         let answers = [(&alice, "a"), (&bob, "b")].map(|(agent, tag)| {
-            let (app, sid, sip) = (Arc::clone(&app), sid.clone(), agent.sip_uri.clone());
+            let (app, sid, agent) = (Arc::clone(&app), sid.clone(), agent.clone());
             let leg = format!("leg-{tag}-{round}");
-            tokio::spawn(async move { app.leg(&sid, 1, &sip, &leg, "in-progress", 2).await.status })
+            tokio::spawn(async move {
+                app.leg(&sid, 1, &agent, &leg, "in-progress", 2)
+                    .await
+                    .status
+            })
         });
         for a in answers {
             assert_eq!(a.await.unwrap(), 200);
@@ -290,12 +286,8 @@ async fn two_agents_answering_at_once(app: TestApp) {
         } else {
             (format!("leg-b-{round}"), &alice)
         };
-        let winner_sip = if winner == alice.id {
-            &alice.sip_uri
-        } else {
-            &bob.sip_uri
-        };
-        app.leg(&sid, 1, winner_sip, &winner_leg, "completed", 3)
+        let winner_agent = if winner == alice.id { &alice } else { &bob };
+        app.leg(&sid, 1, winner_agent, &winner_leg, "completed", 3)
             .await;
         app.call_status(&sid, "completed").await;
         assert_eq!(app.agent_json(&loser.id).await["status"], "available");
@@ -315,13 +307,13 @@ async fn expired_heartbeat_is_not_rung_in_round_two(app: TestApp) {
     let (bob, _) = app.agent("Bob").await;
     app.inbound("v3:c6").await;
     let round1 = app
-        .post("/dial-agents?attempt=1", &[("CallSid", "v3:c6")])
+        .post(&app.dial_agents_url("v3:c6", 1), &[("CallSid", "v3:c6")])
         .await
         .texml()
         .unwrap();
     assert_eq!(rung(&round1).len(), 2);
     app.post(
-        "/retry-dial?attempt=1",
+        &app.retry_dial_url("v3:c6", 1),
         &[("CallSid", "v3:c6"), ("DialCallStatus", "no-answer")],
     )
     .await;
@@ -348,7 +340,7 @@ async fn expired_heartbeat_is_not_rung_in_round_two(app: TestApp) {
         }
     }
     let round2 = app
-        .post("/dial-agents?attempt=2", &[("CallSid", "v3:c6")])
+        .post(&app.dial_agents_url("v3:c6", 2), &[("CallSid", "v3:c6")])
         .await
         .texml()
         .unwrap();
@@ -361,7 +353,7 @@ async fn unknown_call_sid_is_created_on_the_spot(app: TestApp) {
     let (alice, _) = app.agent("Alice").await;
     let dial = app
         .post(
-            "/dial-agents?attempt=1",
+            &app.dial_agents_url("v3:already-in-progress", 1),
             &[("CallSid", "v3:already-in-progress")],
         )
         .await
@@ -403,9 +395,13 @@ async fn broken_store_answers_the_fallback_document(app: TestApp) {
             res.body
         );
     }
+    let leg_url = e2e::test_urls()
+        .outbound_event("v3:c7", 1, agents::AgentId::new())
+        .as_str()
+        .to_owned();
     let cb = app
         .post(
-            "/outbound/event",
+            &leg_url,
             &[
                 ("CallSid", "leg"),
                 ("ParentCallSid", "v3:c7"),
@@ -473,7 +469,7 @@ async fn postgres_stopped_answers_the_fallback_and_recovers() {
     app.inbound("v3:pg").await;
     proxy.cut();
     let res = app
-        .post("/dial-agents?attempt=1", &[("CallSid", "v3:pg")])
+        .post(&app.dial_agents_url("v3:pg", 1), &[("CallSid", "v3:pg")])
         .await;
     assert_eq!(res.status, 200);
     assert!(res.body.contains("technical difficulties"), "{}", res.body);
@@ -503,7 +499,7 @@ async fn postgres_stopped_answers_the_fallback_and_recovers() {
     }
     assert!(ready, "ready again without a restart");
     let dial = app
-        .post("/dial-agents?attempt=1", &[("CallSid", "v3:pg")])
+        .post(&app.dial_agents_url("v3:pg", 1), &[("CallSid", "v3:pg")])
         .await;
     assert!(
         dial.body.contains("<Pause"),
@@ -545,52 +541,52 @@ async fn run_script(app: &TestApp, shuffle: Option<u64>) -> (Value, BTreeMap<Str
     let (ben, _) = app.agent("Ben").await;
     let sid = "v3:shuffle";
     app.inbound(sid).await;
-    app.post("/dial-agents?attempt=1", &[("CallSid", sid)])
+    app.post(&app.dial_agents_url(sid, 1), &[("CallSid", sid)])
         .await;
     let callbacks: Vec<(String, Vec<(&'static str, String)>)> = vec![
         (
-            "/outbound/event?attempt=1".to_owned(),
+            app.leg_url(sid, 1, &ann),
             vec![
                 ("CallSid", "la".into()),
                 ("ParentCallSid", sid.into()),
                 ("CallStatus", "ringing".into()),
-                ("To", ann.sip_uri.clone()),
+                ("To", ann.sip_uri.replace("sip:", "")),
                 ("SequenceNumber", "1".into()),
             ],
         ),
         (
-            "/outbound/event?attempt=1".to_owned(),
+            app.leg_url(sid, 1, &ben),
             vec![
                 ("CallSid", "lb".into()),
                 ("ParentCallSid", sid.into()),
                 ("CallStatus", "busy".into()),
-                ("To", ben.sip_uri.clone()),
+                ("To", ben.sip_uri.replace("sip:", "")),
                 ("SequenceNumber", "2".into()),
             ],
         ),
         (
-            "/outbound/event?attempt=1".to_owned(),
+            app.leg_url(sid, 1, &ann),
             vec![
                 ("CallSid", "la".into()),
                 ("ParentCallSid", sid.into()),
                 ("CallStatus", "in-progress".into()),
-                ("To", ann.sip_uri.clone()),
+                ("To", ann.sip_uri.replace("sip:", "")),
                 ("SequenceNumber", "2".into()),
             ],
         ),
         (
-            "/outbound/event?attempt=1".to_owned(),
+            app.leg_url(sid, 1, &ann),
             vec![
                 ("CallSid", "la".into()),
                 ("ParentCallSid", sid.into()),
                 ("CallStatus", "completed".into()),
-                ("To", ann.sip_uri.clone()),
+                ("To", ann.sip_uri.replace("sip:", "")),
                 ("SequenceNumber", "3".into()),
                 ("CallDuration", "77".into()),
             ],
         ),
         (
-            "/events".to_owned(),
+            "/api/call-center/events".to_owned(),
             vec![
                 ("CallSid", sid.into()),
                 ("RecordingSid", "r1".into()),
@@ -599,7 +595,7 @@ async fn run_script(app: &TestApp, shuffle: Option<u64>) -> (Value, BTreeMap<Str
             ],
         ),
         (
-            "/events".to_owned(),
+            "/api/call-center/events".to_owned(),
             vec![
                 ("CallSid", sid.into()),
                 ("CallStatus", "completed".into()),
@@ -620,15 +616,11 @@ async fn run_script(app: &TestApp, shuffle: Option<u64>) -> (Value, BTreeMap<Str
     }
     for i in deliveries {
         let (path, params) = &callbacks[i];
-        let res = app
-            .server
-            .post_form(&format!("/api/call-center{path}"), params)
-            .await
-            .unwrap();
+        let res = app.server.post_form(path, params).await.unwrap();
         assert_eq!(res.status, 200);
     }
     app.post(
-        "/retry-dial?attempt=1",
+        &app.retry_dial_url(sid, 1),
         &[
             ("CallSid", sid),
             ("DialCallStatus", "completed"),

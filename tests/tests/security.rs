@@ -2,7 +2,7 @@
 //! the store, markup in agent data escaped in TeXML, the OpenAPI document.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use e2e::{Backend, TestApp, on_both_backends, rung};
+use e2e::{Backend, PUBLIC_BASE, TestApp, on_both_backends, rung};
 use reqwest::Method;
 use serde_json::{Value, json};
 use telnyx_sim::Signer;
@@ -206,7 +206,7 @@ async fn a_byte_identical_replay_changes_nothing(app: TestApp) {
     let (alice, _) = app.agent("Alice").await;
     let key = app.server.signer.clone().unwrap();
     app.inbound("v3:rp").await;
-    app.post("/dial-agents?attempt=1", &[("CallSid", "v3:rp")])
+    app.post(&app.dial_agents_url("v3:rp", 1), &[("CallSid", "v3:rp")])
         .await;
     let body = format!(
         "CallSid=leg-1&ParentCallSid=v3%3Arp&CallStatus=in-progress&To={}",
@@ -214,12 +214,14 @@ async fn a_byte_identical_replay_changes_nothing(app: TestApp) {
     );
     let ts = now().to_string();
     let sig = key.sign(&ts, body.as_bytes());
+    let url = app.leg_url("v3:rp", 1, &alice);
+    let path = url.trim_start_matches(&format!("{PUBLIC_BASE}/api/call-center"));
     for _ in 0..3 {
         assert_eq!(
             send(
                 &app,
                 Method::POST,
-                "/outbound/event?attempt=1",
+                path,
                 &body,
                 Some(ts.clone()),
                 Some(sig.clone())
@@ -252,7 +254,7 @@ async fn markup_in_agent_data_is_escaped_in_texml(app: TestApp) {
     assert_eq!(agent.name, name, "stored as given");
     app.inbound("v3:mk").await;
     let dial = app
-        .post("/dial-agents?attempt=1", &[("CallSid", "v3:mk")])
+        .post(&app.dial_agents_url("v3:mk", 1), &[("CallSid", "v3:mk")])
         .await;
     assert!(
         dial.body

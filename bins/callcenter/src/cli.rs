@@ -8,7 +8,7 @@ use agents::{Caller, NewAgent, SystemClock};
 use audit::verify_chain;
 use clap::{Parser, Subcommand};
 
-use crate::app::{Application, Shutdown, open_store, services};
+use crate::app::{Application, Shutdown, open_store, services, url_keys};
 
 /// Prints a line to stdout; a closed pipe (`callcenter report | head`) ends the command
 /// quietly instead of panicking.
@@ -240,7 +240,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 async fn agents(settings: Settings, action: AgentsAction) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
-    let (_, service) = services(&settings, &store, Arc::new(SystemClock))?;
+    let keys = url_keys(&settings, &store).await?;
+    let (_, service) = services(&settings, &store, Arc::new(SystemClock), keys)?;
     match action {
         AgentsAction::Add {
             name,
@@ -315,7 +316,8 @@ async fn retention(settings: Settings, days: Option<u32>) -> anyhow::Result<()> 
         anyhow::bail!("no retention period: pass --days N or set CALL_CENTER_RETENTION_DAYS");
     };
     let store = open_store(&settings).await?;
-    let (flow, _) = services(&settings, &store, Arc::new(SystemClock))?;
+    let keys = url_keys(&settings, &store).await?;
+    let (flow, _) = services(&settings, &store, Arc::new(SystemClock), keys)?;
     let redacted = flow.apply_retention(days).await?;
     say!("redacted {redacted} call(s) older than {days} days");
     store.close().await;

@@ -2,19 +2,9 @@
 //! signature check, fed arbitrary bytes and structured near-misses (proptest).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use call_center::{Endpoint, Params, from_call_control, from_params};
+use call_center::{Endpoint, Params, Signed, UrlKeys, UrlKind, from_call_control, from_params};
 use callcenter::signature::Verifier;
 use proptest::prelude::*;
-
-const ENDPOINTS: [Endpoint; 7] = [
-    Endpoint::Inbound,
-    Endpoint::DialAgents,
-    Endpoint::RetryDial,
-    Endpoint::Voicemail,
-    Endpoint::VoicemailCallback,
-    Endpoint::OutboundEvent,
-    Endpoint::Events,
-];
 
 fn telnyx_name() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -65,28 +55,38 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_form_parser_never_panics(raw in prop::collection::vec(any::<u8>(), 0..512), pairs in prop::collection::vec((telnyx_name(), value()), 0..12), attempt in proptest::option::of(any::<i32>())) {
-        // Raw bytes through the decoder the server uses, then every endpoint.
+    fn the_form_parser_never_panics(raw in prop::collection::vec(any::<u8>(), 0..512), pairs in prop::collection::vec((telnyx_name(), value()), 0..12), round in proptest::option::of(any::<i32>()), call in value()) {
+        // Raw bytes through the decoder the server uses, then every endpoint, with and
+        // without signed URL parameters.
+        let signed = round.map(|r| Signed::call(&call).round(r).agent(agents::AgentId::new()).kind(UrlKind::Action));
         if let Ok(decoded) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&raw) {
             let params = Params::new(decoded);
-            for e in ENDPOINTS {
-                let _ = from_params(e, &params, attempt);
+            for e in Endpoint::ALL {
+                let _ = from_params(e, &params, signed.as_ref());
             }
         }
         let params = Params::new(pairs);
-        for e in ENDPOINTS {
-            let _ = from_params(e, &params, attempt);
+        for e in Endpoint::ALL {
+            let _ = from_params(e, &params, signed.as_ref());
+        }
+    }
+
+    #[test]
+    fn the_url_signature_check_never_panics(query in prop::collection::vec((prop_oneof![Just("call".to_owned()), Just("round".to_owned()), Just("agent".to_owned()), Just("kind".to_owned()), Just("mac".to_owned()), value()], value()), 0..8)) {
+        let keys = UrlKeys::random();
+        for e in Endpoint::ALL {
+            let _ = keys.verify("POST", e, &query);
         }
     }
 
     #[test]
     fn the_call_control_parser_never_panics(raw in prop::collection::vec(any::<u8>(), 0..512), event_type in any::<String>(), id in any::<String>(), leg in any::<String>(), cause in any::<String>()) {
-        let _ = from_call_control(&raw, None);
+        let _ = from_call_control(&raw);
         let structured = serde_json::json!({"data": {"id": id, "event_type": event_type, "payload": {"call_control_id": leg, "hangup_cause": cause, "to": 5}}});
-        let _ = from_call_control(structured.to_string().as_bytes(), Some(1));
+        let _ = from_call_control(structured.to_string().as_bytes());
         for kind in ["call.initiated", "call.answered", "call.hangup"] {
             let near = serde_json::json!({"data": {"event_type": kind, "payload": {"call_control_id": leg}}});
-            let _ = from_call_control(near.to_string().as_bytes(), None);
+            let _ = from_call_control(near.to_string().as_bytes());
         }
     }
 

@@ -131,6 +131,10 @@ actions! {
     AgentReleased,
     /// An administrative run (retention, seeding, ...).
     AdminAction,
+    /// The answer credited to one agent moved to the agent Telnyx bridged (`DialCallSid`).
+    AnswerCorrected,
+    /// The reconciler repaired a state that nothing else would have (with the reason).
+    Reconciled,
 }
 
 /// An event to be written, in the transaction of the change it describes.

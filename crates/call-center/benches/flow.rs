@@ -5,31 +5,37 @@
 
 use std::sync::Arc;
 
-use agents::{AgentService, Caller, ManualClock, MemoryAgentStore, NewAgent};
+use agents::{AgentId, AgentService, Caller, ManualClock, MemoryAgentStore, NewAgent};
 use audit::{ChainSink, MemoryAuditLog};
 use call_center::{
     CallFlow, CallerStatus, DialStatus, Event, FlowSettings, LegEvent, LegStatus, MemoryCallStore,
-    Ports, Urls,
+    Ports, UrlKeys, Urls,
 };
 use chrono::{Duration, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const AGENTS: usize = 10;
 
-fn leg(call: &str, i: usize, status: LegStatus, duration: Option<i64>) -> Event {
+fn leg(
+    call: &str,
+    agents: &[AgentId],
+    i: usize,
+    status: LegStatus,
+    duration: Option<i64>,
+) -> Event {
     Event::Leg(LegEvent {
         leg_sid: format!("{call}-leg-{i}"),
-        parent_call_sid: Some(call.into()),
+        call_sid: Some(call.into()),
+        offer: Some((1, agents[i])),
         status,
-        to: Some(format!("sip:agent{i}@example.sip.telnyx.com")),
+        to: Some(format!("agent{i}@example.sip.telnyx.com")),
         duration,
         sequence: None,
-        attempt: Some(1),
         event_id: None,
     })
 }
 
-fn events(call: &str) -> Vec<Event> {
+fn events(call: &str, agents: &[AgentId]) -> Vec<Event> {
     let mut events = vec![
         Event::Inbound {
             call_sid: call.into(),
@@ -40,17 +46,18 @@ fn events(call: &str) -> Vec<Event> {
         },
         Event::DialAgents {
             call_sid: call.into(),
-            attempt: Some(1),
+            round: Some(1),
         },
-        leg(call, 0, LegStatus::InProgress, None),
+        leg(call, agents, 0, LegStatus::InProgress, None),
     ];
-    events.extend((1..AGENTS).map(|i| leg(call, i, LegStatus::Canceled, None)));
-    events.push(leg(call, 0, LegStatus::Completed, Some(95)));
+    events.extend((1..AGENTS).map(|i| leg(call, agents, i, LegStatus::Canceled, None)));
+    events.push(leg(call, agents, 0, LegStatus::Completed, Some(95)));
     events.push(Event::DialResult {
         call_sid: call.into(),
-        attempt: Some(1),
+        round: Some(1),
         dial_call_status: Some(DialStatus::Completed),
         dial_call_sid: Some(format!("{call}-leg-0")),
+        without_agents: false,
     });
     events.push(Event::CallStatus {
         call_sid: call.into(),
@@ -60,7 +67,7 @@ fn events(call: &str) -> Vec<Event> {
     events
 }
 
-fn setup(rt: &tokio::runtime::Runtime) -> CallFlow {
+fn setup(rt: &tokio::runtime::Runtime) -> (CallFlow, Vec<AgentId>) {
     let clock = ManualClock::at(Utc::now());
     let audit = MemoryAuditLog::new();
     let agent_store = MemoryAgentStore::new(audit.clone());
@@ -72,7 +79,8 @@ fn setup(rt: &tokio::runtime::Runtime) -> CallFlow {
         Arc::new(ChainSink),
         ttl,
     );
-    rt.block_on(async {
+    let ids = rt.block_on(async {
+        let mut ids = Vec::new();
         for i in 0..AGENTS {
             let name = format!("Agent {i}");
             let sip = format!("sip:agent{i}@example.sip.telnyx.com");
@@ -81,27 +89,28 @@ fn setup(rt: &tokio::runtime::Runtime) -> CallFlow {
                 sip_uri: &sip,
                 status: Some("available"),
             };
-            service.register(agent, Caller::Admin).await.unwrap();
+            ids.push(service.register(agent, Caller::Admin).await.unwrap().0.id);
         }
+        ids
     });
     let settings = FlowSettings::default();
-    let urls = Urls::new("https://cc.example.com", settings.max_attempts).unwrap();
+    let urls = Urls::new("https://cc.example.com", UrlKeys::random()).unwrap();
     let ports = Ports {
         calls: Arc::new(calls),
         agents: Arc::new(agent_store),
         clock: Arc::new(clock),
         audit: Arc::new(ChainSink),
     };
-    CallFlow::new(ports, settings, urls, ttl)
+    (CallFlow::new(ports, settings, urls, ttl), ids)
 }
 
 fn whole_call(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let flow = setup(&rt);
+    let (flow, agents) = setup(&rt);
     let mut n = 0u64;
-    let per_call = events("x").len() as u64;
+    let per_call = events("x", &agents).len() as u64;
     let mut group = c.benchmark_group("call_flow");
     group.throughput(Throughput::Elements(per_call));
     group.bench_function("whole_call_10_agents", |b| {
@@ -109,7 +118,7 @@ fn whole_call(c: &mut Criterion) {
             n += 1;
             let call = format!("v3:bench-{n}");
             rt.block_on(async {
-                for event in events(&call) {
+                for event in events(&call, &agents) {
                     flow.handle(&event, None).await.unwrap();
                 }
             });

@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use agents::{AgentService, Caller, ManualClock, MemoryAgentStore, NewAgent};
+use agents::{AgentService, AgentView, Caller, ManualClock, MemoryAgentStore, NewAgent};
 use audit::{AuditLog, ChainSink, MemoryAuditLog, verify_chain};
 use call_center::{
     CallFlow, CallerStatus, DialStatus, Event, FlowSettings, LegEvent, LegStatus, MemoryCallStore,
-    Ports, RecordingInfo, Reply, TranscriptionInfo, Urls,
+    Ports, RecordingInfo, Reply, TranscriptionInfo, UrlKeys, Urls,
 };
 use chrono::{Duration, Utc};
 
@@ -33,22 +33,24 @@ impl Demo {
     }
 }
 
+/// A leg's status callback, as the server-signed `<Sip statusCallback>` URL of the offer to
+/// `agent` in round `attempt` reports it.
 fn leg(
     call: &str,
     attempt: i32,
-    sip: &str,
+    agent: &AgentView,
     leg_sid: &str,
     status: LegStatus,
     duration: Option<i64>,
 ) -> Event {
     Event::Leg(LegEvent {
         leg_sid: leg_sid.into(),
-        parent_call_sid: Some(call.into()),
+        call_sid: Some(call.into()),
+        offer: Some((attempt, agent.id)),
         status,
-        to: Some(sip.into()),
+        to: Some(agent.sip_uri.clone()),
         duration,
         sequence: None,
-        attempt: Some(attempt),
         event_id: None,
     })
 }
@@ -68,7 +70,7 @@ async fn main() {
         ttl,
     );
     let settings = FlowSettings::default();
-    let urls = Urls::new("https://callcenter.example.com", settings.max_attempts).unwrap();
+    let urls = Urls::new("https://callcenter.example.com", UrlKeys::random()).unwrap();
     let ports = Ports {
         calls: Arc::new(calls),
         agents: Arc::new(agent_store),
@@ -91,7 +93,7 @@ async fn main() {
         status: Some("available"),
     };
     let (alice, _) = agents.register(alice, Caller::Admin).await.unwrap();
-    agents.register(bob, Caller::Admin).await.unwrap();
+    let (bob, _) = agents.register(bob, Caller::Admin).await.unwrap();
 
     println!("=== Call 1: both agents ring, Alice answers first ===\n");
     let c = "v3:call-1";
@@ -110,47 +112,34 @@ async fn main() {
         "POST /dial-agents?attempt=1",
         Event::DialAgents {
             call_sid: c.into(),
-            attempt: Some(1),
+            round: Some(1),
         },
     )
     .await;
     demo.step(
         "POST /outbound/event (Alice answers)",
-        leg(c, 1, &alice.sip_uri, "leg-a", LegStatus::InProgress, None),
+        leg(c, 1, &alice, "leg-a", LegStatus::InProgress, None),
     )
     .await;
     demo.step(
         "POST /outbound/event (Bob's leg canceled)",
-        leg(
-            c,
-            1,
-            "sip:bob@example.sip.telnyx.com",
-            "leg-b",
-            LegStatus::Canceled,
-            None,
-        ),
+        leg(c, 1, &bob, "leg-b", LegStatus::Canceled, None),
     )
     .await;
     clock.advance(Duration::seconds(95));
     demo.step(
         "POST /outbound/event (Alice hangs up)",
-        leg(
-            c,
-            1,
-            &alice.sip_uri,
-            "leg-a",
-            LegStatus::Completed,
-            Some(95),
-        ),
+        leg(c, 1, &alice, "leg-a", LegStatus::Completed, Some(95)),
     )
     .await;
     demo.step(
         "POST /retry-dial?attempt=1",
         Event::DialResult {
             call_sid: c.into(),
-            attempt: Some(1),
+            round: Some(1),
             dial_call_status: Some(DialStatus::Completed),
             dial_call_sid: Some("leg-a".into()),
+            without_agents: false,
         },
     )
     .await;
@@ -183,7 +172,7 @@ async fn main() {
             &format!("POST /dial-agents?attempt={attempt}"),
             Event::DialAgents {
                 call_sid: c.into(),
-                attempt: Some(attempt),
+                round: Some(attempt),
             },
         )
         .await;
@@ -191,9 +180,10 @@ async fn main() {
             &format!("POST /retry-dial?attempt={attempt}"),
             Event::DialResult {
                 call_sid: c.into(),
-                attempt: Some(attempt),
+                round: Some(attempt),
                 dial_call_status: None,
                 dial_call_sid: None,
+                without_agents: true,
             },
         )
         .await;

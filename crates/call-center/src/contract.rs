@@ -421,7 +421,7 @@ pub async fn concurrent_answers_engage_one_call(s: Stores) {
     );
 }
 
-/// Listing: newest first, by status, limited; Call Control fallback finds ringing offers.
+/// Listing: newest first, by status, limited; a bound leg finds its call.
 pub async fn listing_and_lookups(s: Stores) {
     let a = new_agent(&s, 1).await;
     for (i, sid) in ["l1", "l2", "l3"].iter().enumerate() {
@@ -470,21 +470,24 @@ pub async fn listing_and_lookups(s: Stores) {
             .len(),
         2
     );
+    let mut bound = offer("l1", 1, a, 1);
+    bound.leg_sid = Some("v3:leg-of-l1".into());
+    let mut change = create("l1");
+    (change.expected_version, change.call.version) = (1, 2);
+    change.call.started_at = t0();
+    change.call.updated_at = t0();
+    change.offers = vec![bound];
+    assert_eq!(s.calls.apply(&change).await.unwrap(), Applied::Yes);
     assert_eq!(
         s.calls
-            .ringing_call_for_sip("a1@example.com")
+            .call_for_leg("v3:leg-of-l1")
             .await
             .unwrap()
             .as_deref(),
-        Some("l2")
+        Some("l1"),
+        "a bound leg names its caller's call"
     );
-    assert_eq!(
-        s.calls
-            .ringing_call_for_sip("zz@example.com")
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.calls.call_for_leg("v3:unbound").await.unwrap(), None);
 }
 
 /// Redaction removes recordings and transcription once, audited once; retention finds old

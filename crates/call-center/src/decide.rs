@@ -5,17 +5,19 @@
 //! and decides again. Every rule is written so that a repeated or reordered callback ends
 //! in the same state (see `docs/call-flow.md` for the state tables).
 
-use agents::{AgentEffect, AgentId, Candidate, MetricsDelta, SipUri};
+use agents::{AgentEffect, AgentId, Candidate, MetricsDelta};
 use audit::{Actor, AuditAction, NewAuditEvent};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use texml::Response;
+use tracing::{debug, warn};
 
 use crate::documents;
 use crate::event::{Event, LegEvent, RecordingInfo, TranscriptionInfo};
 use crate::model::{Call, CallState, CallStatus, Offer, OfferState, Outcome, RoundResult};
 use crate::port::{AttemptChange, CallChange};
-use crate::settings::{FlowSettings, Urls};
+use crate::settings::FlowSettings;
+use crate::urls::Urls;
 use crate::vocabulary::{CallerStatus, DialStatus, LegStatus};
 
 /// What a decision needs besides the call.
@@ -53,17 +55,15 @@ pub struct Decision {
 /// the agents available now. The one definition both the service and [`decide`] use.
 #[must_use]
 pub fn opens_round(call: Option<&Call>, event: &Event, settings: &FlowSettings) -> bool {
-    let Event::DialAgents { attempt, .. } = event else {
+    let Event::DialAgents { round: attempt, .. } = event else {
         return false;
     };
     let (attempts, round_open, status) = call.map_or((0, false, CallStatus::Ringing), |c| {
         (c.attempts, c.round_open, c.status)
     });
-    let asked = match attempt {
-        Some(n) => *n > attempts,
-        None => !round_open,
-    };
-    asked
+    // Only a round the server signed a URL for opens; an unsigned request never does.
+    let _ = round_open;
+    attempt.is_some_and(|n| n > attempts)
         && attempts < settings.max_attempts
         && matches!(status, CallStatus::Ringing | CallStatus::Dialing)
 }
@@ -93,15 +93,19 @@ pub fn decide(state: Option<&CallState>, event: &Event, ctx: &Context<'_>) -> De
         }
         Event::DialResult {
             call_sid,
-            attempt,
+            round,
             dial_call_status,
             dial_call_sid,
-        } => dial_result(
-            Draft::load(state, call_sid, "retry-dial", ctx),
-            *attempt,
-            *dial_call_status,
-            dial_call_sid.as_deref(),
-        ),
+            without_agents,
+        } => {
+            let d = Draft::load(state, call_sid, "retry-dial", ctx);
+            match round {
+                // Not a URL the server signed: the call's own next step, nothing changed.
+                None => repeat(d),
+                Some(n) if *without_agents => round_ended(d, *n, None, None),
+                Some(n) => round_ended(d, *n, *dial_call_status, dial_call_sid.as_deref()),
+            }
+        }
         Event::Voicemail { call_sid } => voicemail(Draft::load(state, call_sid, "voicemail", ctx)),
         Event::VoicemailRecorded {
             call_sid,
@@ -134,27 +138,22 @@ pub fn decide(state: Option<&CallState>, event: &Event, ctx: &Context<'_>) -> De
             Some(s) => leg_status(Draft::from_state(s, ctx), leg),
             None => ack(),
         },
-        Event::CallStatus {
-            call_sid,
-            call_status,
-            ..
-        } => {
-            if !call_status.is_terminal() {
-                return ack();
+        // `/events` never creates a call: an unknown `CallSid` is not a caller's call this
+        // server answered (an agent's leg, or another application's call).
+        Event::CallStatus { call_status, .. } => match state {
+            Some(s) if call_status.is_terminal() => {
+                call_ended(Draft::from_state(s, ctx), *call_status)
             }
-            call_ended(Draft::load(state, call_sid, "events", ctx), *call_status)
-        }
-        Event::CallRecording {
-            call_sid,
-            recording,
-        } => {
-            if !recording.is_complete() {
-                return ack();
+            _ => ack(),
+        },
+        Event::CallRecording { recording, .. } => match state {
+            Some(s) if recording.is_complete() => {
+                let mut d = Draft::from_state(s, ctx);
+                store_call_recording(&mut d, recording);
+                d.finish(Reply::Ack)
             }
-            let mut d = Draft::load(state, call_sid, "events", ctx);
-            store_call_recording(&mut d, recording);
-            d.finish(Reply::Ack)
-        }
+            _ => ack(),
+        },
     }
 }
 
@@ -345,19 +344,21 @@ impl<'a> Draft<'a> {
     /// What comes after an unanswered round: another round, voicemail, or goodbye.
     fn next_step(&mut self) -> Reply {
         let (call, s, urls) = (&self.call, self.ctx.settings, self.ctx.urls);
+        let sid = call.call_sid.as_str();
         if call.round_open {
             return document(documents::dial(
                 s,
                 urls,
+                sid,
                 call.attempts,
                 self.offers.iter().filter(|o| o.attempt == call.attempts),
             ));
         }
         if call.attempts < s.max_attempts {
-            return document(documents::still_busy(s, urls, call.attempts + 1));
+            return document(documents::still_busy(s, urls, sid, call.attempts + 1));
         }
         if s.voicemail_enabled {
-            return document(documents::to_voicemail(urls));
+            return document(documents::to_voicemail(urls, sid));
         }
         self.call.outcome.get_or_insert(Outcome::Unanswered);
         document(documents::goodbye(s))
@@ -391,11 +392,8 @@ fn inbound(
         d.record(AuditAction::RecordingNoticePlayed, []);
     }
     let notice = d.call.recording_notice_played;
-    d.finish(document(documents::greeting(
-        ctx.settings,
-        ctx.urls,
-        notice,
-    )))
+    let doc = documents::greeting(ctx.settings, ctx.urls, &d.call.call_sid, notice);
+    d.finish(document(doc))
 }
 
 fn dial_agents(mut d: Draft<'_>, opens: bool) -> Decision {
@@ -404,8 +402,8 @@ fn dial_agents(mut d: Draft<'_>, opens: bool) -> Decision {
             return d.finish(document(documents::hangup()));
         }
         CallStatus::Voicemail => {
-            let urls = d.ctx.urls;
-            return d.finish(document(documents::to_voicemail(urls)));
+            let doc = documents::to_voicemail(d.ctx.urls, &d.call.call_sid);
+            return d.finish(document(doc));
         }
         CallStatus::Ringing | CallStatus::Dialing => {}
     }
@@ -415,13 +413,8 @@ fn dial_agents(mut d: Draft<'_>, opens: bool) -> Decision {
         return d.finish(reply);
     }
     open_round(&mut d);
-    let (s, urls, n) = (d.ctx.settings, d.ctx.urls, d.call.attempts);
-    let reply = if d.offers.iter().any(|o| o.attempt == n) {
-        documents::dial(s, urls, n, d.offers.iter().filter(|o| o.attempt == n))
-    } else {
-        documents::hold_without_agents(s, urls, n)
-    };
-    d.finish(document(reply))
+    let reply = d.next_step();
+    d.finish(reply)
 }
 
 fn open_round(d: &mut Draft<'_>) {
@@ -430,6 +423,7 @@ fn open_round(d: &mut Draft<'_>) {
     d.call.attempts = n;
     d.call.round_open = true;
     d.call.status = CallStatus::Dialing;
+    d.call.enqueued_at.get_or_insert(now);
     let limit = d.settings().max_agents_per_round as usize;
     let candidates: Vec<&Candidate> = d.ctx.candidates.iter().take(limit).collect();
     d.attempts.push(AttemptChange::Opened {
@@ -462,29 +456,49 @@ fn open_round(d: &mut Draft<'_>) {
     }
 }
 
-fn dial_result(
+/// A request whose URL the server did not sign (or signed for another call): the document
+/// for the call's real state, and no change.
+fn repeat(mut d: Draft<'_>) -> Decision {
+    let reply = match d.call.status {
+        CallStatus::Completed | CallStatus::Answered => document(documents::hangup()),
+        CallStatus::Voicemail => document(documents::to_voicemail(d.ctx.urls, &d.call.call_sid)),
+        CallStatus::Ringing | CallStatus::Dialing => d.next_step(),
+    };
+    Decision {
+        change: None,
+        reply,
+    }
+}
+
+/// Round `round` ended: `<Dial>` reports how (`status`, and the bridged leg), or the round
+/// rang nobody (`status` `None`).
+fn round_ended(
     mut d: Draft<'_>,
-    attempt: Option<i32>,
+    round: i32,
     status: Option<DialStatus>,
     dial_call_sid: Option<&str>,
 ) -> Decision {
     if d.call.is_over() {
         return d.finish(document(documents::hangup()));
     }
-    let connected = status.is_some_and(DialStatus::connected);
-    if connected && d.call.answered_by.is_none() && d.call.status != CallStatus::Answered {
-        answer_from_dial_result(&mut d, dial_call_sid);
+    if status.is_some_and(DialStatus::connected) {
+        if let Some(leg) = dial_call_sid {
+            bridged(&mut d, leg);
+        } else if d.call.answered_by.is_none() {
+            d.call.status = CallStatus::Answered;
+            d.call.answered_at.get_or_insert(d.ctx.now);
+            d.record(AuditAction::CallAnswered, [("agent", Value::Null)]);
+        }
     }
     if d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
         d.close_round(RoundResult::Answered, false);
         return d.finish(document(documents::hangup()));
     }
     if d.call.status == CallStatus::Voicemail {
-        let urls = d.ctx.urls;
-        return d.finish(document(documents::to_voicemail(urls)));
+        let doc = documents::to_voicemail(d.ctx.urls, &d.call.call_sid);
+        return d.finish(document(doc));
     }
-    let n = attempt.unwrap_or(d.call.attempts);
-    if n == d.call.attempts {
+    if round == d.call.attempts {
         let result = round_result(status);
         let caller_left = result == RoundResult::Canceled;
         d.close_round(result, !caller_left);
@@ -508,27 +522,73 @@ fn round_result(status: Option<DialStatus>) -> RoundResult {
     }
 }
 
-/// `<Dial>` reports a bridged call whose leg never told us it answered.
-fn answer_from_dial_result(d: &mut Draft<'_>, dial_call_sid: Option<&str>) {
-    let found = dial_call_sid.and_then(|leg| {
-        d.offers
-            .iter()
-            .position(|o| o.leg_sid.as_deref() == Some(leg))
-    });
-    if let Some(i) = found {
-        answer(d, i);
+/// `<Dial>` bridged the leg `leg` (`DialCallSid`): it is the winner, whatever was credited
+/// before. An earlier credit to another agent is reversed (its answer, its talk time, its
+/// hold on the agent) in the same change, audited as a correction; when the bridged leg's
+/// own callbacks have not arrived yet, its offer wins when they do.
+fn bridged(d: &mut Draft<'_>, leg: &str) {
+    let to = d
+        .offers
+        .iter()
+        .position(|o| o.leg_sid.as_deref() == Some(leg));
+    let from = d
+        .offers
+        .iter()
+        .position(|o| o.state == OfferState::Answered);
+    if to.is_some() && to == from {
         return;
     }
-    d.call.status = CallStatus::Answered;
-    d.call.answered_leg_sid = dial_call_sid.map(str::to_owned);
-    d.call.answered_at = Some(d.now());
-    d.record(AuditAction::CallAnswered, [("agent", Value::Null)]);
+    if let Some(f) = from {
+        reverse_answer(d, f, leg);
+    }
+    d.call.answered_by = None;
+    d.call.answered_leg_sid = Some(leg.to_owned());
+    d.call.status = if d.call.is_over() {
+        CallStatus::Completed
+    } else {
+        CallStatus::Answered
+    };
+    d.call.answered_at.get_or_insert(d.ctx.now);
+    match to {
+        Some(t) => win(d, t),
+        None if from.is_none() => {
+            d.record(AuditAction::CallAnswered, [("agent", Value::Null)]);
+        }
+        None => {}
+    }
+}
+
+/// Takes back the answer credited to offer `i`: it becomes a late answer; the counters it
+/// added are subtracted and its agent released from this call.
+fn reverse_answer(d: &mut Draft<'_>, i: usize, bridged_leg: &str) {
+    let (agent, attempt) = (d.offers[i].agent_id, d.offers[i].attempt);
+    let talk = d.offers[i].talk_seconds.unwrap_or(0);
+    let o = &mut d.offers[i];
+    o.state = OfferState::Late;
+    o.talk_seconds = None;
+    o.talk_final = false;
+    let effect = d.effect(agent);
+    effect.delta.answered -= 1;
+    effect.delta.talk_seconds -= talk;
+    effect.engage = false;
+    effect.release = true;
+    d.call.talk_seconds = None;
+    d.record_for(
+        agent,
+        AuditAction::AnswerCorrected,
+        [
+            ("attempt", attempt.into()),
+            ("bridged_leg", Value::from(bridged_leg)),
+            ("talk_seconds_reversed", talk.into()),
+        ],
+    );
 }
 
 fn voicemail(mut d: Draft<'_>) -> Decision {
     if d.call.is_over() || d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
         return d.finish(document(documents::hangup()));
     }
+    let sid = d.call.call_sid.clone();
     if !d.settings().voicemail_enabled {
         d.close_round(RoundResult::NoVoicemail, true);
         d.call.outcome.get_or_insert(Outcome::Unanswered);
@@ -541,7 +601,7 @@ fn voicemail(mut d: Draft<'_>) -> Decision {
         d.call.voicemail_started_at = Some(d.now());
         d.record(AuditAction::VoicemailStarted, []);
     }
-    let reply = document(documents::voicemail(d.settings(), d.ctx.urls));
+    let reply = document(documents::voicemail(d.settings(), d.ctx.urls, &sid));
     d.finish(reply)
 }
 
@@ -618,35 +678,59 @@ fn store_call_recording(d: &mut Draft<'_>, rec: &RecordingInfo) {
     );
 }
 
-/// Finds the offer a leg callback is about: by leg id, else by the agent's SIP URI in the
-/// round our callback URL named (or the latest round that rang that URI).
+/// Finds the offer a leg callback is about: by the offer its signed callback URL names
+/// (round and agent), else (a Call Control event, which names only the leg) by the leg it
+/// was bound to. `To` is never needed: Telnyx documents no format for it.
 fn find_offer(offers: &[Offer], leg: &LegEvent) -> Option<usize> {
-    if let Some(i) = offers
-        .iter()
-        .position(|o| o.leg_sid.as_deref() == Some(leg.leg_sid.as_str()))
-    {
-        return Some(i);
+    match leg.offer {
+        Some((round, agent)) => offers
+            .iter()
+            .position(|o| o.attempt == round && o.agent_id == agent),
+        None => offers
+            .iter()
+            .position(|o| o.leg_sid.as_deref() == Some(leg.leg_sid.as_str())),
     }
-    let key = SipUri::parse(leg.to.as_deref()?).ok()?.key().to_owned();
-    let unbound = |o: &&Offer| o.sip_key == key && o.leg_sid.is_none();
-    let round = leg
-        .attempt
-        .or_else(|| offers.iter().filter(unbound).map(|o| o.attempt).max())?;
-    offers
-        .iter()
-        .position(|o| o.attempt == round && o.sip_key == key && o.leg_sid.is_none())
+}
+
+/// Whether `to` (as Telnyx reported it) names the user rung for `offer`: a cross-check for
+/// the logs only (scheme, host spelling, port and parameters may all differ).
+fn to_matches(offer: &Offer, to: Option<&str>) -> bool {
+    let user = |s: &str| {
+        let s = s.trim();
+        let s = s
+            .strip_prefix("sips:")
+            .or_else(|| s.strip_prefix("sip:"))
+            .unwrap_or(s);
+        s.split('@').next().unwrap_or_default().to_owned()
+    };
+    to.is_none_or(|to| user(to) == user(&offer.sip_key))
 }
 
 fn leg_status(mut d: Draft<'_>, leg: &LegEvent) -> Decision {
     let Some(i) = find_offer(&d.offers, leg) else {
+        debug!(leg = %leg.leg_sid, "a leg callback for no offer of this call; acknowledged");
         return ack();
     };
     if leg.status.is_progress() {
-        // The offer is found by SIP URI and round; nothing to store.
+        // Nothing to store: the offer was stored when the round opened.
         return ack();
     }
-    if d.offers[i].leg_sid.is_none() {
-        d.offers[i].leg_sid = Some(leg.leg_sid.clone());
+    match d.offers[i].leg_sid.as_deref() {
+        None => {
+            if !to_matches(&d.offers[i], leg.to.as_deref()) {
+                debug!(leg = %leg.leg_sid, "the leg's To does not look like the agent rung (kept: the offer decides)");
+            }
+            d.offers[i].leg_sid = Some(leg.leg_sid.clone());
+        }
+        Some(bound) if bound != leg.leg_sid => {
+            warn!(
+                leg = %leg.leg_sid,
+                bound,
+                "a second leg for one offer; ignored (the first leg bound to it counts)"
+            );
+            return ack();
+        }
+        Some(_) => {}
     }
     match leg.status {
         LegStatus::Initiated | LegStatus::Ringing => {}
@@ -683,7 +767,7 @@ fn leg_completed(d: &mut Draft<'_>, i: usize, duration: Option<i64>) {
     let bridged_by_dial = d.call.answered_by.is_none()
         && d.call.answered_leg_sid.is_some()
         && d.call.answered_leg_sid == d.offers[i].leg_sid;
-    if bridged_by_dial && d.offers[i].state == OfferState::Ringing {
+    if bridged_by_dial && !matches!(d.offers[i].state, OfferState::Answered | OfferState::Late) {
         answer(d, i);
     } else if d.offers[i].state == OfferState::Answered {
         finish_talk(d, i, true);

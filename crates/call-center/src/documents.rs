@@ -7,16 +7,17 @@ use texml::{
 };
 
 use crate::model::Offer;
-use crate::settings::{FlowSettings, Urls};
+use crate::settings::FlowSettings;
+use crate::urls::{UrlKind, Urls};
 
 /// The greeting, the recording notice when `notice`, then on to round 1.
 #[must_use]
-pub fn greeting(s: &FlowSettings, urls: &Urls, notice: bool) -> Response {
+pub fn greeting(s: &FlowSettings, urls: &Urls, call: &str, notice: bool) -> Response {
     let mut doc = Response::new().say(s.texts.greeting.clone());
     if notice {
         doc = doc.say(s.texts.recording_notice.clone());
     }
-    doc.redirect(Redirect::post(urls.dial_agents(1)))
+    doc.redirect(Redirect::post(urls.dial_agents(call, 1)))
 }
 
 fn leg_events() -> Option<EventSet<CallProgressEvent>> {
@@ -29,36 +30,38 @@ fn leg_events() -> Option<EventSet<CallProgressEvent>> {
     .ok()
 }
 
-/// Rings the agents of round `attempt` at once; the first to answer is bridged. Falls back
-/// to [`hold_without_agents`] when no offer has a usable SIP URI.
+/// Rings the agents of round `attempt` at once; the first to answer is bridged. Each
+/// `<Sip>` reports to a URL naming its offer (round and agent), so a leg is known by its
+/// offer whatever Telnyx writes in `To`. Falls back to [`hold_without_agents`] when no
+/// offer has a usable SIP URI.
 #[must_use]
 pub fn dial<'a>(
     s: &FlowSettings,
     urls: &Urls,
+    call: &str,
     attempt: i32,
     offers: impl IntoIterator<Item = &'a Offer>,
 ) -> Response {
-    let callback = urls.outbound_event(attempt);
     let events = leg_events();
     let nouns: Vec<DialNoun> = offers
         .into_iter()
-        .filter_map(|o| SipAddress::new(o.sip_uri.as_str()).ok())
-        .map(|uri| {
+        .filter_map(|o| Some((o.agent_id, SipAddress::new(o.sip_uri.as_str()).ok()?)))
+        .map(|(agent, uri)| {
             let mut sip = Sip::new(uri);
-            sip.status_callback = Some(callback.clone());
+            sip.status_callback = Some(urls.outbound_event(call, attempt, agent));
             sip.status_callback_event.clone_from(&events);
             sip.status_callback_method = Some(HttpMethod::Post);
             DialNoun::Sip(sip)
         })
         .collect();
     let Ok(mut dial) = Dial::new(nouns) else {
-        return hold_without_agents(s, urls, attempt);
+        return hold_without_agents(s, urls, call, attempt);
     };
     dial = dial
-        .action(urls.retry_dial(attempt))
+        .action(urls.retry_dial(call, attempt))
         .timeout(s.dial_timeout);
     if s.recording_enabled {
-        dial = dial.record(DialRecord::RecordFromAnswerDual, urls.events().clone());
+        dial = dial.record(DialRecord::RecordFromAnswerDual, urls.call_recording(call));
     }
     Response::new().dial(dial)
 }
@@ -66,7 +69,7 @@ pub fn dial<'a>(
 /// A round with nobody to ring still takes its time: a short message and a pause as long
 /// as the ring time, then the round's end is reported like an unanswered `<Dial>`.
 #[must_use]
-pub fn hold_without_agents(s: &FlowSettings, urls: &Urls, attempt: i32) -> Response {
+pub fn hold_without_agents(s: &FlowSettings, urls: &Urls, call: &str, attempt: i32) -> Response {
     let pause = PauseLength::new(s.dial_timeout.get())
         .ok()
         .map(Pause::seconds)
@@ -74,41 +77,42 @@ pub fn hold_without_agents(s: &FlowSettings, urls: &Urls, attempt: i32) -> Respo
     Response::new()
         .say(s.texts.no_agents.clone())
         .pause(pause)
-        .redirect(Redirect::post(urls.retry_dial(attempt)))
+        .redirect(Redirect::post(urls.round_without_agents(call, attempt)))
 }
 
 /// Between rounds.
 #[must_use]
-pub fn still_busy(s: &FlowSettings, urls: &Urls, next_attempt: i32) -> Response {
+pub fn still_busy(s: &FlowSettings, urls: &Urls, call: &str, next_attempt: i32) -> Response {
     Response::new()
         .say(s.texts.still_busy.clone())
-        .redirect(Redirect::post(urls.dial_agents(next_attempt)))
+        .redirect(Redirect::post(urls.dial_agents(call, next_attempt)))
 }
 
 /// On to voicemail.
 #[must_use]
-pub fn to_voicemail(urls: &Urls) -> Response {
-    Response::new().redirect(Redirect::post(urls.voicemail().clone()))
+pub fn to_voicemail(urls: &Urls, call: &str) -> Response {
+    Response::new().redirect(Redirect::post(urls.voicemail(call)))
 }
 
 /// The voicemail prompt and the recording, with transcription.
 #[must_use]
-pub fn voicemail(s: &FlowSettings, urls: &Urls) -> Response {
+pub fn voicemail(s: &FlowSettings, urls: &Urls, call: &str) -> Response {
     Response::new()
         .say(s.texts.voicemail_prompt.clone())
-        .record(voicemail_record(s, urls))
+        .record(voicemail_record(s, urls, call))
 }
 
-fn voicemail_record(s: &FlowSettings, urls: &Urls) -> Record {
-    let callback = urls.voicemail_callback().clone();
-    let mut rec = Record::new().action(callback.clone());
+/// `<Record>` with one signed URL per callback kind (action, recording status,
+/// transcription).
+fn voicemail_record(s: &FlowSettings, urls: &Urls, call: &str) -> Record {
+    let mut rec = Record::new().action(urls.voicemail_callback(call, UrlKind::Action));
     rec.finish_on_key = DtmfKeys::new("#").ok();
     rec.max_length = Some(s.voicemail_max_length);
     rec.play_beep = Some(true);
-    rec.recording_status_callback = Some(callback.clone());
+    rec.recording_status_callback = Some(urls.voicemail_callback(call, UrlKind::Recording));
     rec.recording_status_callback_method = Some(HttpMethod::Post);
     rec.transcription = Some(true);
-    rec.transcription_callback = Some(callback);
+    rec.transcription_callback = Some(urls.voicemail_callback(call, UrlKind::Transcription));
     rec
 }
 
@@ -133,15 +137,16 @@ pub fn hangup() -> Response {
 }
 
 /// The answer when the store or anything else failed: an apology, then voicemail (recorded
-/// straight to the callback, which stores it once the store is back) or a goodbye. Never
-/// dead air.
+/// straight to the callbacks, which store it once the store is back) or a goodbye. Never
+/// dead air. Without a usable `CallSid` (`call` is `None`) there is nothing to sign a
+/// callback for: an apology and a goodbye.
 #[must_use]
-pub fn fallback(s: &FlowSettings, urls: &Urls) -> Response {
+pub fn fallback(s: &FlowSettings, urls: &Urls, call: Option<&str>) -> Response {
     let doc = Response::new().say(s.texts.apology.clone());
-    if s.voicemail_enabled {
-        doc.say(s.texts.voicemail_prompt.clone())
-            .record(voicemail_record(s, urls))
-    } else {
-        doc.say(s.texts.goodbye.clone()).hangup()
+    match call {
+        Some(call) if s.voicemail_enabled => doc
+            .say(s.texts.voicemail_prompt.clone())
+            .record(voicemail_record(s, urls, call)),
+        _ => doc.say(s.texts.goodbye.clone()).hangup(),
     }
 }

@@ -5,6 +5,9 @@
 use serde::Deserialize;
 use thiserror::Error;
 
+use agents::AgentId;
+
+use crate::urls::{Signed, UrlKind};
 use crate::vocabulary::{CallerStatus, DialStatus, LegStatus};
 
 /// A request that cannot be understood at all.
@@ -13,6 +16,10 @@ pub enum EventError {
     /// `CallSid` (or the leg's id) is missing.
     #[error("missing {0}")]
     Missing(&'static str),
+    /// A callback URL without the server's MAC (or with parameters for another call):
+    /// HTTP 401.
+    #[error("this callback URL is not one the server wrote")]
+    Unsigned,
     /// A parameter is present but unusable.
     #[error("{param}: {reason}")]
     Invalid {
@@ -136,18 +143,20 @@ pub struct TranscriptionInfo {
 pub struct LegEvent {
     /// The leg's `CallSid` (`call_control_id` in Call Control).
     pub leg_sid: String,
-    /// The caller's call, when Telnyx says (`ParentCallSid`).
-    pub parent_call_sid: Option<String>,
+    /// The caller's call: from the server-signed callback URL (a JSON event names none; the
+    /// store finds it by the leg once bound).
+    pub call_sid: Option<String>,
+    /// The offer the leg was dialled for (round, agent), from the signed callback URL.
+    pub offer: Option<(i32, AgentId)>,
     /// What happened.
     pub status: LegStatus,
-    /// The agent's SIP URI as Telnyx reports it.
+    /// The agent's address as Telnyx reports it (logged as a cross-check; never needed to
+    /// find the agent).
     pub to: Option<String>,
     /// `CallDuration`.
     pub duration: Option<i64>,
     /// `SequenceNumber`.
     pub sequence: Option<i64>,
-    /// The round, from our own callback URL.
-    pub attempt: Option<i32>,
     /// Call Control event id, when the event came as JSON.
     pub event_id: Option<String>,
 }
@@ -172,19 +181,23 @@ pub enum Event {
     DialAgents {
         /// `CallSid`.
         call_sid: String,
-        /// The round our redirect asked for.
-        attempt: Option<i32>,
+        /// The round the server-signed URL asks for (`None`: no valid signature, so the
+        /// answer follows the call's state and opens nothing).
+        round: Option<i32>,
     },
     /// `/retry-dial`: a `<Dial>` ended (or a round without agents timed out).
     DialResult {
         /// `CallSid`.
         call_sid: String,
-        /// The round our action URL named.
-        attempt: Option<i32>,
-        /// `DialCallStatus` (absent for a round without agents).
+        /// The round the server-signed action URL names (`None`: no valid signature).
+        round: Option<i32>,
+        /// `DialCallStatus` (absent for a round that rang nobody).
         dial_call_status: Option<DialStatus>,
         /// `DialCallSid`: the bridged leg.
         dial_call_sid: Option<String>,
+        /// The request comes from the hold document of a round that rang nobody (its
+        /// signed URL says so), not from a `<Dial>`.
+        without_agents: bool,
     },
     /// `/voicemail`: start the voicemail.
     Voicemail {
@@ -246,7 +259,7 @@ impl Event {
             | Self::VoicemailTranscription { call_sid, .. }
             | Self::CallStatus { call_sid, .. }
             | Self::CallRecording { call_sid, .. } => Some(call_sid),
-            Self::Leg(leg) => leg.parent_call_sid.as_deref(),
+            Self::Leg(leg) => leg.call_sid.as_deref(),
         }
     }
 
@@ -332,6 +345,31 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Every endpoint.
+    pub const ALL: [Self; 7] = [
+        Self::Inbound,
+        Self::DialAgents,
+        Self::RetryDial,
+        Self::Voicemail,
+        Self::VoicemailCallback,
+        Self::OutboundEvent,
+        Self::Events,
+    ];
+
+    /// Its path under `/api/call-center`.
+    #[must_use]
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Inbound => "/inbound",
+            Self::DialAgents => "/dial-agents",
+            Self::RetryDial => "/retry-dial",
+            Self::Voicemail => "/voicemail",
+            Self::VoicemailCallback => "/voicemail/callback",
+            Self::OutboundEvent => "/outbound/event",
+            Self::Events => "/events",
+        }
+    }
+
     /// Whether Telnyx expects instructions (a document) rather than an acknowledgement.
     #[must_use]
     pub fn is_instruction(self) -> bool {
@@ -342,18 +380,28 @@ impl Endpoint {
     }
 }
 
-/// Reads the parameters of a form (TeXML) request to `endpoint`. `attempt` comes from our
-/// own callback URL's query string.
+/// Reads the parameters of a form (TeXML) request to `endpoint`. `signed` is what the
+/// request's URL carries under the server's MAC (verified by the caller; `None` for a
+/// portal URL).
+///
+/// - `/inbound` and `/events` take nothing from the URL but a `<Dial>` recording's signed
+///   call; a request that carries `ParentCallSid` is an agent leg: `Ok(None)` (acknowledge,
+///   ignore), never a new or ended caller's call.
+/// - Instruction endpoints act on a round only when it is signed for this `CallSid`.
+/// - Callbacks (`/outbound/event`, `/voicemail/callback`) need their signed parameters:
+///   without them, [`EventError::Unsigned`].
 ///
 /// # Errors
-/// [`EventError`] when the ids the endpoint needs are missing or malformed. A status the
-/// flow does not know is not an error: the result is then `Ok(None)` (acknowledge, ignore).
+/// [`EventError`] when the ids the endpoint needs are missing or malformed, or a callback
+/// URL is not signed. A status the flow does not know is not an error: `Ok(None)`.
 pub fn from_params(
     endpoint: Endpoint,
     p: &Params,
-    attempt: Option<i32>,
+    signed: Option<&Signed>,
 ) -> Result<Option<Event>, EventError> {
+    let is_leg = p.get("ParentCallSid").is_some();
     Ok(Some(match endpoint {
+        Endpoint::Inbound if is_leg => return Ok(None),
         Endpoint::Inbound => Event::Inbound {
             call_sid: sid(p, "CallSid")?,
             from: p.owned("From").unwrap_or_default(),
@@ -361,85 +409,137 @@ pub fn from_params(
             account_sid: opt_sid(p, "AccountSid")?,
             connection_id: opt_sid(p, "ConnectionId")?,
         },
-        Endpoint::DialAgents => Event::DialAgents {
-            call_sid: sid(p, "CallSid")?,
-            attempt,
-        },
-        Endpoint::RetryDial => Event::DialResult {
-            call_sid: sid(p, "CallSid")?,
-            attempt,
-            dial_call_status: p.get("DialCallStatus").map(DialStatus::parse),
-            dial_call_sid: opt_sid(p, "DialCallSid")?,
-        },
+        Endpoint::DialAgents => {
+            let call_sid = sid(p, "CallSid")?;
+            let round = signed_for(signed, &call_sid).and_then(|s| s.round);
+            Event::DialAgents { call_sid, round }
+        }
+        Endpoint::RetryDial => {
+            let call_sid = sid(p, "CallSid")?;
+            let signed = signed_for(signed, &call_sid);
+            Event::DialResult {
+                round: signed.and_then(|s| s.round),
+                without_agents: signed.is_some_and(|s| s.kind == Some(UrlKind::Hold)),
+                dial_call_status: p.get("DialCallStatus").map(DialStatus::parse),
+                dial_call_sid: opt_sid(p, "DialCallSid")?,
+                call_sid,
+            }
+        }
         Endpoint::Voicemail => Event::Voicemail {
             call_sid: sid(p, "CallSid")?,
         },
-        Endpoint::VoicemailCallback => voicemail_callback(p)?,
-        Endpoint::OutboundEvent => {
-            let Some(status) = p.get("CallStatus").and_then(LegStatus::parse) else {
-                return Ok(None);
-            };
-            Event::Leg(LegEvent {
-                leg_sid: sid(p, "CallSid")?,
-                parent_call_sid: opt_sid(p, "ParentCallSid")?,
-                status,
-                to: p.owned("To"),
-                duration: p.int("CallDuration"),
-                sequence: p.int("SequenceNumber"),
-                attempt,
-                event_id: None,
-            })
-        }
-        Endpoint::Events => {
-            let call_sid = sid(p, "CallSid")?;
-            if p.get("RecordingSid").is_some() || p.get("RecordingStatus").is_some() {
-                Event::CallRecording {
-                    call_sid,
-                    recording: RecordingInfo::read(p)?,
-                }
-            } else {
-                let Some(call_status) = p.get("CallStatus").and_then(|s| s.parse().ok()) else {
-                    return Ok(None);
-                };
-                Event::CallStatus {
-                    call_sid,
-                    call_status,
-                    sequence: p.int("SequenceNumber"),
-                }
-            }
-        }
+        Endpoint::VoicemailCallback => voicemail_callback(p, signed)?,
+        Endpoint::OutboundEvent => return leg_callback(p, signed),
+        Endpoint::Events => return call_callback(p, signed, is_leg),
     }))
 }
 
-fn voicemail_callback(p: &Params) -> Result<Event, EventError> {
+/// The signed parameters, if they are for `call_sid`.
+fn signed_for<'a>(signed: Option<&'a Signed>, call_sid: &str) -> Option<&'a Signed> {
+    signed.filter(|s| s.call == call_sid)
+}
+
+fn leg_callback(p: &Params, signed: Option<&Signed>) -> Result<Option<Event>, EventError> {
+    let Some(Signed {
+        call,
+        round: Some(round),
+        agent: Some(agent),
+        ..
+    }) = signed
+    else {
+        return Err(EventError::Unsigned);
+    };
+    if p.get("ParentCallSid").is_some_and(|parent| parent != call) {
+        return Err(EventError::Unsigned);
+    }
+    let Some(status) = p.get("CallStatus").and_then(LegStatus::parse) else {
+        return Ok(None);
+    };
+    let leg_sid = sid(p, "CallSid")?;
+    if leg_sid == *call {
+        return Err(EventError::Invalid {
+            param: "CallSid",
+            reason: "a leg callback about the caller's own call".into(),
+        });
+    }
+    Ok(Some(Event::Leg(LegEvent {
+        leg_sid,
+        call_sid: Some(call.clone()),
+        offer: Some((*round, *agent)),
+        status,
+        to: p.owned("To"),
+        duration: p.int("CallDuration"),
+        sequence: p.int("SequenceNumber"),
+        event_id: None,
+    })))
+}
+
+fn call_callback(
+    p: &Params,
+    signed: Option<&Signed>,
+    is_leg: bool,
+) -> Result<Option<Event>, EventError> {
+    if let Some(s) = signed {
+        if s.kind != Some(UrlKind::Recording) {
+            return Err(EventError::Unsigned);
+        }
+        return Ok(Some(Event::CallRecording {
+            call_sid: s.call.clone(),
+            recording: RecordingInfo::read(p)?,
+        }));
+    }
+    if is_leg {
+        return Ok(None);
+    }
     let call_sid = sid(p, "CallSid")?;
-    let is_transcription = [
-        "TranscriptionSid",
-        "TranscriptionText",
-        "TranscriptionStatus",
-    ]
-    .iter()
-    .any(|k| p.get(k).is_some());
-    Ok(if is_transcription {
-        let transcription = TranscriptionInfo {
-            sid: opt_sid(p, "TranscriptionSid")?,
-            status: p.owned("TranscriptionStatus"),
-            text: p.get("TranscriptionText").map(str::to_owned),
-        };
-        Event::VoicemailTranscription {
-            call_sid,
-            transcription,
-        }
-    } else if p.get("RecordingStatus").is_some() {
-        Event::VoicemailRecording {
+    if p.get("RecordingSid").is_some() || p.get("RecordingStatus").is_some() {
+        return Ok(Some(Event::CallRecording {
             call_sid,
             recording: RecordingInfo::read(p)?,
-        }
-    } else {
-        Event::VoicemailRecorded {
+        }));
+    }
+    let Some(call_status) = p.get("CallStatus").and_then(|s| s.parse().ok()) else {
+        return Ok(None);
+    };
+    Ok(Some(Event::CallStatus {
+        call_sid,
+        call_status,
+        sequence: p.int("SequenceNumber"),
+    }))
+}
+
+/// The three voicemail callbacks share a path and are told apart by their signed `kind`,
+/// never by which fields arrived.
+fn voicemail_callback(p: &Params, signed: Option<&Signed>) -> Result<Event, EventError> {
+    let Some(Signed {
+        call,
+        kind: Some(kind),
+        ..
+    }) = signed
+    else {
+        return Err(EventError::Unsigned);
+    };
+    if p.get("CallSid").is_some_and(|sid| sid != call) {
+        return Err(EventError::Unsigned);
+    }
+    let call_sid = call.clone();
+    Ok(match kind {
+        UrlKind::Transcription => Event::VoicemailTranscription {
+            call_sid,
+            transcription: TranscriptionInfo {
+                sid: opt_sid(p, "TranscriptionSid")?,
+                status: p.owned("TranscriptionStatus"),
+                text: p.get("TranscriptionText").map(str::to_owned),
+            },
+        },
+        UrlKind::Recording => Event::VoicemailRecording {
             call_sid,
             recording: RecordingInfo::read(p)?,
-        }
+        },
+        UrlKind::Action | UrlKind::Hold => Event::VoicemailRecorded {
+            call_sid,
+            recording: RecordingInfo::read(p)?,
+        },
     })
 }
 
@@ -464,12 +564,13 @@ struct Payload {
 }
 
 /// Reads a Telnyx Call Control JSON event from an agent's SIP connection. Event types other
-/// than `call.initiated`, `call.answered` and `call.hangup` give `Ok(None)`.
+/// than `call.initiated`, `call.answered` and `call.hangup` give `Ok(None)`. Such an event
+/// names only the agent's leg: it counts only for a leg already bound to an offer.
 ///
 /// # Errors
 /// [`EventError::Json`] when the body is not a Call Control envelope, [`EventError`] for a
 /// missing or malformed `call_control_id`.
-pub fn from_call_control(body: &[u8], attempt: Option<i32>) -> Result<Option<Event>, EventError> {
+pub fn from_call_control(body: &[u8]) -> Result<Option<Event>, EventError> {
     let env: Envelope =
         serde_json::from_slice(body).map_err(|e| EventError::Json(e.to_string()))?;
     let status = match env.data.event_type.as_str() {
@@ -485,12 +586,12 @@ pub fn from_call_control(body: &[u8], attempt: Option<i32>) -> Result<Option<Eve
         .ok_or(EventError::Missing("data.payload.call_control_id"))?;
     Ok(Some(Event::Leg(LegEvent {
         leg_sid: check_sid("call_control_id", leg.trim())?,
-        parent_call_sid: None,
+        call_sid: None,
+        offer: None,
         status,
         to: env.data.payload.to,
         duration: None,
         sequence: None,
-        attempt,
         event_id: env.data.id.map(|id| id.chars().take(MAX_SID).collect()),
     })))
 }
@@ -541,25 +642,78 @@ mod tests {
     }
 
     #[test]
-    fn voicemail_callback_is_told_apart_by_its_fields() {
-        let rec = from_params(
+    fn voicemail_callbacks_are_told_apart_by_their_signed_kind_not_their_fields() {
+        // The Record action carrying RecordingStatus is still the action.
+        let action = Signed::call("c").kind(UrlKind::Action);
+        let got = from_params(
             Endpoint::VoicemailCallback,
             &params(&[("CallSid", "c"), ("RecordingStatus", "completed")]),
-            None,
+            Some(&action),
         );
-        assert!(matches!(rec, Ok(Some(Event::VoicemailRecording { .. }))));
-        let tr = from_params(
+        assert!(matches!(got, Ok(Some(Event::VoicemailRecorded { .. }))));
+        let tr = Signed::call("c").kind(UrlKind::Transcription);
+        let got = from_params(
             Endpoint::VoicemailCallback,
-            &params(&[("CallSid", "c"), ("TranscriptionText", "hi")]),
-            None,
+            &params(&[
+                ("CallSid", "c"),
+                ("RecordingSid", "r"),
+                ("TranscriptionText", "hi"),
+            ]),
+            Some(&tr),
         );
-        assert!(matches!(tr, Ok(Some(Event::VoicemailTranscription { .. }))));
-        let action = from_params(
+        assert!(matches!(
+            got,
+            Ok(Some(Event::VoicemailTranscription { .. }))
+        ));
+        let unsigned = from_params(
             Endpoint::VoicemailCallback,
             &params(&[("CallSid", "c"), ("RecordingUrl", "https://x")]),
             None,
         );
-        assert!(matches!(action, Ok(Some(Event::VoicemailRecorded { .. }))));
+        assert_eq!(unsigned, Err(EventError::Unsigned));
+        let other_call = from_params(
+            Endpoint::VoicemailCallback,
+            &params(&[("CallSid", "someone-else")]),
+            Some(&action),
+        );
+        assert_eq!(other_call, Err(EventError::Unsigned));
+    }
+
+    #[test]
+    fn agent_legs_never_become_callers_calls() {
+        let leg = params(&[
+            ("CallSid", "leg"),
+            ("ParentCallSid", "c"),
+            ("CallStatus", "completed"),
+        ]);
+        assert_eq!(from_params(Endpoint::Inbound, &leg, None), Ok(None));
+        assert_eq!(from_params(Endpoint::Events, &leg, None), Ok(None));
+        assert_eq!(
+            from_params(Endpoint::OutboundEvent, &leg, None),
+            Err(EventError::Unsigned),
+            "a leg callback needs its signed offer"
+        );
+    }
+
+    #[test]
+    fn a_round_counts_only_when_signed_for_this_call() {
+        let p = params(&[("CallSid", "c")]);
+        let signed = Signed::call("c").round(2);
+        assert_eq!(
+            from_params(Endpoint::DialAgents, &p, Some(&signed)),
+            Ok(Some(Event::DialAgents {
+                call_sid: "c".into(),
+                round: Some(2)
+            }))
+        );
+        let for_other = Signed::call("other").round(7);
+        assert_eq!(
+            from_params(Endpoint::DialAgents, &p, Some(&for_other)),
+            Ok(Some(Event::DialAgents {
+                call_sid: "c".into(),
+                round: None
+            }))
+        );
     }
 
     #[test]
@@ -569,10 +723,11 @@ mod tests {
             Err(EventError::Missing("CallSid"))
         );
         assert!(from_params(Endpoint::Inbound, &params(&[("CallSid", "a b")]), None).is_err());
+        let offer = Signed::call("c").round(1).agent(AgentId::new());
         let odd = from_params(
             Endpoint::OutboundEvent,
             &params(&[("CallSid", "l"), ("CallStatus", "teleported")]),
-            None,
+            Some(&offer),
         );
         assert_eq!(odd, Ok(None));
     }
@@ -589,7 +744,7 @@ mod tests {
     #[test]
     fn call_control_events_map_to_leg_statuses() {
         let body = br#"{"data":{"id":"e1","event_type":"call.hangup","payload":{"call_control_id":"v3:leg","to":"sip:a@b.example","hangup_cause":"user_busy"}}}"#;
-        let Ok(Some(Event::Leg(leg))) = from_call_control(body, None) else {
+        let Ok(Some(Event::Leg(leg))) = from_call_control(body) else {
             panic!("not a leg event")
         };
         assert_eq!(
@@ -597,10 +752,10 @@ mod tests {
             (LegStatus::Busy, Some("e1"))
         );
         assert_eq!(
-            from_call_control(br#"{"data":{"event_type":"call.bridged"}}"#, None),
+            from_call_control(br#"{"data":{"event_type":"call.bridged"}}"#),
             Ok(None)
         );
-        assert!(from_call_control(b"not json", None).is_err());
+        assert!(from_call_control(b"not json").is_err());
     }
 
     #[test]

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use agents::{AgentStore, AgentStoreError, Clock, Liveness, SipUri};
+use agents::{AgentStore, AgentStoreError, Clock, Liveness};
 use audit::{Actor, AuditAction, AuditSink, NewAuditEvent};
 use chrono::Duration;
 use serde_json::Value;
 use thiserror::Error;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::decide::{Context, Reply, decide, opens_round};
 use crate::documents;
@@ -17,7 +17,8 @@ use crate::model::{Call, CallView};
 use crate::port::{
     Applied, CallFilter, CallStore, CallStoreError, Receipt, Redaction, SignedRequest,
 };
-use crate::settings::{FlowSettings, Urls};
+use crate::settings::FlowSettings;
+use crate::urls::Urls;
 
 /// How often a decision is retried after losing a race before giving up.
 const MAX_TRIES: usize = 8;
@@ -105,10 +106,17 @@ impl CallFlow {
         &self.settings
     }
 
-    /// The document to answer when anything failed: never dead air.
+    /// The document to answer when anything failed: never dead air. `call` is the caller's
+    /// `CallSid` when the request named one.
     #[must_use]
-    pub fn fallback(&self) -> texml::Response {
-        documents::fallback(&self.settings, &self.urls)
+    pub fn fallback(&self, call: Option<&str>) -> texml::Response {
+        documents::fallback(&self.settings, &self.urls, call)
+    }
+
+    /// The URLs (and the keys that verify them).
+    #[must_use]
+    pub fn urls(&self) -> &Urls {
+        &self.urls
     }
 
     /// Handles one webhook. `signature` is the receipt of a verified signature (none when
@@ -239,7 +247,9 @@ impl CallFlow {
             .await?)
     }
 
-    /// The caller's call an event concerns; Call Control events name only the agent's leg.
+    /// The caller's call an event concerns. A Call Control event names only the agent's
+    /// leg: it counts only once a TeXML callback bound that leg to its offer; an unbound leg
+    /// is acknowledged and ignored (logged).
     async fn call_sid_for(&self, event: &Event) -> Result<Option<String>, FlowError> {
         if let Some(sid) = event.call_sid() {
             return Ok(Some(sid.to_owned()));
@@ -247,13 +257,11 @@ impl CallFlow {
         let Event::Leg(leg) = event else {
             return Ok(None);
         };
-        if let Some(sid) = self.calls.call_for_leg(&leg.leg_sid).await? {
-            return Ok(Some(sid));
+        let call = self.calls.call_for_leg(&leg.leg_sid).await?;
+        if call.is_none() {
+            info!(leg = %leg.leg_sid, "a Call Control event for a leg bound to no offer; ignored");
         }
-        let Some(key) = leg.to.as_deref().and_then(|to| SipUri::parse(to).ok()) else {
-            return Ok(None);
-        };
-        Ok(self.calls.ringing_call_for_sip(key.key()).await?)
+        Ok(call)
     }
 
     /// One call as the API shows it.

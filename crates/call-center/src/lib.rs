@@ -33,6 +33,7 @@ mod model;
 mod port;
 pub mod reports;
 mod settings;
+mod urls;
 mod vocabulary;
 
 #[cfg(feature = "contract")]
@@ -55,6 +56,7 @@ pub use port::{
     SignedRequest, Snapshot,
 };
 pub use settings::{
-    DEFAULT_GREETING, DEFAULT_RECORDING_NOTICE, FlowSettings, SettingsError, Texts, Urls,
+    DEFAULT_GREETING, DEFAULT_RECORDING_NOTICE, FlowSettings, SettingsError, Texts,
 };
+pub use urls::{Signed, UrlError, UrlKey, UrlKeys, UrlKind, Urls};
 pub use vocabulary::{CallerStatus, DialStatus, LegStatus};

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use audit::{MemoryAuditLog, NewAuditEvent};
 use chrono::{DateTime, Utc};
 
-use crate::model::{Call, CallState, OfferState};
+use crate::model::{Call, CallState};
 use crate::port::{
     Applied, CallChange, CallFilter, CallStore, CallStoreError, Receipt, Redaction, Snapshot,
 };
@@ -162,18 +162,6 @@ impl CallStore for MemoryCallStore {
                     .any(|o| o.leg_sid.as_deref() == Some(leg_sid))
             })
             .map(|s| s.call.call_sid.clone()))
-    }
-
-    async fn ringing_call_for_sip(&self, sip_key: &str) -> Result<Option<String>, CallStoreError> {
-        let inner = self.lock();
-        Self::check(&inner)?;
-        Ok(inner
-            .calls
-            .values()
-            .flat_map(|s| s.offers.iter())
-            .filter(|o| o.sip_key == sip_key && o.state == OfferState::Ringing)
-            .max_by_key(|o| o.offered_at)
-            .map(|o| o.call_sid.clone()))
     }
 
     async fn get(&self, call_sid: &str) -> Result<Option<Call>, CallStoreError> {

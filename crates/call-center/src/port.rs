@@ -160,13 +160,6 @@ pub trait CallStore: Send + Sync {
     /// [`CallStoreError::Unexpected`].
     async fn call_for_leg(&self, leg_sid: &str) -> Result<Option<String>, CallStoreError>;
 
-    /// The most recent call still ringing the agent with this SIP key (for Call Control
-    /// events, which do not name the caller's call).
-    ///
-    /// # Errors
-    /// [`CallStoreError::Unexpected`].
-    async fn ringing_call_for_sip(&self, sip_key: &str) -> Result<Option<String>, CallStoreError>;
-
     /// One call.
     ///
     /// # Errors

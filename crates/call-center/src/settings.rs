@@ -1,7 +1,7 @@
 //! What the flow is configured with: rounds, ring time, voicemail and recording switches,
-//! spoken texts, and the absolute callback URLs built once from `WEBHOOK_BASE_URL`.
+//! spoken texts.
 
-use texml::{DialTimeout, MaxLength, Say, TexmlError, Url};
+use texml::{DialTimeout, MaxLength, Say, TexmlError};
 use thiserror::Error;
 
 /// A setting the flow cannot work with.
@@ -173,113 +173,9 @@ impl Default for FlowSettings {
     }
 }
 
-/// The absolute URLs written into documents, parsed once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Urls {
-    base: String,
-    dial_agents: Vec<Url>,
-    retry_dial: Vec<Url>,
-    outbound_event: Vec<Url>,
-    voicemail: Url,
-    voicemail_callback: Url,
-    events: Url,
-}
-
-impl Urls {
-    /// Builds the URLs under `{base}/api/call-center`. `https://x.example` and
-    /// `https://x.example/` give the same URLs.
-    ///
-    /// # Errors
-    /// [`SettingsError::Texml`] when `base` is not an absolute http(s) URL.
-    pub fn new(base: &str, max_attempts: i32) -> Result<Self, SettingsError> {
-        let base = format!("{}/api/call-center", base.trim().trim_end_matches('/'));
-        let parse = |path: &str| {
-            Url::parse(&format!("{base}{path}")).map_err(|source| SettingsError::Texml {
-                name: "WEBHOOK_BASE_URL",
-                source,
-            })
-        };
-        let per_attempt = |path: &str| {
-            (1..=max_attempts.max(1))
-                .map(|n| parse(&format!("{path}?attempt={n}")))
-                .collect::<Result<Vec<_>, _>>()
-        };
-        Ok(Self {
-            dial_agents: per_attempt("/dial-agents")?,
-            retry_dial: per_attempt("/retry-dial")?,
-            outbound_event: per_attempt("/outbound/event")?,
-            voicemail: parse("/voicemail")?,
-            voicemail_callback: parse("/voicemail/callback")?,
-            events: parse("/events")?,
-            base,
-        })
-    }
-
-    fn pick(&self, list: &[Url], path: &str, attempt: i32) -> Url {
-        let cached = usize::try_from(attempt - 1).ok().and_then(|i| list.get(i));
-        match cached {
-            Some(u) => u.clone(),
-            None => Url::parse(&format!("{}{path}?attempt={attempt}", self.base))
-                .unwrap_or_else(|_| self.events.clone()),
-        }
-    }
-
-    /// `/dial-agents?attempt=n`.
-    #[must_use]
-    pub fn dial_agents(&self, attempt: i32) -> Url {
-        self.pick(&self.dial_agents, "/dial-agents", attempt)
-    }
-
-    /// `/retry-dial?attempt=n`.
-    #[must_use]
-    pub fn retry_dial(&self, attempt: i32) -> Url {
-        self.pick(&self.retry_dial, "/retry-dial", attempt)
-    }
-
-    /// `/outbound/event?attempt=n`.
-    #[must_use]
-    pub fn outbound_event(&self, attempt: i32) -> Url {
-        self.pick(&self.outbound_event, "/outbound/event", attempt)
-    }
-
-    /// `/voicemail`.
-    #[must_use]
-    pub fn voicemail(&self) -> &Url {
-        &self.voicemail
-    }
-
-    /// `/voicemail/callback`.
-    #[must_use]
-    pub fn voicemail_callback(&self) -> &Url {
-        &self.voicemail_callback
-    }
-
-    /// `/events`.
-    #[must_use]
-    pub fn events(&self) -> &Url {
-        &self.events
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trailing_slash_makes_no_difference() {
-        let a = Urls::new("https://x.example", 2).unwrap();
-        let b = Urls::new("https://x.example/", 2).unwrap();
-        assert_eq!(a, b);
-        assert_eq!(
-            a.dial_agents(2).as_str(),
-            "https://x.example/api/call-center/dial-agents?attempt=2"
-        );
-        assert_eq!(
-            a.retry_dial(7).as_str(),
-            "https://x.example/api/call-center/retry-dial?attempt=7"
-        );
-        assert!(Urls::new("not a url", 2).is_err());
-    }
 
     #[test]
     fn defaults_are_valid() {

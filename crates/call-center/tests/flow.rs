@@ -18,16 +18,18 @@ async fn answered_in_round_one() {
     let greeting = w.doc(inbound("c1")).await;
     assert!(greeting.contains("Thank you for calling"));
     assert!(greeting.contains("may be recorded"), "recording notice");
-    assert!(greeting.contains(r#"<Redirect method="POST">https://cc.example.com/api/call-center/dial-agents?attempt=1</Redirect>"#));
+    assert!(greeting.contains(
+        r#"<Redirect method="POST">https://cc.example.com/api/call-center/dial-agents?call=c1&amp;round=1&amp;mac="#
+    ));
 
     let dial = w.doc(dial_agents("c1", 1)).await;
     assert!(
         dial.contains("sip:alice@example.sip.telnyx.com")
             && dial.contains("sip:bob@example.sip.telnyx.com")
     );
-    assert!(
-        dial.contains(r#"action="https://cc.example.com/api/call-center/retry-dial?attempt=1""#)
-    );
+    assert!(dial.contains(
+        r#"action="https://cc.example.com/api/call-center/retry-dial?call=c1&amp;round=1&amp;mac="#
+    ));
     assert!(dial.contains(r#"record="record-from-answer-dual""#));
     assert_eq!(w.call("c1").await.status, CallStatus::Dialing);
 
@@ -91,7 +93,7 @@ async fn answered_in_round_two() {
         .await;
     let next = w.doc(dial_result("c2", 1, Some("no-answer"), None)).await;
     assert!(
-        next.contains("still busy") && next.contains("dial-agents?attempt=2"),
+        next.contains("still busy") && next.contains("dial-agents?call=c2&amp;round=2&amp;mac="),
         "{next}"
     );
     w.send(dial_agents("c2", 2)).await;
@@ -122,17 +124,18 @@ async fn no_agent_at_all_goes_to_voicemail_with_transcription() {
     let hold = w.doc(dial_agents("c3", 1)).await;
     assert!(!hold.contains("<Dial"), "no empty <Dial>");
     assert!(
-        hold.contains(r#"<Pause length="30"/>"#) && hold.contains("retry-dial?attempt=1"),
+        hold.contains(r#"<Pause length="30"/>"#)
+            && hold.contains("retry-dial?call=c3&amp;round=1&amp;kind=hold&amp;mac="),
         "{hold}"
     );
     assert!(
         w.doc(dial_result("c3", 1, None, None))
             .await
-            .contains("dial-agents?attempt=2")
+            .contains("dial-agents?call=c3&amp;round=2&amp;mac=")
     );
     w.send(dial_agents("c3", 2)).await;
     let to_vm = w.doc(dial_result("c3", 2, None, None)).await;
-    assert!(to_vm.contains("/voicemail</Redirect>"), "{to_vm}");
+    assert!(to_vm.contains("/voicemail?call=c3&amp;mac="), "{to_vm}");
     let record = w.doc(voicemail("c3")).await;
     for attr in [
         r#"transcription="true""#,
@@ -296,7 +299,7 @@ async fn a_failing_store_is_an_error_and_the_fallback_is_a_safe_document() {
     w.calls.set_failing(true);
     let err = w.flow.handle(&inbound("c7"), None).await.unwrap_err();
     assert!(matches!(err, FlowError::Calls(_)));
-    let fallback = w.flow.fallback().render();
+    let fallback = w.flow.fallback(Some("c7")).render();
     assert!(
         fallback.contains("technical difficulties") && fallback.contains("<Record "),
         "{fallback}"
@@ -306,7 +309,7 @@ async fn a_failing_store_is_an_error_and_the_fallback_is_a_safe_document() {
 }
 
 #[tokio::test]
-async fn an_unknown_call_is_created_on_the_spot_and_the_flow_continues() {
+async fn an_unknown_call_is_created_on_the_spot_by_an_instruction_never_by_a_status_callback() {
     let w = World::default();
     let alice = w.agent("Alice").await;
     let dial = w.doc(dial_agents("ghost", 1)).await;
@@ -317,8 +320,8 @@ async fn an_unknown_call_is_created_on_the_spot_and_the_flow_continues() {
         .await;
     assert_eq!(w.call("ghost").await.answered_by, Some(alice.id));
     let ended = w.send(call_status("never-seen", "completed")).await;
-    assert!(ended.applied);
-    assert_eq!(w.call("never-seen").await.outcome, Some(Outcome::Abandoned));
+    assert!(!ended.applied, "/events never creates a call");
+    assert!(w.flow.stored_call("never-seen").await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -17,11 +17,11 @@
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use agents::{AgentService, Caller, Clock, NewAgent, SystemClock};
+use agents::{AgentId, AgentService, Caller, Clock, NewAgent, SystemClock};
 use audit::ChainSink;
 use call_center::{
     CallFlow, CallerStatus, DialStatus, Event, FlowSettings, LegEvent, LegStatus, Ports, Receipt,
-    RecordingInfo, SignedRequest, Urls,
+    RecordingInfo, SignedRequest, UrlKeys, Urls,
 };
 use chrono::Duration;
 use futures::StreamExt as _;
@@ -29,7 +29,8 @@ use store::{Store, StoreOptions};
 
 struct Bench {
     flow: CallFlow,
-    sips: Vec<String>,
+    /// The agents rung: id and SIP URI.
+    agents: Vec<(AgentId, String)>,
 }
 
 fn signed(n: &mut u64, call: &str) -> Option<SignedRequest> {
@@ -57,18 +58,18 @@ impl Bench {
             },
             Event::DialAgents {
                 call_sid: call.clone(),
-                attempt: Some(1),
+                round: Some(1),
             },
         ];
-        for (i, sip) in self.sips.iter().enumerate() {
+        for (i, (agent, sip)) in self.agents.iter().enumerate() {
             events.push(Event::Leg(LegEvent {
                 leg_sid: format!("{call}-leg-{i}"),
-                parent_call_sid: Some(call.clone()),
+                call_sid: Some(call.clone()),
+                offer: Some((1, *agent)),
                 status: LegStatus::NoAnswer,
                 to: Some(sip.clone()),
                 duration: None,
                 sequence: Some(3),
-                attempt: Some(1),
                 event_id: None,
             }));
         }
@@ -81,9 +82,10 @@ impl Bench {
         events.extend([
             Event::DialResult {
                 call_sid: call.clone(),
-                attempt: Some(1),
+                round: Some(1),
                 dial_call_status: Some(DialStatus::NoAnswer),
                 dial_call_sid: None,
+                without_agents: false,
             },
             Event::Voicemail {
                 call_sid: call.clone(),
@@ -129,7 +131,7 @@ async fn main() {
     let ttl = Duration::hours(1);
     let agents = AgentService::new(store.agents(), clock.clone(), Arc::new(ChainSink), ttl);
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let mut sips = Vec::new();
+    let mut rung = Vec::new();
     for i in 0..offers {
         let sip = format!("sip:bench-{}-{i}@example.sip.telnyx.com", &run[..8]);
         let agent = NewAgent {
@@ -137,15 +139,15 @@ async fn main() {
             sip_uri: &sip,
             status: Some("available"),
         };
-        agents.register(agent, Caller::Admin).await.unwrap();
-        sips.push(sip);
+        let (view, _) = agents.register(agent, Caller::Admin).await.unwrap();
+        rung.push((view.id, sip));
     }
     let settings = FlowSettings {
         max_attempts: 1,
         max_agents_per_round: u32::try_from(offers).unwrap().max(1),
         ..FlowSettings::default()
     };
-    let urls = Urls::new("https://cc.example.com", settings.max_attempts).unwrap();
+    let urls = Urls::new("https://cc.example.com", UrlKeys::random()).unwrap();
     let ports = Ports {
         calls: store.calls(),
         agents: store.agents(),
@@ -154,7 +156,7 @@ async fn main() {
     };
     let bench = Bench {
         flow: CallFlow::new(ports, settings, urls, ttl),
-        sips,
+        agents: rung,
     };
     let audit = store.audit();
     let sealer = tokio::spawn(async move {

@@ -54,20 +54,6 @@ macro_rules! call_store {
                 .map_err(crate::common::unexpected("leg lookup"))?)
             }
 
-            #[tracing::instrument(skip_all, err)]
-            async fn ringing_call_for_sip(
-                &self,
-                sip_key: &str,
-            ) -> Result<Option<String>, call_center::CallStoreError> {
-                Ok(sqlx::query_scalar::<$db, String>(
-                    "SELECT call_sid FROM offers WHERE sip_key = $1 AND state = 'ringing' \
-                     ORDER BY offered_at DESC LIMIT 1",
-                )
-                .bind(sip_key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(crate::common::unexpected("ringing lookup"))?)
-            }
 
             #[tracing::instrument(skip_all, err)]
             async fn get(

@@ -66,6 +66,29 @@ macro_rules! backend {
                 anyhow::Context::context(done.map(|_| ()), "pinging the database")
             }
 
+            /// The secret of server-written URLs kept in the database: the one stored, or
+            /// `candidate` when none was (the first instance to ask stores it; every other
+            /// gets that one).
+            ///
+            /// # Errors
+            /// When the database refuses.
+            pub async fn url_secret(&self, candidate: &str) -> anyhow::Result<String> {
+                use crate::common::unexpected;
+                sqlx::query::<$db>(
+                    "INSERT INTO url_secret (id, secret, created_at) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(candidate)
+                .bind(crate::types::SqlTime(chrono::Utc::now()))
+                .execute(&self.pool)
+                .await
+                .map_err(unexpected("storing the URL secret"))?;
+                sqlx::query_scalar::<$db, String>("SELECT secret FROM url_secret WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(unexpected("reading the URL secret"))
+            }
+
             /// Closes the pool, waiting for connections in use to be returned.
             pub async fn close(&self) {
                 self.pool.close().await;

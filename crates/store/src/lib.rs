@@ -173,6 +173,17 @@ impl Store {
         Ok(())
     }
 
+    /// The URL secret kept in the database (see the backends' `url_secret`).
+    ///
+    /// # Errors
+    /// When the database refuses.
+    pub async fn url_secret(&self, candidate: &str) -> Result<String, StoreError> {
+        Ok(match &self.inner {
+            Inner::Sqlite(s) => s.url_secret(candidate).await?,
+            Inner::Postgres(p) => p.url_secret(candidate).await?,
+        })
+    }
+
     /// Closes the pool (waits for connections in use).
     pub async fn close(&self) {
         match &self.inner {

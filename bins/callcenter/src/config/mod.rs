@@ -112,6 +112,8 @@ pub struct Settings {
     pub recording_enabled: bool,
     pub heartbeat_ttl: Duration,
     pub admin_token: Option<Secret>,
+    /// `CALL_CENTER_URL_SECRET`: the first signs, all verify; empty: kept in the database.
+    pub url_secrets: Vec<[u8; 32]>,
     pub greeting: String,
     pub recording_notice: String,
     pub voicemail_max_length: Duration,
@@ -189,6 +191,7 @@ impl Settings {
             recording_enabled: r.boolean(&t::CALL_CENTER_RECORDING_ENABLED),
             heartbeat_ttl: r.duration(&t::CALL_CENTER_AGENT_HEARTBEAT_TTL),
             admin_token: read_admin_token(r),
+            url_secrets: read_url_secrets(r),
             greeting,
             recording_notice,
             voicemail_max_length: r.duration(&t::CALL_CENTER_VOICEMAIL_MAX_LENGTH),
@@ -277,7 +280,7 @@ fn read_bind_addr(r: &mut Reader<'_>) -> SocketAddr {
 
 fn read_base_url(r: &mut Reader<'_>) -> String {
     let url = r.text(&t::WEBHOOK_BASE_URL);
-    if call_center::Urls::new(&url, 1).is_err() {
+    if call_center::Urls::new(&url, call_center::UrlKeys::random()).is_err() {
         r.problem(&t::WEBHOOK_BASE_URL, &url, "not an absolute URL");
     }
     url
@@ -315,6 +318,22 @@ fn read_admin_token(r: &mut Reader<'_>) -> Option<Secret> {
         r.show(&t::CALL_CENTER_ADMIN_TOKEN, "(unset: generated at startup)");
     }
     token
+}
+
+fn read_url_secrets(r: &mut Reader<'_>) -> Vec<[u8; 32]> {
+    let Some(raw) = r.secret(&t::CALL_CENTER_URL_SECRET) else {
+        r.show(&t::CALL_CENTER_URL_SECRET, "(unset: kept in the database)");
+        return Vec::new();
+    };
+    let keys: Option<Vec<[u8; 32]>> = raw.expose().split(',').map(decode_key).collect();
+    keys.unwrap_or_else(|| {
+        r.problem(
+            &t::CALL_CENTER_URL_SECRET,
+            "<redacted>",
+            "not base64 of 32 bytes",
+        );
+        Vec::new()
+    })
 }
 
 fn read_texts(r: &mut Reader<'_>) -> (String, String) {

@@ -335,6 +335,12 @@ specs! {
         "Bearer token for the JSON API (secret). Unset: a random one is generated at startup \
          and printed once to the terminal. Set it when running several instances (they must \
          share it).";
+    CALL_CENTER_URL_SECRET = Contract "CALL_CENTER_URL_SECRET" default "":
+        Kind::Secret("base64 of 32 random bytes; several comma-separated: the first signs, all verify"),
+        "Key of the MAC on every URL the server writes into TeXML (secret). Unset: one is \
+         generated once and kept in the database, so every instance shares it. To rotate \
+         without refusing a URL in flight: NEW appended (OLD,NEW), then NEW first (NEW,OLD), \
+         then OLD dropped a day later, each step a rolling restart.";
     CALL_CENTER_GREETING = Flow "CALL_CENTER_GREETING"
         default "Thank you for calling. Please hold while we connect you to an agent.":
         Kind::Text("plain text without control characters"),

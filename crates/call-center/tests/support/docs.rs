@@ -4,9 +4,21 @@
 
 use agents::AgentId;
 use call_center::documents;
-use call_center::{FlowSettings, Offer, OfferState, Urls};
+use call_center::{FlowSettings, Offer, OfferState, UrlKey, UrlKeys, Urls};
 use chrono::{TimeZone, Utc};
 use texml::Response;
+
+/// The call the golden documents are for.
+pub const CALL: &str = "v3:golden";
+
+/// URLs signed with a fixed key, so the golden files are stable.
+pub fn urls() -> Urls {
+    Urls::new(
+        "https://cc.example.com",
+        UrlKeys::new(UrlKey::new([7; 32]), vec![]),
+    )
+    .unwrap()
+}
 
 pub fn offers(n: usize) -> Vec<Offer> {
     let at = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
@@ -45,30 +57,41 @@ pub fn documents() -> Vec<(&'static str, Response)> {
         recording_enabled: false,
         ..FlowSettings::default()
     };
-    let urls = Urls::new("https://cc.example.com", s.max_attempts).unwrap();
+    let urls = urls();
+    let c = CALL;
     vec![
-        ("greeting", documents::greeting(&s, &urls, true)),
+        ("greeting", documents::greeting(&s, &urls, c, true)),
         (
             "greeting_without_recording_notice",
-            documents::greeting(&no_rec, &urls, false),
+            documents::greeting(&no_rec, &urls, c, false),
         ),
-        ("dial_0_agents", documents::dial(&s, &urls, 1, &offers(0))),
-        ("dial_1_agent", documents::dial(&s, &urls, 1, &offers(1))),
-        ("dial_3_agents", documents::dial(&s, &urls, 1, &offers(3))),
+        (
+            "dial_0_agents",
+            documents::dial(&s, &urls, c, 1, &offers(0)),
+        ),
+        ("dial_1_agent", documents::dial(&s, &urls, c, 1, &offers(1))),
+        (
+            "dial_3_agents",
+            documents::dial(&s, &urls, c, 1, &offers(3)),
+        ),
         (
             "dial_3_agents_without_recording",
-            documents::dial(&no_rec, &urls, 1, &offers(3)),
+            documents::dial(&no_rec, &urls, c, 1, &offers(3)),
         ),
-        ("retry", documents::still_busy(&s, &urls, 2)),
-        ("to_voicemail", documents::to_voicemail(&urls)),
-        ("voicemail", documents::voicemail(&s, &urls)),
+        ("retry", documents::still_busy(&s, &urls, c, 2)),
+        ("to_voicemail", documents::to_voicemail(&urls, c)),
+        ("voicemail", documents::voicemail(&s, &urls, c)),
         ("voicemail_thanks", documents::voicemail_thanks(&s)),
         ("goodbye", documents::goodbye(&s)),
         ("hangup", documents::hangup()),
-        ("fallback", documents::fallback(&s, &urls)),
+        ("fallback", documents::fallback(&s, &urls, Some(c))),
         (
             "fallback_without_voicemail",
-            documents::fallback(&no_vm, &urls),
+            documents::fallback(&no_vm, &urls, Some(c)),
+        ),
+        (
+            "fallback_without_a_call",
+            documents::fallback(&s, &urls, None),
         ),
     ]
 }

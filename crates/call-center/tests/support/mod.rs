@@ -35,7 +35,7 @@ impl World {
             Arc::new(ChainSink),
             ttl,
         );
-        let urls = Urls::new(BASE, settings.max_attempts).unwrap();
+        let urls = Urls::new(BASE, UrlKeys::random()).unwrap();
         let ports = Ports {
             calls: Arc::new(calls.clone()),
             agents: Arc::new(agent_store.clone()),
@@ -104,16 +104,19 @@ pub fn inbound(sid: &str) -> Event {
 pub fn dial_agents(sid: &str, attempt: i32) -> Event {
     Event::DialAgents {
         call_sid: sid.into(),
-        attempt: Some(attempt),
+        round: Some(attempt),
     }
 }
 
+/// `/retry-dial`: `<Dial>`'s report of round `attempt` (`status` `None`: the round rang
+/// nobody and its hold document redirected).
 pub fn dial_result(sid: &str, attempt: i32, status: Option<&str>, leg: Option<&str>) -> Event {
     Event::DialResult {
         call_sid: sid.into(),
-        attempt: Some(attempt),
+        round: Some(attempt),
         dial_call_status: status.map(DialStatus::parse),
         dial_call_sid: leg.map(Into::into),
+        without_agents: status.is_none(),
     }
 }
 
@@ -127,12 +130,12 @@ pub fn leg(
 ) -> Event {
     Event::Leg(LegEvent {
         leg_sid: leg_sid.into(),
-        parent_call_sid: Some(sid.into()),
+        call_sid: Some(sid.into()),
+        offer: Some((attempt, agent.id)),
         status,
         to: Some(agent.sip_uri.clone()),
         duration: (status == LegStatus::Completed).then_some(42),
         sequence: Some(seq),
-        attempt: Some(attempt),
         event_id: None,
     })
 }
