@@ -549,3 +549,47 @@ where
     listing_and_lookups(fresh().await).await;
     redaction_and_retention(fresh().await).await;
 }
+
+/// Telnyx's own documented callback examples (`../shared/telnyx-fixtures/*.form`, beside the
+/// project), adapted to a test call: the shapes tests and the simulator must handle.
+pub mod fixtures {
+    use std::path::PathBuf;
+
+    /// Where the fixtures are: `TELNYX_FIXTURES`, else `../shared/telnyx-fixtures` beside the
+    /// workspace.
+    #[must_use]
+    pub fn dir() -> PathBuf {
+        std::env::var_os("TELNYX_FIXTURES").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/telnyx-fixtures"),
+            PathBuf::from,
+        )
+    }
+
+    /// The pairs of fixture `file` (`texml-call-answered.form`, …), in order, with the
+    /// value of every key named in `set` (and of its `…Legacy` twin) replaced, and keys set
+    /// to `None` removed.
+    #[must_use]
+    pub fn form(file: &str, set: &[(&str, Option<&str>)]) -> Vec<(String, String)> {
+        let path = dir().join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text.trim()).unwrap();
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let base = k.strip_suffix("Legacy").unwrap_or(&k);
+                match set.iter().find(|(name, _)| *name == base) {
+                    Some((_, Some(value))) => Some((k, (*value).to_owned())),
+                    Some((_, None)) => None,
+                    None => Some((k, v)),
+                }
+            })
+            .collect()
+    }
+
+    /// [`form`], encoded as Telnyx sends it.
+    #[must_use]
+    pub fn body(name: &str, set: &[(&str, Option<&str>)]) -> String {
+        serde_urlencoded::to_string(form(name, set)).unwrap()
+    }
+}

@@ -478,17 +478,18 @@ fn round_ended(
     status: Option<DialStatus>,
     dial_call_sid: Option<&str>,
 ) -> Decision {
-    if d.call.is_over() {
-        return d.finish(document(documents::hangup()));
-    }
     if status.is_some_and(DialStatus::connected) {
+        // Authoritative even when the caller's hang-up was processed first.
         if let Some(leg) = dial_call_sid {
             bridged(&mut d, leg);
-        } else if d.call.answered_by.is_none() {
+        } else if d.call.answered_by.is_none() && !d.call.is_over() {
             d.call.status = CallStatus::Answered;
             d.call.answered_at.get_or_insert(d.ctx.now);
             d.record(AuditAction::CallAnswered, [("agent", Value::Null)]);
         }
+    }
+    if d.call.is_over() {
+        return d.finish(document(documents::hangup()));
     }
     if d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
         d.close_round(RoundResult::Answered, false);
@@ -543,11 +544,11 @@ fn bridged(d: &mut Draft<'_>, leg: &str) {
     }
     d.call.answered_by = None;
     d.call.answered_leg_sid = Some(leg.to_owned());
-    d.call.status = if d.call.is_over() {
-        CallStatus::Completed
+    if d.call.is_over() {
+        d.call.outcome = Some(Outcome::Answered);
     } else {
-        CallStatus::Answered
-    };
+        d.call.status = CallStatus::Answered;
+    }
     d.call.answered_at.get_or_insert(d.ctx.now);
     match to {
         Some(t) => win(d, t),
