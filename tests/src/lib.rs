@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use callcenter::{Application, Settings, Shutdown};
 use reqwest::Method;
 use serde_json::Value;
+use telnyx_sim::faults::Proxy;
 use telnyx_sim::{Answer, Server, Signer};
 use testing::TestDb;
 use texml::{DialNoun, Response, Verb};
@@ -48,7 +49,10 @@ pub struct TestApp {
     pub db: TestDb,
     /// A direct handle on the database, for raw SQL.
     pub store: store::Store,
-    instance: Instance,
+    /// The running server (`None` only during a restart).
+    instance: Option<Instance>,
+    /// The database URL the server connects with (through a proxy, for some tests).
+    server_url: String,
 }
 
 /// One running server (an `Application` on a random port).
@@ -58,6 +62,8 @@ pub struct Instance {
     signer: Option<Signer>,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+    /// Its own spool folder, unless the test named one.
+    _spool: Option<tempfile::TempDir>,
 }
 
 impl Instance {
@@ -82,6 +88,11 @@ impl Instance {
             "CALL_CENTER_URL_SECRET".into(),
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, URL_KEY),
         );
+        let spool = tempfile::tempdir().expect("a spool folder");
+        env.insert(
+            "CALL_CENTER_SPOOL_DIR".into(),
+            spool.path().display().to_string(),
+        );
         for (k, v) in overrides {
             if v.is_empty() {
                 env.remove(*k);
@@ -100,6 +111,7 @@ impl Instance {
             signer: verify.then_some(signer),
             stop,
             task,
+            _spool: Some(spool),
         }
     }
 
@@ -141,10 +153,12 @@ impl TestApp {
         Some(Self::spawn_on(db, &url, overrides).await)
     }
 
-    /// A PostgreSQL-backed server that reaches its database through a [`testing::Proxy`].
-    pub async fn spawn_behind_proxy(overrides: &[(&str, &str)]) -> Option<(Self, testing::Proxy)> {
+    /// A PostgreSQL-backed server that reaches its database through a [`Proxy`].
+    pub async fn spawn_behind_proxy(overrides: &[(&str, &str)]) -> Option<(Self, Proxy)> {
         let db = TestDb::postgres().await?;
-        let proxy = testing::Proxy::start(testing::host_port(&db.url).expect("host:port")).await;
+        let proxy = Proxy::start(testing::host_port(&db.url).expect("host:port"))
+            .await
+            .expect("a proxy on loopback");
         let url = testing::via_port(&db.url, proxy.port);
         Some((Self::spawn_on(db, &url, overrides).await, proxy))
     }
@@ -158,13 +172,32 @@ impl TestApp {
             base: instance.base.clone(),
             db,
             store,
-            instance,
+            instance: Some(instance),
+            server_url: server_url.to_owned(),
         }
+    }
+
+    /// Stops this server, runs `meanwhile`, and starts another on the same database with
+    /// `overrides` (a restart: give it the same `CALL_CENTER_SPOOL_DIR` to find what the
+    /// first one kept).
+    pub async fn restart(
+        &mut self,
+        meanwhile: impl Future<Output = ()>,
+        overrides: &[(&str, &str)],
+    ) {
+        if let Some(previous) = self.instance.take() {
+            previous.stop().await;
+        }
+        meanwhile.await;
+        let next = Instance::start(&self.server_url, overrides).await;
+        self.server = next.client();
+        self.base = next.base.clone();
+        self.instance = Some(next);
     }
 
     /// This server.
     pub fn instance(&self) -> &Instance {
-        &self.instance
+        self.instance.as_ref().expect("the server runs")
     }
 
     /// Another server process's worth of state on the same database (a second instance
@@ -175,7 +208,9 @@ impl TestApp {
 
     /// Stops the server and waits for it.
     pub async fn stop(self) {
-        self.instance.stop().await;
+        if let Some(instance) = self.instance {
+            instance.stop().await;
+        }
         self.store.close().await;
     }
 

@@ -301,8 +301,8 @@ async fn repeated_authentication_failures_are_limited(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(
-        status, 429,
-        "the address is blocked for the window, whatever it sends"
+        status, 200,
+        "valid credentials always pass; only failures are counted and refused"
     );
     app.stop().await;
 }

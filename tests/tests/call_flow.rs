@@ -509,6 +509,123 @@ async fn postgres_stopped_answers_the_fallback_and_recovers() {
     app.stop().await;
 }
 
+/// A metric's value (summed over its labels).
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Asks for the call until `done` holds (the spool replays every 2 s), at most 15 s.
+async fn eventually(app: &TestApp, sid: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..150 {
+        let call = app.call(sid).await;
+        if done(&call) {
+            return call;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.call(sid).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
+async fn a_stalled_database_gets_the_fallback_at_the_deadline_and_callbacks_wait_in_the_spool() {
+    let deadline = [("WEBHOOK_DEADLINE_MS", "300")];
+    let Some((app, proxy)) = TestApp::spawn_behind_proxy(&deadline).await else {
+        return;
+    };
+    app.inbound("v3:stall").await;
+    proxy.stall();
+    let dial = app
+        .post(
+            &app.dial_agents_url("v3:stall", 1),
+            &[("CallSid", "v3:stall")],
+        )
+        .await;
+    assert_eq!(dial.status, 200);
+    assert!(
+        dial.body.contains("technical difficulties"),
+        "{}",
+        dial.body
+    );
+    let ended = app
+        .post(
+            "/events",
+            &[
+                ("CallSid", "v3:stall"),
+                ("CallStatus", "completed"),
+                ("SequenceNumber", "4"),
+            ],
+        )
+        .await;
+    assert_eq!(ended.status, 200, "acknowledged: kept in the spool");
+    assert_eq!(metric(&app, "callcenter_spool_pending").await, 1.0);
+    assert_eq!(
+        metric(&app, "callcenter_webhook_fallbacks_total").await,
+        1.0
+    );
+    proxy.resume();
+    let call = eventually(&app, "v3:stall", |c| c["status"] == "completed").await;
+    assert_eq!(
+        call["status"], "completed",
+        "replayed once the database answers"
+    );
+    assert_eq!(metric(&app, "callcenter_spool_pending").await, 0.0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
+async fn a_spooled_callback_is_applied_after_a_restart() {
+    let spool = tempfile::tempdir().unwrap();
+    let dir = spool.path().display().to_string();
+    let settings = [
+        ("CALL_CENTER_SPOOL_DIR", dir.as_str()),
+        ("WEBHOOK_DEADLINE_MS", "500"),
+    ];
+    let Some((mut app, proxy)) = TestApp::spawn_behind_proxy(&settings).await else {
+        return;
+    };
+    app.inbound("v3:spooled").await;
+    let received = chrono::Utc::now();
+    proxy.cut();
+    let ended = app
+        .post(
+            "/events",
+            &[
+                ("CallSid", "v3:spooled"),
+                ("CallStatus", "completed"),
+                ("SequenceNumber", "4"),
+            ],
+        )
+        .await;
+    assert_eq!(ended.status, 200, "acknowledged: kept in the spool");
+    // The server goes away with the callback only on disk; the database comes back; a new
+    // server on the same spool folder applies it.
+    let meanwhile = async {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        proxy.restore();
+    };
+    app.restart(meanwhile, &settings).await;
+    let call = eventually(&app, "v3:spooled", |c| c["status"] == "completed").await;
+    assert_eq!(call["outcome"], "abandoned");
+    let ended_at: chrono::DateTime<chrono::Utc> =
+        call["ended_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (ended_at - received).num_seconds().abs() <= 1,
+        "decided as of its receipt ({received}), not of the replay ({ended_at})"
+    );
+    app.stop().await;
+}
+
 /// The final facts of a call and the agents' counters, by agent name.
 async fn facts(app: &TestApp, sid: &str) -> (Value, BTreeMap<String, Value>) {
     let mut call = app.call(sid).await;

@@ -414,3 +414,65 @@ async fn without_verification_the_server_says_so() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_valid_signature_passes_after_a_thousand_bad_ones_from_the_same_address() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("AUTH_FAILURE_LIMIT", "20")])
+        .await
+        .unwrap();
+    let key = app.server.signer.clone().unwrap();
+    let forger = Signer::from_seed([7; 32]);
+    let body = "CallSid=v3%3Aflood&From=%2B13125550100&To=%2B13125550199";
+    let mut refused = std::collections::BTreeMap::new();
+    for _ in 0..1000 {
+        let ts = now().to_string();
+        let bad = forger.sign(&ts, body.as_bytes());
+        let status = send(&app, Method::POST, "/inbound", body, Some(ts), Some(bad)).await;
+        *refused.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        refused,
+        [(401, 20), (429, 980)].into_iter().collect(),
+        "failures past the limit are refused with 429"
+    );
+    let ts = now().to_string();
+    let good = key.sign(&ts, body.as_bytes());
+    assert_eq!(
+        send(&app, Method::POST, "/inbound", body, Some(ts), Some(good)).await,
+        200,
+        "Telnyx's own request is never refused by the limiter"
+    );
+    assert_eq!(app.call("v3:flood").await["status"], "ringing");
+    app.stop().await;
+}
+
+/// Series of `callcenter_http_requests_total` in the exposition.
+async fn request_series(app: &TestApp) -> usize {
+    reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("callcenter_http_requests_total{"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_made_up_methods_adds_no_metric_series() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let http = reqwest::Client::new();
+    let flood = |n: usize| {
+        let method = Method::from_bytes(format!("FOO{n}").as_bytes()).unwrap();
+        http.request(method, format!("{}/x{n}", app.base)).send()
+    };
+    flood(0).await.unwrap();
+    request_series(&app).await; // its own series appears from the next scrape on
+    let before = request_series(&app).await;
+    for n in 1..=200 {
+        flood(n).await.unwrap();
+    }
+    assert_eq!(request_series(&app).await, before);
+    app.stop().await;
+}

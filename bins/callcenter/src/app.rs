@@ -20,9 +20,9 @@ use crate::config::{AuditSinkKind, Secret, Settings};
 use crate::http::AppData;
 use crate::http::auth::FailureLimiter;
 use crate::http::metrics::Metrics;
-use crate::http::retry::CallbackRetries;
 use crate::http::state::{Auth, Ops, Reports, Webhooks};
 use crate::signature::Verifier;
+use crate::spool::{self, Spool};
 
 /// Policy numbers of the server process, named once.
 pub mod policy {
@@ -38,8 +38,8 @@ pub mod policy {
     pub const MAX_CONNECTION_RATE: usize = 1024;
     /// On SIGTERM, requests in flight get this long to finish.
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-    /// Status callbacks held in memory for retry while the store fails, at most.
-    pub const CALLBACK_RETRY_CAPACITY: usize = 10_000;
+    /// How often the reconciler runs (on every instance: its repairs are conditional).
+    pub const RECONCILE_PERIOD: Duration = Duration::from_secs(30);
     /// Receipts guard against repeats within Telnyx's retry window and the signature
     /// tolerance; two days is far beyond both.
     pub const RECEIPT_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::days(2);
@@ -73,6 +73,7 @@ pub enum Shutdown {
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let mut options = StoreOptions::new(&settings.database_url);
     options.max_connections = settings.database_max_connections;
+    options.statement_timeout = settings.statement_timeout;
     let store = Store::open(&options).context("opening the store")?;
     store.migrate().await.context("migrating the store")?;
     store
@@ -189,11 +190,19 @@ impl Application {
         }
         let stop = CancellationToken::new();
         let openapi = crate::http::openapi_document();
+        let spool = Arc::new(
+            Spool::open(
+                &settings.spool_dir,
+                settings.spool_max_bytes,
+                metrics.spool.clone(),
+            )
+            .context("the callback spool (CALL_CENTER_SPOOL_DIR)")?,
+        );
         let data = AppData {
             auth: web::Data::new(Auth {
                 admin_token: admin_token(&settings),
                 limiter: FailureLimiter::new(settings.auth_failure_limit),
-                trust_forwarded_for: settings.trust_forwarded_for,
+                trusted_proxies: settings.trusted_proxies.clone(),
                 agents: agents.clone(),
             }),
             ops: web::Data::new(Ops {
@@ -205,11 +214,9 @@ impl Application {
             webhooks: web::Data::new(Webhooks {
                 flow: flow.clone(),
                 verifier,
-                retries: CallbackRetries::new(
-                    policy::CALLBACK_RETRY_CAPACITY,
-                    metrics.callback_retries_pending.clone(),
-                    stop.clone(),
-                ),
+                spool,
+                deadline: settings.webhook_deadline,
+                metrics: metrics.clone(),
                 clock: Arc::clone(&clock),
             }),
             reports: web::Data::new(Reports {
@@ -337,9 +344,32 @@ async fn wait_for_signal() {
     }
 }
 
-/// Sealing the audit chain, forgetting old receipts, and retention (when configured).
+/// Sealing the audit chain, replaying the spool, reconciling, forgetting old receipts, and
+/// retention (when configured).
 fn background_jobs(data: &AppData, settings: &Settings, stop: &CancellationToken) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
+    let (hooks, deadline) = (data.webhooks.clone(), settings.webhook_deadline);
+    jobs.spawn(every(spool::REPLAY_EVERY, stop.clone(), move || {
+        let hooks = hooks.clone();
+        async move {
+            if !hooks.spool.is_empty() {
+                hooks.spool.replay(&hooks.flow, deadline).await;
+            }
+        }
+    }));
+    let (flow, metrics) = (data.flow.clone(), data.metrics.clone());
+    jobs.spawn(every(policy::RECONCILE_PERIOD, stop.clone(), move || {
+        let (flow, metrics) = (flow.clone(), metrics.clone());
+        async move {
+            match flow.reconcile().await {
+                Ok(done) => {
+                    metrics.reconciled.with_label_values(&["call"]).inc_by(done.calls);
+                    metrics.reconciled.with_label_values(&["agent"]).inc_by(done.agents);
+                }
+                Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "reconciler pass failed; will retry"),
+            }
+        }
+    }));
     let (audit, metrics) = (data.audit.clone(), data.metrics.clone());
     jobs.spawn(every(settings.audit_seal_interval, stop.clone(), move || {
         let (audit, metrics) = (audit.clone(), metrics.clone());

@@ -2,7 +2,7 @@
 //!
 //! A thin actix-web layer over the domain crates: configuration, telemetry, the HTTP API
 //! (Telnyx webhooks, agents, calls, audit, operations), webhook signature verification,
-//! background jobs, and the command line. `main` only parses the command line.
+//! the callback spool, background jobs, and the command line. `main` only parses the command line.
 
 pub mod app;
 pub mod cli;
@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo_data;
 pub mod http;
 pub mod signature;
+pub mod spool;
 pub mod telemetry;
 
 pub use app::{Application, Shutdown};

@@ -364,8 +364,11 @@ async fn api_and_cli_give_the_hand_computed_figures(postgres: bool) {
     };
     store.close().await;
     // The HTTP API.
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().display().to_string();
     let env: BTreeMap<String, String> = [
         ("DATABASE_URL", db.url.as_str()),
+        ("CALL_CENTER_SPOOL_DIR", spool_dir.as_str()),
         ("BIND_ADDR", "127.0.0.1:0"),
         ("TELNYX_VERIFY_SIGNATURES", "false"),
         ("CALL_CENTER_ADMIN_TOKEN", "reports-admin-token-123"),

@@ -45,7 +45,7 @@ pub use model::{
     Agent, AgentEffect, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness,
     MetricsDelta, Presence, effective_status, parse_keyword,
 };
-pub use port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit};
+pub use port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit, ReleaseAudit};
 pub use service::{
     AgentChanges, AgentError, AgentService, AgentView, Caller, MetricsView, NewAgent, token_hash,
 };

@@ -9,7 +9,7 @@ use audit::{MemoryAuditLog, NewAuditEvent};
 use chrono::{DateTime, Utc};
 
 use crate::model::{Agent, AgentEffect, AgentId, Candidate, EffectiveStatus, Liveness, Presence};
-use crate::port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit};
+use crate::port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit, ReleaseAudit};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -170,6 +170,26 @@ impl AgentStore for MemoryAgentStore {
             }
         }
         Ok(agent.clone())
+    }
+
+    async fn release(
+        &self,
+        id: AgentId,
+        call: Option<&str>,
+        now: DateTime<Utc>,
+        audit: ReleaseAudit<'_>,
+    ) -> Result<Option<String>, AgentStoreError> {
+        let mut inner = self.lock();
+        let agent = inner.agents.get_mut(&id).ok_or(AgentStoreError::NotFound)?;
+        let Some(held) = agent
+            .current_call_sid
+            .take_if(|held| call.is_none_or(|c| c == held))
+        else {
+            return Ok(None);
+        };
+        agent.idle_since = now;
+        self.audit.push(audit(&held));
+        Ok(Some(held))
     }
 
     async fn delete(&self, id: AgentId, audit: Vec<NewAuditEvent>) -> Result<(), AgentStoreError> {

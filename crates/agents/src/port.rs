@@ -38,6 +38,10 @@ pub struct AgentPatch {
 /// `(previous, new) -> events`.
 pub type PresenceAudit<'a> = &'a (dyn Fn(Presence, Presence) -> Vec<NewAuditEvent> + Send + Sync);
 
+/// Builds the audit events of a release from the call the agent was freed from, inside the
+/// store's transaction.
+pub type ReleaseAudit<'a> = &'a (dyn Fn(&str) -> Vec<NewAuditEvent> + Send + Sync);
+
 /// Where agents live.
 ///
 /// Every write takes the audit events that describe it and writes them in the same
@@ -107,6 +111,22 @@ pub trait AgentStore: Send + Sync {
         now: DateTime<Utc>,
         on_change: PresenceAudit<'_>,
     ) -> Result<Agent, AgentStoreError>;
+
+    /// Frees the agent from the call it holds: only from `call` when given (a
+    /// compare-and-set, so a concurrent change is never undone), from any call otherwise.
+    /// When it did, the agent is idle since `now` and the events of `audit(call)` are
+    /// written in the same transaction. Returns the call it was freed from (`None`: it held
+    /// none, or another one).
+    ///
+    /// # Errors
+    /// [`AgentStoreError::NotFound`].
+    async fn release(
+        &self,
+        id: AgentId,
+        call: Option<&str>,
+        now: DateTime<Utc>,
+        audit: ReleaseAudit<'_>,
+    ) -> Result<Option<String>, AgentStoreError>;
 
     /// Removes an agent.
     ///

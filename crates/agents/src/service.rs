@@ -379,6 +379,26 @@ impl AgentService {
         Ok(())
     }
 
+    /// Frees an agent from the call it holds, whatever that call's state (an admin's
+    /// repair: the agent is offered calls again at once). Audited as `agent_released`
+    /// with the call, only when the agent held one. Returns the agent as it is now.
+    ///
+    /// # Errors
+    /// [`AgentError::NotFound`], [`AgentError::Unexpected`].
+    pub async fn release(&self, agent_id: &str, caller: Caller) -> Result<AgentView, AgentError> {
+        let id = parse_id(agent_id)?;
+        let audit = |call: &str| {
+            let event = self
+                .event(caller, AuditAction::AgentReleased, id)
+                .call(call)
+                .data([("reason", Value::from("released by an admin"))]);
+            self.staged(event)
+        };
+        let now = self.clock.now();
+        self.store.release(id, None, now, &audit).await?;
+        self.get(agent_id).await
+    }
+
     /// The agent a heartbeat token belongs to.
     ///
     /// # Errors

@@ -135,6 +135,9 @@ actions! {
     AnswerCorrected,
     /// The reconciler repaired a state that nothing else would have (with the reason).
     Reconciled,
+    /// The outcome recorded at the hang-up was corrected by a later callback (a voicemail
+    /// left through the fallback document, recorded after the hang-up was processed).
+    OutcomeCorrected,
 }
 
 /// An event to be written, in the transaction of the change it describes.

@@ -421,6 +421,205 @@ pub async fn concurrent_answers_engage_one_call(s: Stores) {
     );
 }
 
+/// Rounds closing at once on calls that rang the same agents (the no-answer flow with two
+/// shared agents: every `/retry-dial` counts a miss for both), each change naming them in
+/// its own order, wave after wave: every apply succeeds and every increment lands. (The
+/// interleaving that deadlocked PostgreSQL is forced step by step, against PostgreSQL's own
+/// lock queue, in `crates/store/tests/lock_order.rs`.)
+pub async fn crossed_agent_effects_never_deadlock(s: Stores) {
+    const WAVES: usize = 8;
+    const PER_WAVE: usize = 20;
+    let agents = [new_agent(&s, 1).await, new_agent(&s, 2).await];
+    let close = |i: usize, sid: &str| {
+        let mut order = agents.to_vec();
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        let mut next = call(sid);
+        next.version = 2;
+        CallChange {
+            expected_version: 1,
+            call: next,
+            offers: vec![],
+            attempts: vec![],
+            agents: order
+                .into_iter()
+                .map(|agent_id| AgentEffect {
+                    agent_id,
+                    delta: MetricsDelta {
+                        answered: 0,
+                        missed: 1,
+                        talk_seconds: 0,
+                    },
+                    engage: false,
+                    release: true,
+                })
+                .collect(),
+            receipts: vec![],
+            audit: vec![event(sid, AuditAction::OfferMissed)],
+        }
+    };
+    let mut failures = Vec::new();
+    for wave in 0..WAVES {
+        let sids: Vec<String> = (0..PER_WAVE).map(|i| format!("cross-{wave}-{i}")).collect();
+        for sid in &sids {
+            s.calls.apply(&create(sid)).await.unwrap();
+        }
+        let races = sids.iter().enumerate().map(|(i, sid)| {
+            let (calls, change) = (Arc::clone(&s.calls), close(i, sid));
+            tokio::spawn(async move { calls.apply(&change).await })
+        });
+        for applied in futures::future::join_all(races).await {
+            match applied.unwrap() {
+                Ok(applied) => assert_eq!(applied, Applied::Yes),
+                Err(e) => failures.push(format!("{e:#}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "applies failed: {failures:?}");
+    for agent in agents {
+        let missed = s
+            .agents
+            .get(agent)
+            .await
+            .unwrap()
+            .unwrap()
+            .metrics
+            .calls_missed;
+        assert_eq!(missed, (WAVES * PER_WAVE) as i64, "every increment lands");
+    }
+}
+
+/// An agent's release: only from the call named (a compare-and-set against a newer hold),
+/// or from whatever call it holds; idle since then; audited only when something was
+/// released; an unknown agent is `NotFound`.
+pub async fn agent_release_is_a_compare_and_set(s: Stores) {
+    let a = new_agent(&s, 1).await;
+    let hold = |sid: &str| {
+        let mut next = call(sid);
+        next.version = 2;
+        CallChange {
+            expected_version: 1,
+            call: next,
+            offers: vec![],
+            attempts: vec![],
+            agents: vec![AgentEffect {
+                agent_id: a,
+                delta: MetricsDelta::default(),
+                engage: true,
+                release: false,
+            }],
+            receipts: vec![],
+            audit: vec![],
+        }
+    };
+    let audit = |sid: &str| {
+        vec![
+            NewAuditEvent::new(t0(), Actor::System, AuditAction::AgentReleased)
+                .agent(a.0)
+                .call(sid),
+        ]
+    };
+    let later = t0() + Duration::seconds(90);
+    assert_eq!(
+        s.agents.release(a, None, later, &audit).await.unwrap(),
+        None
+    );
+    for sid in ["held-1", "held-2"] {
+        s.calls.apply(&create(sid)).await.unwrap();
+    }
+    s.calls.apply(&hold("held-1")).await.unwrap();
+    assert_eq!(
+        s.agents
+            .release(a, Some("held-2"), later, &audit)
+            .await
+            .unwrap(),
+        None,
+        "a release for another call leaves the hold alone"
+    );
+    assert_eq!(
+        s.agents
+            .release(a, Some("held-1"), later, &audit)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("held-1")
+    );
+    let freed = s.agents.get(a).await.unwrap().unwrap();
+    assert_eq!((freed.current_call_sid, freed.idle_since), (None, later));
+    s.calls.apply(&hold("held-2")).await.unwrap();
+    assert_eq!(
+        s.agents
+            .release(a, None, later, &audit)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("held-2"),
+        "with no call named, whatever it holds"
+    );
+    assert_eq!(
+        audited(s.audit.as_ref(), "held-1").await,
+        vec![AuditAction::CallReceived, AuditAction::AgentReleased]
+    );
+    assert_eq!(
+        audited(s.audit.as_ref(), "held-2")
+            .await
+            .iter()
+            .filter(|x| **x == AuditAction::AgentReleased)
+            .count(),
+        1,
+        "audited only when something was released"
+    );
+    assert!(matches!(
+        s.agents.release(AgentId::new(), None, later, &audit).await,
+        Err(agents::AgentStoreError::NotFound)
+    ));
+}
+
+/// What the reconciler is shown: calls not over and silent since before the cutoff, and
+/// calls with an offer still ringing in a round that has ended (or of a call that has).
+pub async fn calls_to_reconcile(s: Stores) {
+    let a = new_agent(&s, 1).await;
+    let add = |sid: &'static str, status: CallStatus, round_open: bool, ringing: bool| {
+        let mut change = create(sid);
+        change.call.status = status;
+        change.call.attempts = 1;
+        change.call.round_open = round_open;
+        let mut o = offer(sid, 1, a, 1);
+        if !ringing {
+            o.state = OfferState::Missed;
+        }
+        change.offers = vec![o];
+        change
+    };
+    let changes = [
+        add("silent", CallStatus::Dialing, true, true),
+        add("ended-ringing", CallStatus::Completed, false, true),
+        add("closed-ringing", CallStatus::Dialing, false, true),
+        add("ended-clean", CallStatus::Completed, false, false),
+        add("dialing-now", CallStatus::Dialing, true, true),
+    ];
+    for mut change in changes {
+        if change.call.call_sid == "dialing-now" {
+            change.call.updated_at = t0() + Duration::hours(2);
+        }
+        s.calls.apply(&change).await.unwrap();
+    }
+    let found = s
+        .calls
+        .calls_to_reconcile(t0() + Duration::hours(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(found, ["closed-ringing", "ended-ringing", "silent"]);
+    let found = s.calls.calls_to_reconcile(t0(), 10).await.unwrap();
+    assert_eq!(
+        found,
+        ["closed-ringing", "ended-ringing"],
+        "silent only before the cutoff"
+    );
+    assert_eq!(s.calls.calls_to_reconcile(t0(), 1).await.unwrap().len(), 1);
+}
+
 /// Listing: newest first, by status, limited; a bound leg finds its call.
 pub async fn listing_and_lookups(s: Stores) {
     let a = new_agent(&s, 1).await;
@@ -546,6 +745,9 @@ where
     receipts(fresh().await).await;
     agent_effects(fresh().await).await;
     concurrent_answers_engage_one_call(fresh().await).await;
+    crossed_agent_effects_never_deadlock(fresh().await).await;
+    agent_release_is_a_compare_and_set(fresh().await).await;
+    calls_to_reconcile(fresh().await).await;
     listing_and_lookups(fresh().await).await;
     redaction_and_retention(fresh().await).await;
 }

@@ -113,6 +113,7 @@ pub fn decide(state: Option<&CallState>, event: &Event, ctx: &Context<'_>) -> De
         } => {
             let mut d = Draft::load(state, call_sid, "voicemail-callback", ctx);
             store_voicemail_recording(&mut d, recording, false);
+            voicemail_left(&mut d);
             d.finish(Reply::Document(documents::voicemail_thanks(ctx.settings)))
         }
         Event::VoicemailRecording {
@@ -124,6 +125,7 @@ pub fn decide(state: Option<&CallState>, event: &Event, ctx: &Context<'_>) -> De
             }
             let mut d = Draft::load(state, call_sid, "voicemail-callback", ctx);
             store_voicemail_recording(&mut d, recording, true);
+            voicemail_left(&mut d);
             d.finish(Reply::Ack)
         }
         Event::VoicemailTranscription {
@@ -287,7 +289,11 @@ impl<'a> Draft<'a> {
         let expected_version = self.before.map_or(0, |s| s.call.version);
         let mut call = self.call;
         call.version = expected_version + 1;
-        call.updated_at = self.ctx.now;
+        // A callback decided late (replayed with the time it was received) never moves the
+        // call's last change back.
+        call.updated_at = self
+            .before
+            .map_or(self.ctx.now, |s| s.call.updated_at.max(self.ctx.now));
         let change = CallChange {
             expected_version,
             call,
@@ -585,19 +591,22 @@ fn reverse_answer(d: &mut Draft<'_>, i: usize, bridged_leg: &str) {
     );
 }
 
+/// `/voicemail`. A round still open here was not ended by its `<Dial>` (the caller came
+/// through the fallback document): its offers are canceled, not missed, since nobody knows
+/// they rang; a leg that did ring still counts its miss from its own callback.
 fn voicemail(mut d: Draft<'_>) -> Decision {
     if d.call.is_over() || d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
         return d.finish(document(documents::hangup()));
     }
     let sid = d.call.call_sid.clone();
     if !d.settings().voicemail_enabled {
-        d.close_round(RoundResult::NoVoicemail, true);
+        d.close_round(RoundResult::NoVoicemail, false);
         d.call.outcome.get_or_insert(Outcome::Unanswered);
         let reply = document(documents::goodbye(d.settings()));
         return d.finish(reply);
     }
     if d.call.status != CallStatus::Voicemail {
-        d.close_round(RoundResult::Voicemail, true);
+        d.close_round(RoundResult::Voicemail, false);
         d.call.status = CallStatus::Voicemail;
         d.call.voicemail_started_at = Some(d.now());
         d.record(AuditAction::VoicemailStarted, []);
@@ -641,6 +650,41 @@ fn store_voicemail_recording(d: &mut Draft<'_>, rec: &RecordingInfo, authoritati
             AuditAction::VoicemailStored,
             [("part", "recording".into()), ("recording_sid", sid)],
         );
+    }
+}
+
+/// A voicemail was recorded: the call counts as voicemail even when the caller reached the
+/// recording through the fallback document (the call still ringing or dialing, its round
+/// still open) or its hang-up was processed first (`abandoned` is corrected). An answered
+/// call keeps its outcome.
+fn voicemail_left(d: &mut Draft<'_>) {
+    let c = &d.call;
+    let recorded = c.voicemail_recording_url.is_some() || c.voicemail_recording_sid.is_some();
+    let answered = c.answered_by.is_some() || c.answered_leg_sid.is_some();
+    if !recorded || answered {
+        return;
+    }
+    let now = d.now();
+    match d.call.status {
+        CallStatus::Voicemail | CallStatus::Answered => {}
+        CallStatus::Ringing | CallStatus::Dialing => {
+            d.close_round(RoundResult::Voicemail, false);
+            d.call.status = CallStatus::Voicemail;
+            d.call.voicemail_started_at.get_or_insert(now);
+            d.record(AuditAction::VoicemailStarted, [("via", "fallback".into())]);
+        }
+        CallStatus::Completed => {
+            d.call.voicemail_started_at.get_or_insert(now);
+            let before = d.call.outcome;
+            if matches!(before, None | Some(Outcome::Abandoned)) {
+                d.call.outcome = Some(Outcome::Voicemail);
+                let from = Value::from(before.map(Outcome::as_str));
+                d.record(
+                    AuditAction::OutcomeCorrected,
+                    [("from", from), ("to", Outcome::Voicemail.as_str().into())],
+                );
+            }
+        }
     }
 }
 
@@ -882,13 +926,23 @@ fn finish_talk(d: &mut Draft<'_>, i: usize, from_leg: bool) {
 }
 
 fn call_ended(mut d: Draft<'_>, call_status: CallerStatus) -> Decision {
+    end_call(&mut d, call_status);
+    d.finish(Reply::Ack)
+}
+
+/// The caller's call ended (`call_status`, as Telnyx reported it): its outcome, the open
+/// round closed, the talk time counted and the agent freed.
+fn end_call(d: &mut Draft<'_>, call_status: CallerStatus) {
     if d.call.is_over() {
-        return d.finish(Reply::Ack);
+        return;
     }
     let now = d.now();
     let outcome = if d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
         Outcome::Answered
-    } else if d.call.status == CallStatus::Voicemail || d.call.voicemail_started_at.is_some() {
+    } else if d.call.status == CallStatus::Voicemail
+        || d.call.voicemail_started_at.is_some()
+        || d.call.voicemail_recording_url.is_some()
+    {
         Outcome::Voicemail
     } else if d.call.outcome == Some(Outcome::Unanswered) {
         Outcome::Unanswered
@@ -909,7 +963,7 @@ fn call_ended(mut d: Draft<'_>, call_status: CallerStatus) -> Decision {
         .iter()
         .position(|o| o.state == OfferState::Answered)
     {
-        finish_talk(&mut d, i, false);
+        finish_talk(d, i, false);
     } else if let (Some(at), None) = (d.call.answered_at, d.call.talk_seconds) {
         d.call.talk_seconds = Some((now - at).num_seconds().max(0));
     }
@@ -922,5 +976,59 @@ fn call_ended(mut d: Draft<'_>, call_status: CallerStatus) -> Decision {
             ("talk_seconds", talk),
         ],
     );
-    d.finish(Reply::Ack)
+}
+
+/// Why the reconciler closed a call.
+pub const SILENT_CALL: &str = "no word from Telnyx for longer than any call lasts";
+/// Why the reconciler canceled an offer.
+pub const STRAY_OFFER: &str = "an offer still ringing in a round that had ended";
+
+/// The reconciler's repairs of one call (`None`: nothing to repair), each audited as
+/// `reconciled` with its reason:
+/// - a call not over and silent since before `stale_before` is closed as if it had ended
+///   at its last sign of life: outcome, talk time and agent release as at a hang-up;
+/// - an offer still ringing in a round that has ended (or of a call that has) is canceled
+///   (nobody knows it rang; a leg that did still reports its own end).
+#[must_use]
+pub fn repair(
+    state: &CallState,
+    ctx: &Context<'_>,
+    stale_before: DateTime<Utc>,
+) -> Option<CallChange> {
+    let silent = !state.call.is_over() && state.call.updated_at < stale_before;
+    let at = if silent {
+        Context {
+            now: state.call.updated_at,
+            ..*ctx
+        }
+    } else {
+        *ctx
+    };
+    let mut d = Draft::from_state(state, &at);
+    if silent {
+        end_call(&mut d, CallerStatus::Completed);
+        d.record(AuditAction::Reconciled, [("reason", SILENT_CALL.into())]);
+    }
+    cancel_stray_offers(&mut d);
+    d.finish(Reply::Ack).change
+}
+
+fn cancel_stray_offers(d: &mut Draft<'_>) {
+    let now = d.now();
+    let (round, open, over) = (d.call.attempts, d.call.round_open, d.call.is_over());
+    for i in 0..d.offers.len() {
+        let o = &d.offers[i];
+        let ended = o.attempt < round || !open || over;
+        if o.state != OfferState::Ringing || !ended {
+            continue;
+        }
+        let (agent, attempt) = (o.agent_id, o.attempt);
+        d.offers[i].state = OfferState::Canceled;
+        d.offers[i].ended_at.get_or_insert(now);
+        d.record_for(
+            agent,
+            AuditAction::Reconciled,
+            [("reason", STRAY_OFFER.into()), ("attempt", attempt.into())],
+        );
+    }
 }

@@ -2,8 +2,11 @@
 //! Control JSON event. Unknown parameters are ignored; values are trimmed; a missing
 //! optional value is `None`, never an error.
 
+use std::ops::RangeInclusive;
+
 use serde::Deserialize;
 use thiserror::Error;
+use tracing::warn;
 
 use agents::AgentId;
 
@@ -70,7 +73,43 @@ impl Params {
                 .map(|f| f as i64)
         })
     }
+
+    /// A number Telnyx sends, within the range it can take: anything else (negative,
+    /// huge, not a number) is logged and read as absent, so it is never stored or added
+    /// to a sum; the rest of the request is handled as usual.
+    #[must_use]
+    pub fn bounded(&self, name: &str, range: &RangeInclusive<i64>) -> Option<i64> {
+        let raw = self.get(name)?;
+        match self.int(name) {
+            Some(n) if range.contains(&n) => Some(n),
+            _ => {
+                warn!(
+                    param = name,
+                    value = %raw.chars().take(32).collect::<String>(),
+                    accepted = %format!("{}..={}", range.start(), range.end()),
+                    "a number out of range; ignored (not stored)"
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration in seconds (`CallDuration`, `RecordingDuration`): see [`SECONDS`].
+    fn seconds(&self, name: &str) -> Option<i64> {
+        self.bounded(name, &SECONDS)
+    }
+
+    /// `SequenceNumber`: see [`SEQUENCE`].
+    fn sequence(&self) -> Option<i64> {
+        self.bounded("SequenceNumber", &SEQUENCE)
+    }
 }
+
+/// Durations Telnyx reports, in seconds: no call, leg or recording lasts longer than a
+/// day (a `<Dial>` is cut at 4 h by default, a `<Record>` at 4 h at most).
+pub const SECONDS: RangeInclusive<i64> = 0..=86_400;
+/// Sequence numbers of one call's callbacks.
+pub const SEQUENCE: RangeInclusive<i64> = 0..=1_000_000;
 
 const MAX_SID: usize = 128;
 
@@ -115,7 +154,7 @@ impl RecordingInfo {
             sid: opt_sid(p, "RecordingSid")?,
             status: p.owned("RecordingStatus"),
             url: p.owned("RecordingUrl"),
-            duration: p.int("RecordingDuration"),
+            duration: p.seconds("RecordingDuration"),
         })
     }
 
@@ -263,6 +302,19 @@ impl Event {
         }
     }
 
+    /// Whether the event reports something that happened, so that it can be applied later
+    /// (from the spool) even though its answer was the fallback document: every status
+    /// callback, the `<Record action>` and the `<Dial action>`. `/inbound`, `/dial-agents`
+    /// and `/voicemail` only ask for the next step; applied later they would record a step
+    /// the caller never took.
+    #[must_use]
+    pub fn is_report(&self) -> bool {
+        !matches!(
+            self,
+            Self::Inbound { .. } | Self::DialAgents { .. } | Self::Voicemail { .. }
+        )
+    }
+
     /// Whether the event only reports progress that changes nothing (an agent's leg
     /// initiated or ringing): the offer was stored when the round opened.
     #[must_use]
@@ -326,7 +378,8 @@ impl Event {
 }
 
 /// The Telnyx-facing endpoints, for reading their parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Endpoint {
     /// `/inbound`.
     Inbound,
@@ -468,8 +521,8 @@ fn leg_callback(p: &Params, signed: Option<&Signed>) -> Result<Option<Event>, Ev
         offer: Some((*round, *agent)),
         status,
         to: p.owned("To"),
-        duration: p.int("CallDuration"),
-        sequence: p.int("SequenceNumber"),
+        duration: p.seconds("CallDuration"),
+        sequence: p.sequence(),
         event_id: None,
     })))
 }
@@ -504,7 +557,7 @@ fn call_callback(
     Ok(Some(Event::CallStatus {
         call_sid,
         call_status,
-        sequence: p.int("SequenceNumber"),
+        sequence: p.sequence(),
     }))
 }
 
@@ -739,6 +792,36 @@ mod tests {
             (p.int("A"), p.int("B"), p.int("C"), p.int("D")),
             (Some(12), Some(12), None, None)
         );
+    }
+
+    #[test]
+    fn numbers_out_of_their_range_are_read_as_absent() {
+        let p = params(&[
+            ("CallDuration", "-5"),
+            ("RecordingDuration", "-9223372036854775808"),
+            ("SequenceNumber", "99999999999"),
+            ("Ok", "86400"),
+        ]);
+        assert_eq!(p.seconds("CallDuration"), None);
+        assert_eq!(p.seconds("RecordingDuration"), None);
+        assert_eq!(p.sequence(), None);
+        assert_eq!(p.seconds("Ok"), Some(86_400));
+        let leg = params(&[
+            ("CallSid", "v3:leg"),
+            ("CallStatus", "completed"),
+            ("CallDuration", "-1"),
+        ]);
+        let signed = Signed {
+            call: "v3:caller".into(),
+            round: Some(1),
+            agent: Some(AgentId(uuid::Uuid::nil())),
+            kind: None,
+        };
+        let Ok(Some(Event::Leg(leg))) = from_params(Endpoint::OutboundEvent, &leg, Some(&signed))
+        else {
+            panic!("the leg's end is still read")
+        };
+        assert_eq!((leg.status, leg.duration), (LegStatus::Completed, None));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use agents::{AgentStore, AgentStoreError, Clock, Liveness};
 use audit::{Actor, AuditAction, AuditSink, NewAuditEvent};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -20,8 +20,17 @@ use crate::port::{
 use crate::settings::FlowSettings;
 use crate::urls::Urls;
 
-/// How often a decision is retried after losing a race before giving up.
-const MAX_TRIES: usize = 8;
+/// How often a decision is retried after losing a race before giving up. Requests on one
+/// call in one process take turns ([`CallTurns`]), so races are lost only to another
+/// instance; with the backoff below, 40 tries span about two seconds.
+const MAX_TRIES: u32 = 40;
+/// The first backoff after a lost race; it doubles up to [`BACKOFF_CAP`], each wait drawn
+/// at random below it ("full jitter"), so racing instances spread out.
+const BACKOFF_START: std::time::Duration = std::time::Duration::from_millis(2);
+/// The longest backoff.
+const BACKOFF_CAP: std::time::Duration = std::time::Duration::from_millis(100);
+/// Turnstiles for requests on the same call in this process.
+const TURNS: usize = 1024;
 
 /// Why a webhook could not be handled.
 #[derive(Debug, Error)]
@@ -41,6 +50,38 @@ pub enum FlowError {
     Contention(String),
 }
 
+/// Calls the reconciler repairs per pass, at most (the next pass takes the rest).
+const RECONCILE_BATCH: u32 = 500;
+
+/// What one pass of [`CallFlow::reconcile`] repaired.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// Calls closed or whose stray offers were canceled.
+    pub calls: u64,
+    /// Agents freed from a call that no longer needed them.
+    pub agents: u64,
+}
+
+/// Why an agent holding `call` should be freed (`None`: the hold is legitimate).
+fn stranded(call: Option<&Call>, silent_before: DateTime<Utc>) -> Option<&'static str> {
+    match call {
+        None => Some("held by a call this server does not know"),
+        Some(c) if c.is_over() => Some("held by a call that has ended"),
+        Some(c) if c.updated_at < silent_before => Some(crate::decide::SILENT_CALL),
+        Some(_) => None,
+    }
+}
+
+/// One request being decided: what [`CallFlow::try_once`] needs on every try.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    event: &'a Event,
+    call_sid: &'a str,
+    keys: &'a [String],
+    receipts: &'a [Receipt],
+    now: DateTime<Utc>,
+}
+
 /// What the server answers, and what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handled {
@@ -50,6 +91,34 @@ pub struct Handled {
     pub duplicate: bool,
     /// Whether a change was written.
     pub applied: bool,
+}
+
+/// Requests on the same call take turns in this process (a burst of a dozen callbacks on
+/// one call then costs no lost races, only a short wait); calls share a turnstile only by
+/// their hash, among [`TURNS`]. Correctness never rests on it: the version check decides.
+struct CallTurns(Box<[tokio::sync::Mutex<()>]>);
+
+impl CallTurns {
+    fn new() -> Self {
+        Self((0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    async fn take(&self, call_sid: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        call_sid.hash(&mut h);
+        let i = usize::try_from(h.finish() % TURNS as u64).unwrap_or(0);
+        self.0[i].lock().await
+    }
+}
+
+/// Waits after the `n`th lost race (0-based): at random below `BACKOFF_START * 2^n`, capped.
+async fn back_off(n: u32) {
+    let ceiling = BACKOFF_START
+        .saturating_mul(1 << n.min(16))
+        .min(BACKOFF_CAP);
+    let wait = ceiling.mul_f64(rand::random::<f64>());
+    tokio::time::sleep(wait).await;
 }
 
 /// The call flow over its ports.
@@ -62,6 +131,7 @@ pub struct CallFlow {
     settings: Arc<FlowSettings>,
     urls: Arc<Urls>,
     heartbeat_ttl: Duration,
+    turns: Arc<CallTurns>,
 }
 
 impl std::fmt::Debug for CallFlow {
@@ -97,6 +167,7 @@ impl CallFlow {
             settings: Arc::new(settings),
             urls: Arc::new(urls),
             heartbeat_ttl,
+            turns: Arc::new(CallTurns::new()),
         }
     }
 
@@ -119,16 +190,31 @@ impl CallFlow {
         &self.urls
     }
 
-    /// Handles one webhook. `signature` is the receipt of a verified signature (none when
-    /// verification is off).
+    /// Handles one webhook received now. `signature` is the receipt of a verified signature
+    /// (none when verification is off).
     ///
     /// # Errors
-    /// [`FlowError::Replay`] for a signature seen with another request; store failures and
-    /// contention otherwise (the HTTP layer answers the fallback document).
+    /// As [`CallFlow::handle_at`].
     pub async fn handle(
         &self,
         event: &Event,
         signature: Option<SignedRequest>,
+    ) -> Result<Handled, FlowError> {
+        self.handle_at(event, signature, self.clock.now()).await
+    }
+
+    /// Handles one webhook as of `received_at`, when it was received: a callback replayed
+    /// later (from the spool) is decided with the time it happened, not the time of the
+    /// replay.
+    ///
+    /// # Errors
+    /// [`FlowError::Replay`] for a signature seen with another request; store failures and
+    /// contention otherwise (the HTTP layer answers the fallback document).
+    pub async fn handle_at(
+        &self,
+        event: &Event,
+        signature: Option<SignedRequest>,
+        received_at: DateTime<Utc>,
     ) -> Result<Handled, FlowError> {
         if event.is_progress_only() && signature.as_ref().is_none_or(|s| s.covers_parameters) {
             // Nothing to store, and a signed body cannot be replayed into anything else.
@@ -146,7 +232,7 @@ impl CallFlow {
         let receipts: Vec<Receipt> = natural.into_iter().chain(signature).collect();
         let Some(call_sid) = self.call_sid_for(event).await? else {
             debug!("callback for an unknown call; acknowledged");
-            self.remember(&receipts).await?;
+            self.remember(&receipts, received_at).await?;
             return Ok(Handled {
                 reply: Reply::Ack,
                 duplicate: false,
@@ -154,21 +240,31 @@ impl CallFlow {
             });
         };
         let keys: Vec<String> = receipts.iter().map(|r| r.key.clone()).collect();
-        for _ in 0..MAX_TRIES {
-            if let Some(done) = self.try_once(event, &call_sid, &keys, &receipts).await? {
+        let _turn = self.turns.take(&call_sid).await;
+        let attempt = Attempt {
+            event,
+            call_sid: &call_sid,
+            keys: &keys,
+            receipts: &receipts,
+            now: received_at,
+        };
+        for lost in 0..MAX_TRIES {
+            if let Some(done) = self.try_once(&attempt).await? {
                 return Ok(done);
             }
+            back_off(lost).await;
         }
         Err(FlowError::Contention(call_sid))
     }
 
-    async fn try_once(
-        &self,
-        event: &Event,
-        call_sid: &str,
-        keys: &[String],
-        receipts: &[Receipt],
-    ) -> Result<Option<Handled>, FlowError> {
+    async fn try_once(&self, a: &Attempt<'_>) -> Result<Option<Handled>, FlowError> {
+        let Attempt {
+            event,
+            call_sid,
+            keys,
+            receipts,
+            now,
+        } = *a;
         let snapshot = self.calls.load(call_sid, keys).await?;
         for seen in &snapshot.seen {
             let replayed = receipts
@@ -180,7 +276,6 @@ impl CallFlow {
         }
         let duplicate = !snapshot.seen.is_empty();
         let state = snapshot.state.as_ref();
-        let now = self.clock.now();
         let candidates = if !duplicate && opens_round(state.map(|s| &s.call), event, &self.settings)
         {
             let liveness = Liveness::new(now, self.heartbeat_ttl);
@@ -210,7 +305,7 @@ impl CallFlow {
                 .filter(|r| !r.fingerprint.is_empty())
                 .cloned()
                 .collect();
-            if self.remember(&signed).await? == Applied::Conflict {
+            if self.remember(&signed, now).await? == Applied::Conflict {
                 return Ok(None);
             }
             return Ok(Some(Handled {
@@ -237,14 +332,15 @@ impl CallFlow {
         }
     }
 
-    async fn remember(&self, receipts: &[Receipt]) -> Result<Applied, FlowError> {
+    async fn remember(
+        &self,
+        receipts: &[Receipt],
+        received_at: DateTime<Utc>,
+    ) -> Result<Applied, FlowError> {
         if receipts.is_empty() {
             return Ok(Applied::Yes);
         }
-        Ok(self
-            .calls
-            .record_receipts(receipts, self.clock.now())
-            .await?)
+        Ok(self.calls.record_receipts(receipts, received_at).await?)
     }
 
     /// The caller's call an event concerns. A Call Control event names only the agent's
@@ -342,6 +438,103 @@ impl CallFlow {
                 return Ok(redacted);
             }
         }
+    }
+
+    /// One pass of the reconciler: repairs what no callback will (calls silent for longer
+    /// than any call lasts, offers still ringing in rounds that ended, agents held by calls
+    /// that are over or unknown), each audited as `reconciled` with the reason. Safe on
+    /// several instances at once: a call's repair is a versioned change like any other, an
+    /// agent's release a compare-and-set on the call it holds.
+    ///
+    /// # Errors
+    /// [`FlowError::Calls`], [`FlowError::Agents`].
+    pub async fn reconcile(&self) -> Result<Reconciliation, FlowError> {
+        let now = self.clock.now();
+        let silent_before = now - self.settings.max_call_length;
+        let mut done = Reconciliation::default();
+        let sids = self
+            .calls
+            .calls_to_reconcile(silent_before, RECONCILE_BATCH)
+            .await?;
+        for sid in sids {
+            if self.repair_call(&sid, now, silent_before).await? {
+                done.calls += 1;
+            }
+        }
+        done.agents = self.release_stranded_agents(now, silent_before).await?;
+        if done != Reconciliation::default() {
+            info!(
+                calls = done.calls,
+                agents = done.agents,
+                "reconciler repaired"
+            );
+        }
+        Ok(done)
+    }
+
+    async fn repair_call(
+        &self,
+        sid: &str,
+        now: DateTime<Utc>,
+        silent_before: DateTime<Utc>,
+    ) -> Result<bool, FlowError> {
+        let _turn = self.turns.take(sid).await;
+        let Some(state) = self.calls.load(sid, &[]).await?.state else {
+            return Ok(false);
+        };
+        let ctx = Context {
+            now,
+            settings: &self.settings,
+            urls: &self.urls,
+            candidates: &[],
+        };
+        let Some(mut change) = crate::decide::repair(&state, &ctx, silent_before) else {
+            return Ok(false);
+        };
+        for e in std::mem::take(&mut change.audit) {
+            self.audit.stage(&mut change.audit, e);
+        }
+        // A conflict means the call moved on: the next pass looks again.
+        Ok(self.calls.apply(&change).await? == Applied::Yes)
+    }
+
+    /// Frees agents held by a call that is over, unknown, or silent for longer than any call
+    /// lasts.
+    async fn release_stranded_agents(
+        &self,
+        now: DateTime<Utc>,
+        silent_before: DateTime<Utc>,
+    ) -> Result<u64, FlowError> {
+        let liveness = Liveness::new(now, self.heartbeat_ttl);
+        let mut released = 0;
+        for agent in self.agents.list(None, &liveness).await? {
+            let Some(held) = agent.current_call_sid.as_deref() else {
+                continue;
+            };
+            let call = self.calls.get(held).await?;
+            let Some(reason) = stranded(call.as_ref(), silent_before) else {
+                continue;
+            };
+            let audit = |call: &str| {
+                let event = NewAuditEvent::new(now, Actor::System, AuditAction::Reconciled)
+                    .call(call)
+                    .agent(agent.id.0)
+                    .data([("reason", Value::from(reason))]);
+                let mut batch = Vec::with_capacity(1);
+                self.audit.stage(&mut batch, event);
+                batch
+            };
+            if self
+                .agents
+                .release(agent.id, Some(held), now, &audit)
+                .await?
+                .is_some()
+            {
+                warn!(agent = %agent.id, call = held, reason, "agent released by the reconciler");
+                released += 1;
+            }
+        }
+        Ok(released)
     }
 
     /// Forgets receipts older than `age` (they only guard against repeats within Telnyx's

@@ -40,12 +40,12 @@ mod vocabulary;
 pub mod contract;
 
 pub use agents::AgentEffect;
-pub use decide::{Context, Decision, Reply, decide, opens_round};
+pub use decide::{Context, Decision, Reply, decide, opens_round, repair};
 pub use event::{
     Endpoint, Event, EventError, LegEvent, Params, RecordingInfo, TranscriptionInfo, check_sid,
     from_call_control, from_params, mask_number,
 };
-pub use flow::{CallFlow, FlowError, Handled, Ports};
+pub use flow::{CallFlow, FlowError, Handled, Ports, Reconciliation};
 pub use memory::MemoryCallStore;
 pub use model::{
     Attempt, Call, CallState, CallStatus, CallView, Offer, OfferState, Outcome, RoundResult,

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use audit::{MemoryAuditLog, NewAuditEvent};
 use chrono::{DateTime, Utc};
 
-use crate::model::{Call, CallState};
+use crate::model::{Call, CallState, OfferState};
 use crate::port::{
     Applied, CallChange, CallFilter, CallStore, CallStoreError, Receipt, Redaction, Snapshot,
 };
@@ -210,6 +210,32 @@ impl CallStore for MemoryCallStore {
         c.version += 1;
         self.audit.push(audit);
         Ok(Redaction::Redacted)
+    }
+
+    async fn calls_to_reconcile(
+        &self,
+        silent_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<String>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        let mut sids: Vec<String> = inner
+            .calls
+            .values()
+            .filter(|s| {
+                let c = &s.call;
+                let silent = !c.is_over() && c.updated_at < silent_before;
+                let stray = s.offers.iter().any(|o| {
+                    o.state == OfferState::Ringing
+                        && (c.is_over() || !c.round_open || o.attempt < c.attempts)
+                });
+                silent || stray
+            })
+            .map(|s| s.call.call_sid.clone())
+            .collect();
+        sids.sort();
+        sids.truncate(limit as usize);
+        Ok(sids)
     }
 
     async fn calls_to_redact(

@@ -21,7 +21,7 @@ pub enum CallStoreError {
 /// A processed request, remembered so that a repeat changes nothing: a callback's natural
 /// key (fingerprint empty) or a webhook signature (fingerprint: a hash of what was signed
 /// plus the unsigned parts of the request).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Receipt {
     /// The key.
     pub key: String,
@@ -30,7 +30,7 @@ pub struct Receipt {
 }
 
 /// A verified webhook signature and what it covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SignedRequest {
     /// The signature's receipt (key per method and path, fingerprint of query and body).
     pub receipt: Receipt,
@@ -192,6 +192,18 @@ pub trait CallStore: Send + Sync {
     async fn calls_to_redact(
         &self,
         before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<String>, CallStoreError>;
+
+    /// Calls the reconciler should look at, at most `limit`: calls not over whose last
+    /// change is older than `silent_before`, and calls with an offer still ringing in a
+    /// round that has ended (or of a call that has).
+    ///
+    /// # Errors
+    /// [`CallStoreError::Unexpected`].
+    async fn calls_to_reconcile(
+        &self,
+        silent_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<String>, CallStoreError>;
 

@@ -121,7 +121,14 @@ pub struct FlowSettings {
     pub voicemail_max_length: MaxLength,
     /// What the caller hears.
     pub texts: Texts,
+    /// Longer than any call can last without a word from Telnyx (Telnyx cuts a bridged
+    /// `<Dial>` at 4 h by default): the reconciler closes a call silent for longer, and
+    /// frees the agent it held.
+    pub max_call_length: chrono::Duration,
 }
+
+/// The default of [`FlowSettings::max_call_length`]: 5 hours.
+pub const DEFAULT_MAX_CALL_LENGTH: chrono::Duration = chrono::Duration::hours(5);
 
 impl FlowSettings {
     /// Checks ranges.
@@ -161,6 +168,7 @@ impl FlowSettings {
                 source,
             })?,
             texts,
+            max_call_length: DEFAULT_MAX_CALL_LENGTH,
         })
     }
 }

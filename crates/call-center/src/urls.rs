@@ -81,9 +81,20 @@ impl UrlKeys {
 
 /// What kind of request a URL is for, where one path serves several.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::Display,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[strum(serialize_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum UrlKind {
     /// The `<Record action>`.
     Action,
@@ -96,7 +107,7 @@ pub enum UrlKind {
 }
 
 /// What a server-written URL says, under its MAC.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Signed {
     /// The caller's call.
     pub call: String,

@@ -163,6 +163,40 @@ macro_rules! agent_store {
             }
 
             #[tracing::instrument(skip_all, err)]
+            async fn release(
+                &self,
+                id: ::agents::AgentId,
+                call: Option<&str>,
+                now: chrono::DateTime<chrono::Utc>,
+                audit: ::agents::ReleaseAudit<'_>,
+            ) -> Result<Option<String>, ::agents::AgentStoreError> {
+                use crate::common::unexpected;
+                let mut tx = self.write().await.map_err(unexpected("begin"))?;
+                let held: Option<String> = sqlx::query_scalar::<$db, Option<String>>(concat!(
+                    "SELECT current_call_sid FROM agents WHERE id = $1",
+                    $lock
+                ))
+                .bind(crate::types::SqlId(id.0))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unexpected("release"))?
+                .ok_or(::agents::AgentStoreError::NotFound)?;
+                let Some(held) = held.filter(|held| call.is_none_or(|c| c == held)) else {
+                    return Ok(None);
+                };
+                sqlx::query::<$db>(
+                    "UPDATE agents SET current_call_sid = NULL, idle_since = $2 WHERE id = $1",
+                )
+                .bind(crate::types::SqlId(id.0))
+                .bind(crate::types::SqlTime(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(unexpected("release"))?;
+                Self::commit_audited(tx, &audit(&held)).await?;
+                Ok(Some(held))
+            }
+
+            #[tracing::instrument(skip_all, err)]
             async fn delete(
                 &self,
                 id: ::agents::AgentId,

@@ -92,16 +92,20 @@ pub struct StoreOptions {
     /// How long a request waits for a connection before failing (keeps `/readyz` and the
     /// fallback path quick when the database is down).
     pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for every connection: a statement stuck on a lock
+    /// or a stalled server fails after this long instead of holding its connection.
+    pub statement_timeout: Duration,
 }
 
 impl StoreOptions {
-    /// Defaults for `url`: 10 connections, 3 s acquire timeout.
+    /// Defaults for `url`: 10 connections, 3 s acquire timeout, 10 s statement timeout.
     #[must_use]
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -131,11 +135,7 @@ impl Store {
                 options.max_connections,
                 options.acquire_timeout,
             )?),
-            Backend::Postgres => Inner::Postgres(PgStore::connect_lazy(
-                &options.url,
-                options.max_connections,
-                options.acquire_timeout,
-            )?),
+            Backend::Postgres => Inner::Postgres(PgStore::connect_lazy(options)?),
         };
         Ok(Self { inner })
     }

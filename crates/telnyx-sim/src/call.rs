@@ -148,6 +148,13 @@ impl<'a> CallDriver<'a> {
             answer.status,
             answer.body
         );
+        if answer.body.contains(crate::stats::FALLBACK_MARK) {
+            self.stats.fallback();
+            self.note(format!(
+                "  {} answered the fallback document",
+                crate::stats::endpoint(url)
+            ));
+        }
         Ok(answer)
     }
 

@@ -18,6 +18,25 @@ pub struct Report {
     pub audit_entries: i64,
 }
 
+/// Waits up to `window` until every server's callback spool is empty and no agent is busy
+/// (what a fault left behind, settled by the spool's replay and the reconciler); says
+/// what it saw last.
+pub async fn settle(server: &Server, window: std::time::Duration) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let pending = server.spool_pending().await;
+        let busy = server.agents().await.map_or(usize::MAX, |a| {
+            a.iter().filter(|a| a.status == "busy").count()
+        });
+        let state = format!("spooled callbacks {pending:?}, busy agents {busy}");
+        let empty = pending.iter().all(|p| *p == Some(0));
+        if (empty && busy == 0) || started.elapsed() >= window {
+            return state;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 /// Compares the server's state with `truths`.
 ///
 /// # Errors

@@ -1,6 +1,8 @@
 //! Talking to the server the way Telnyx and softphones do: Ed25519-signed form posts to the
 //! TeXML endpoints, and the JSON API with bearer tokens.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -126,6 +128,13 @@ pub struct MetricsJson {
 pub struct Server {
     bases: Vec<String>,
     http: reqwest::Client,
+    /// How long a webhook is sent again when the server cannot be reached or answers 5xx,
+    /// as Telnyx falls over to the failover URL (here: any instance); `None`: never.
+    failover: Option<Duration>,
+    /// Webhooks sent again that way.
+    failovers: Arc<AtomicU64>,
+    /// The slowest webhook answered 200, microseconds (one attempt, not its retries).
+    slowest: Arc<AtomicU64>,
     /// The admin token.
     pub admin_token: String,
     /// The webhook signer (`None`: send unsigned, for servers with verification off).
@@ -162,9 +171,32 @@ impl Server {
         Ok(Self {
             bases,
             http,
+            failover: None,
+            failovers: Arc::default(),
+            slowest: Arc::default(),
             admin_token,
             signer,
         })
+    }
+
+    /// Sends a webhook again, on any instance, for up to `window` when the server cannot be
+    /// reached or answers 5xx (Telnyx's failover URL pointing at the same load balancer).
+    #[must_use]
+    pub fn with_failover(mut self, window: Duration) -> Self {
+        self.failover = Some(window);
+        self
+    }
+
+    /// Webhooks sent again after a failure.
+    #[must_use]
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+
+    /// The slowest webhook the server answered with 200 (one attempt).
+    #[must_use]
+    pub fn slowest_answer(&self) -> Duration {
+        Duration::from_micros(self.slowest.load(Ordering::Relaxed))
     }
 
     fn base(&self) -> &str {
@@ -174,6 +206,23 @@ impl Server {
             0
         };
         self.bases.get(i).map_or("", String::as_str)
+    }
+
+    /// Each instance's `callcenter_spool_pending` (`None`: it did not answer).
+    pub async fn spool_pending(&self) -> Vec<Option<i64>> {
+        let mut all = Vec::with_capacity(self.bases.len());
+        for base in &self.bases {
+            let text = match self.http.get(format!("{base}/metrics")).send().await {
+                Ok(res) => res.text().await.ok(),
+                Err(_) => None,
+            };
+            all.push(text.and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("callcenter_spool_pending "))
+                    .and_then(|v| v.trim().parse().ok())
+            }));
+        }
+        all
     }
 
     /// The first base URL.
@@ -213,6 +262,38 @@ impl Server {
     /// # Errors
     /// Network errors.
     pub async fn post_raw(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        timestamp: i64,
+    ) -> anyhow::Result<Answer> {
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let attempt = std::time::Instant::now();
+            let sent = self
+                .post_once(url, body.clone(), content_type, timestamp)
+                .await;
+            let failed = match &sent {
+                Ok(a) => a.status >= 500,
+                Err(_) => true,
+            };
+            if matches!(&sent, Ok(a) if a.status == 200) {
+                let took = u64::try_from(attempt.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.slowest.fetch_max(took, Ordering::Relaxed);
+            }
+            let window = self.failover.unwrap_or_default();
+            if !failed || started.elapsed() + wait > window {
+                return sent;
+            }
+            self.failovers.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    async fn post_once(
         &self,
         url: &str,
         body: Vec<u8>,

@@ -11,6 +11,7 @@ pub mod agents;
 pub mod call;
 pub mod check;
 pub mod client;
+pub mod faults;
 pub mod scenario;
 pub mod stats;
 
@@ -96,6 +97,13 @@ pub async fn run(
         }
     }
     let check = if check {
+        let settled = check::settle(server, scenario.settle).await;
+        if scenario.settle > Duration::ZERO {
+            println!(
+                "settled in {:.1} s: {settled}",
+                started.elapsed().as_secs_f64() - elapsed.as_secs_f64()
+            );
+        }
         Some(check::check(server, &phones, &truths).await?)
     } else {
         None

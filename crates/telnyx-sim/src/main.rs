@@ -26,6 +26,16 @@ enum Command {
         #[arg(long)]
         server: String,
     },
+    /// A TCP proxy for fault runs (`make faults`): SIGUSR1 toggles a stall (connections stay
+    /// open, no byte moves), SIGUSR2 toggles a cut (connections dropped and refused).
+    Proxy {
+        /// Where to listen, e.g. 127.0.0.1:15432.
+        #[arg(long)]
+        listen: String,
+        /// Where to forward, e.g. 127.0.0.1:5432.
+        #[arg(long)]
+        target: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +107,14 @@ struct RunArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     summary_json: Option<std::path::PathBuf>,
+    /// Send a webhook again, on any instance, for up to this many seconds when the server
+    /// cannot be reached or answers 5xx (Telnyx's failover URL); 0: never.
+    #[arg(long, default_value_t = 0)]
+    failover_seconds: u64,
+    /// Before the consistency check, wait up to this many seconds for the servers' spools
+    /// to empty and every agent to be free.
+    #[arg(long, default_value_t = 0)]
+    settle_seconds: u64,
 }
 
 #[tokio::main]
@@ -120,6 +138,15 @@ async fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            }
+        }
+        Command::Proxy { listen, target } => {
+            match telnyx_sim::faults::serve(&listen, &target).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("telnyx-sim proxy: {e:#}");
+                    ExitCode::from(2)
+                }
             }
         }
         Command::Run(args) => match run(*args).await {
@@ -146,7 +173,8 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         );
         Some(s)
     };
-    let server = Server::new(args.servers.clone(), args.admin_token.clone(), signer)?;
+    let server = Server::new(args.servers.clone(), args.admin_token.clone(), signer)?
+        .with_failover(Duration::from_secs(args.failover_seconds));
     let scenario = Scenario {
         calls: args.calls,
         concurrency: args.concurrency,
@@ -163,6 +191,7 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         reorder: args.reorder,
         verbose: args.verbose,
         seed: args.seed,
+        settle: Duration::from_secs(args.settle_seconds),
     };
     let outcome = telnyx_sim::run(
         &server,
@@ -175,6 +204,12 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         "\n{}",
         outcome.stats.report(outcome.completed, outcome.elapsed)
     );
+    if server.failovers() > 0 {
+        println!(
+            "webhooks sent again after a failure (failover): {}",
+            server.failovers()
+        );
+    }
     for f in outcome.failures.iter().take(10) {
         println!("FAILED CALL: {f}");
     }
@@ -213,6 +248,11 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
             "stored_p90_ms": outcome.stats.stored_percentile_ms(0.9),
             "stored_p99_ms": outcome.stats.stored_percentile_ms(0.99),
             "mismatches": outcome.check.as_ref().map_or(0, |c| c.mismatches.len()),
+            "mismatch_lines": outcome.check.as_ref().map_or_else(Vec::new, |c| c.mismatches.iter().take(20).cloned().collect()),
+            "fallbacks": outcome.stats.fallbacks(),
+            "failovers": server.failovers(),
+            "slowest_answer_ms": server.slowest_answer().as_secs_f64() * 1000.0,
+            "failures": outcome.failures.iter().take(10).cloned().collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;
     }

@@ -37,6 +37,9 @@ pub struct Scenario {
     pub verbose: bool,
     /// Random seed (None: random).
     pub seed: Option<u64>,
+    /// Before the consistency check, wait up to this long for every server's spool to empty
+    /// and every agent to be free (callbacks kept through a fault, the reconciler).
+    pub settle: Duration,
 }
 
 impl Default for Scenario {
@@ -57,6 +60,7 @@ impl Default for Scenario {
             reorder: false,
             verbose: false,
             seed: None,
+            settle: Duration::ZERO,
         }
     }
 }

@@ -22,7 +22,12 @@ struct Inner {
     errors: BTreeMap<String, u64>,
     outcomes: BTreeMap<String, u64>,
     requests: u64,
+    fallbacks: u64,
 }
+
+/// The words of the server's fallback document (its default apology): an instruction
+/// answered with them was not decided by the flow.
+pub const FALLBACK_MARK: &str = "technical difficulties";
 
 /// The endpoint of a URL, without host and query: `/dial-agents`.
 #[must_use]
@@ -59,6 +64,17 @@ impl Stats {
         if !ok {
             *inner.errors.entry(name).or_default() += 1;
         }
+    }
+
+    /// Records an instruction answered with the fallback document.
+    pub fn fallback(&self) {
+        self.lock().fallbacks += 1;
+    }
+
+    /// Instructions answered with the fallback document.
+    #[must_use]
+    pub fn fallbacks(&self) -> u64 {
+        self.lock().fallbacks
     }
 
     /// Records a call's outcome as the simulator saw it.
@@ -141,8 +157,8 @@ impl Stats {
         let errors: u64 = inner.errors.values().sum();
         let _ = writeln!(
             out,
-            "requests: {}, errors: {errors}, elapsed {secs:.2} s: {cps:.1} calls/s, {rps:.1} requests/s",
-            inner.requests
+            "requests: {}, errors: {errors}, fallback documents: {}, elapsed {secs:.2} s: {cps:.1} calls/s, {rps:.1} requests/s",
+            inner.requests, inner.fallbacks
         );
         let _ = writeln!(
             out,

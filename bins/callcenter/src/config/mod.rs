@@ -126,7 +126,13 @@ pub struct Settings {
     pub http_request_timeout: Duration,
     pub http_workers: usize,
     pub auth_failure_limit: u32,
-    pub trust_forwarded_for: bool,
+    /// `TRUSTED_PROXIES`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub max_call_length: Duration,
+    pub webhook_deadline: Duration,
+    pub statement_timeout: Duration,
+    pub spool_dir: std::path::PathBuf,
+    pub spool_max_bytes: u64,
     pub audit_sink: AuditSinkKind,
     pub audit_seal_interval: Duration,
     effective: Vec<(&'static str, String)>,
@@ -176,7 +182,6 @@ impl Settings {
                 &t::DATABASE_MAX_CONNECTIONS,
                 default_pool_size(&database_url),
             ),
-            database_url,
             bind_addr: read_bind_addr(r),
             webhook_base_url: read_base_url(r),
             telnyx_public_key,
@@ -211,12 +216,20 @@ impl Settings {
             )
             .unwrap_or(2),
             auth_failure_limit: r.int(&t::AUTH_FAILURE_LIMIT, 20),
-            trust_forwarded_for: r.boolean(&t::TRUST_X_FORWARDED_FOR),
+            trusted_proxies: read_trusted_proxies(r),
+            max_call_length: r.duration(&t::CALL_CENTER_MAX_CALL_SECONDS),
+            webhook_deadline: r.duration(&t::WEBHOOK_DEADLINE_MS),
+            statement_timeout: r.duration(&t::DATABASE_STATEMENT_TIMEOUT_MS),
+            spool_dir: read_spool_dir(r, &database_url),
+            spool_max_bytes: r
+                .int(&t::CALL_CENTER_SPOOL_MAX_BYTES, 67_108_864_i64)
+                .unsigned_abs(),
             audit_sink: match r.choice(&t::CALL_CENTER_AUDIT_SINK) {
                 "null" => AuditSinkKind::Null,
                 _ => AuditSinkKind::Chain,
             },
             audit_seal_interval: r.duration(&t::CALL_CENTER_AUDIT_SEAL_INTERVAL_MS),
+            database_url,
             effective: Vec::new(),
         }
     }
@@ -242,6 +255,8 @@ impl Settings {
             texts,
         )?;
         flow.max_agents_per_round = self.max_agents_per_round;
+        flow.max_call_length =
+            chrono::Duration::from_std(self.max_call_length).unwrap_or(flow.max_call_length);
         flow.voicemail_max_length = texml::MaxLength::new(seconds(self.voicemail_max_length))
             .map_err(|source| call_center::SettingsError::Texml {
                 name: "CALL_CENTER_VOICEMAIL_MAX_LENGTH",
@@ -268,6 +283,59 @@ fn read_database_url(r: &mut Reader<'_>) -> String {
     }
     r.show(&t::DATABASE_URL, shown);
     url
+}
+
+/// `TRUSTED_PROXIES`: addresses and CIDR blocks (an address alone is a /32 or /128).
+/// `TRUST_X_FORWARDED_FOR=true`, which it replaces, is refused so that a deployment relying
+/// on it does not silently lose its proxy setting (`false` changes nothing and is ignored).
+fn read_trusted_proxies(r: &mut Reader<'_>) -> Vec<ipnet::IpNet> {
+    let retired = r.raw_named("TRUST_X_FORWARDED_FOR");
+    if let Some(old) = retired.filter(|v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "false" | "0" | "no" | "off"
+        )
+    }) {
+        r.problems.push(format!(
+            "TRUST_X_FORWARDED_FOR={old:?}: no longer read; accepted: TRUSTED_PROXIES, the \
+             addresses or CIDR blocks of the proxies in front of the server"
+        ));
+    }
+    let raw = r.text(&t::TRUSTED_PROXIES);
+    let mut nets = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let net = item
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match net {
+            Ok(net) => nets.push(net),
+            Err(_) => r.problem(&t::TRUSTED_PROXIES, item, "not an IP address or CIDR block"),
+        }
+    }
+    nets
+}
+
+/// `CALL_CENTER_SPOOL_DIR`, by default `spool/` beside the SQLite file (so each database
+/// file has its own), or `data/spool` with PostgreSQL.
+fn read_spool_dir(r: &mut Reader<'_>, database_url: &str) -> std::path::PathBuf {
+    let dir = r.raw(&t::CALL_CENTER_SPOOL_DIR).map_or_else(
+        || default_spool_dir(database_url),
+        |d| std::path::PathBuf::from(d.trim()),
+    );
+    r.show(&t::CALL_CENTER_SPOOL_DIR, dir.display().to_string());
+    dir
+}
+
+fn default_spool_dir(database_url: &str) -> std::path::PathBuf {
+    let file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or_default())
+        .filter(|path| !path.is_empty() && !path.starts_with(':'));
+    match file.and_then(|f| std::path::Path::new(f).parent()) {
+        Some(parent) => parent.join("spool"),
+        None => std::path::PathBuf::from(t::CALL_CENTER_SPOOL_DIR.default),
+    }
 }
 
 fn read_bind_addr(r: &mut Reader<'_>) -> SocketAddr {

@@ -119,6 +119,12 @@ impl<'a> Reader<'a> {
         self.env.get(spec.name)
     }
 
+    /// The raw value of a variable outside the table (a retired one), if set.
+    #[must_use]
+    pub fn raw_named(&self, name: &str) -> Option<String> {
+        self.env.get(name)
+    }
+
     /// Records a problem with `spec`'s value.
     pub fn problem(&mut self, spec: &Spec, shown: &str, what: &str) {
         self.problems.push(format!(
@@ -355,6 +361,11 @@ specs! {
     CALL_CENTER_MAX_AGENTS_PER_ROUND = Flow "CALL_CENTER_MAX_AGENTS_PER_ROUND" default "50":
         int(1, 200, Unit::Count),
         "Most agents rung at once in one round (longest idle first).";
+    CALL_CENTER_MAX_CALL_SECONDS = Flow "CALL_CENTER_MAX_CALL_SECONDS" default "18000":
+        int(600, 86_400, Unit::Seconds),
+        "Longer than any call lasts without a word from Telnyx (Telnyx cuts a bridged <Dial> at \
+         4 h by default). The reconciler closes a call silent for longer (audited as \
+         reconciled) and frees the agent it held.";
     CALL_CENTER_RETENTION_DAYS = Operations "CALL_CENTER_RETENTION_DAYS" default "off":
         Kind::Text("off or 1..=36500"),
         "Days to keep recordings and transcriptions; older ones are redacted hourly (audited).";
@@ -367,6 +378,27 @@ specs! {
     CALL_CENTER_AUDIT_SINK = Operations "CALL_CENTER_AUDIT_SINK" default "chain":
         Kind::Choice(&["chain", "null"]),
         "null drops audit events: for measuring what auditing costs, never in production.";
+    WEBHOOK_DEADLINE_MS = Operations "WEBHOOK_DEADLINE_MS" default "3000":
+        int(100, 25_000, Unit::Milliseconds),
+        "The longest a Telnyx webhook is worked on, well below Telnyx's own webhook timeout. \
+         Past it an instruction request gets the fallback document at once (an apology and \
+         voicemail) and a status callback is kept in the spool and acknowledged.";
+    DATABASE_STATEMENT_TIMEOUT_MS = Operations "DATABASE_STATEMENT_TIMEOUT_MS" default "10000":
+        int(100, 3_600_000, Unit::Milliseconds),
+        "PostgreSQL statement_timeout of every connection: a statement stuck on a lock or a \
+         stalled server fails after this long instead of holding its connection. On SQLite, \
+         a write waits at most 3 s for its turn.";
+    CALL_CENTER_SPOOL_DIR = Operations "CALL_CENTER_SPOOL_DIR" default "data/spool"
+        computed "spool/ beside the SQLite file; data/spool with PostgreSQL":
+        Kind::Text("a folder path (created when missing)"),
+        "Where status callbacks acknowledged to Telnyx but not yet stored wait (append-only \
+         files, fsynced before the acknowledgement, replayed at start and every few seconds). \
+         One folder per instance; an instance refuses to start on a folder another one holds.";
+    CALL_CENTER_SPOOL_MAX_BYTES = Operations "CALL_CENTER_SPOOL_MAX_BYTES" default "67108864":
+        int(65_536, 10_737_418_240, Unit::Bytes),
+        "Largest spool. When full, a callback that cannot be stored is answered 503 (Telnyx \
+         then retries or uses the failover URL), logged as an error and counted in \
+         callcenter_spool_refused_total.";
     DATABASE_MAX_CONNECTIONS = Operations "DATABASE_MAX_CONNECTIONS" default "10"
         computed "4 on SQLite (one writer at a time; more connections only cost memory), 10 on PostgreSQL":
         int(1, 500, Unit::Count),
@@ -388,8 +420,12 @@ specs! {
     AUTH_FAILURE_LIMIT = Operations "AUTH_FAILURE_LIMIT" default "20":
         int(1, 100_000, Unit::Count),
         "Failed authentications per client address per minute before 429.";
-    TRUST_X_FORWARDED_FOR = Operations "TRUST_X_FORWARDED_FOR" default "false": Kind::Bool,
-        "Behind a trusted reverse proxy: take the client address from X-Forwarded-For.";
+    TRUSTED_PROXIES = Operations "TRUSTED_PROXIES" default "":
+        Kind::Text("comma-separated IP addresses or CIDR blocks, e.g. 10.0.0.0/8,127.0.0.1"),
+        "Reverse proxies in front of the server. A request from one of them is counted against \
+         the rightmost X-Forwarded-For address that is not itself a trusted proxy; any other \
+         request against its own peer address. Empty: X-Forwarded-For is never read. (Replaces \
+         TRUST_X_FORWARDED_FOR.)";
 }
 
 /// The text of `.env.example`, from the table.

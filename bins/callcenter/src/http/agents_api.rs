@@ -264,3 +264,29 @@ pub async fn remove(
     agents.remove(path_id(&path)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// Frees an agent from the call it holds, whatever that call's state: the agent is offered
+/// calls again at once. For an agent left busy by a call that ended without the server
+/// hearing of it (the reconciler does the same on its own once the call is over or silent
+/// longer than any call lasts). Audited as `agent_released`; an agent holding no call is
+/// answered as it is.
+#[utoipa::path(
+    tag = "agents",
+    params(("agent_id" = uuid::Uuid, Path, description = "The agent's id")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The agent, holding no call", body = AgentView),
+        (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/agents/{agent_id}/release")]
+pub async fn release(
+    _: Admin,
+    path: web::Path<String>,
+    agents: web::Data<AgentService>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = agents.release(path_id(&path)?, Caller::Admin).await?;
+    Ok(HttpResponse::Ok().json(agent))
+}

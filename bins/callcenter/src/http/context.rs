@@ -65,9 +65,8 @@ pub async fn request_context(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status().as_u16();
-    let method = response.request().method().to_string();
     if let Some(m) = metrics {
-        m.observe(&route, &method, status, elapsed);
+        m.observe(&route, response.request().method(), status, elapsed);
     }
     span.in_scope(|| {
         if route == "/healthz" || route == "/metrics" {

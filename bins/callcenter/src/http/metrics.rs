@@ -1,9 +1,28 @@
 //! Prometheus metrics: request count and latency by route template and status class, plus
 //! a few gauges about the server's own state.
 
+use actix_web::http::Method;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+use crate::spool::SpoolMetrics;
+
+/// The method as a label: one of the methods the server routes, else `other`.
+#[must_use]
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 /// The server's metrics.
 #[derive(Clone)]
@@ -13,8 +32,12 @@ pub struct Metrics {
     latency: HistogramVec,
     /// 1 when webhook signatures are verified, 0 when verification was switched off.
     pub signature_verification: IntGauge,
-    /// Callbacks waiting for the store to come back.
-    pub callback_retries_pending: IntGauge,
+    /// Fallback documents answered, by reason (`store`, `deadline`, `unreadable`).
+    pub fallbacks: IntCounterVec,
+    /// The callback spool.
+    pub spool: SpoolMetrics,
+    /// Repairs by the reconciler, by kind (`call`, `agent`).
+    pub reconciled: IntCounterVec,
     /// Audit entries sealed into the chain since start.
     pub audit_sealed: IntGauge,
 }
@@ -53,9 +76,38 @@ impl Metrics {
             "callcenter_webhook_signature_verification_enabled",
             "1 when Telnyx webhook signatures are verified; 0 means verification is OFF (local work only)",
         )?;
-        let callback_retries_pending = IntGauge::new(
-            "callcenter_callback_retries_pending",
-            "Telnyx callbacks held for retry while the store is failing",
+        let fallbacks = IntCounterVec::new(
+            Opts::new(
+                "callcenter_webhook_fallbacks_total",
+                "Fallback documents answered to instruction requests, by reason (store, deadline, unreadable)",
+            ),
+            &["reason"],
+        )?;
+        let spool = SpoolMetrics {
+            pending: IntGauge::new(
+                "callcenter_spool_pending",
+                "Callbacks acknowledged to Telnyx and waiting in the spool for the store",
+            )?,
+            bytes: IntGauge::new("callcenter_spool_bytes", "Bytes in the callback spool")?,
+            refused: IntCounter::new(
+                "callcenter_spool_refused_total",
+                "Callbacks answered 503 because the store failed and the spool was full or the disk refused",
+            )?,
+            replayed: IntCounter::new(
+                "callcenter_spool_replayed_total",
+                "Spooled callbacks applied to the store",
+            )?,
+            dead: IntCounter::new(
+                "callcenter_spool_dead_letters_total",
+                "Spooled callbacks set aside in dead-letter.jsonl for a person",
+            )?,
+        };
+        let reconciled = IntCounterVec::new(
+            Opts::new(
+                "callcenter_reconciler_repairs_total",
+                "Repairs made by the reconciler, by kind (call, agent)",
+            ),
+            &["kind"],
         )?;
         let audit_sealed = IntGauge::new(
             "callcenter_audit_sealed_total",
@@ -64,20 +116,31 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(signature_verification.clone()))?;
-        registry.register(Box::new(callback_retries_pending.clone()))?;
+        registry.register(Box::new(fallbacks.clone()))?;
+        registry.register(Box::new(spool.pending.clone()))?;
+        registry.register(Box::new(spool.bytes.clone()))?;
+        registry.register(Box::new(spool.refused.clone()))?;
+        registry.register(Box::new(spool.replayed.clone()))?;
+        registry.register(Box::new(spool.dead.clone()))?;
+        registry.register(Box::new(reconciled.clone()))?;
         registry.register(Box::new(audit_sealed.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             signature_verification,
-            callback_retries_pending,
+            fallbacks,
+            spool,
+            reconciled,
             audit_sealed,
         })
     }
 
-    /// Records one request.
-    pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    /// Records one request. Every label comes from a fixed set: the route template (or
+    /// `unmatched`), the method ([`method_label`]) and the status class, so no request can
+    /// add series.
+    pub fn observe(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        let method = method_label(method);
         let class = match status {
             100..=199 => "1xx",
             200..=299 => "2xx",

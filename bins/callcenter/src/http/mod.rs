@@ -10,7 +10,6 @@ pub mod metrics;
 pub mod ops;
 pub mod problem;
 pub mod reports_api;
-pub mod retry;
 mod schemas;
 pub mod state;
 pub mod telnyx;
@@ -90,6 +89,7 @@ fn api_scope() -> scope::Scope<
         .service(agents_api::get_agent)
         .service(agents_api::update)
         .service(agents_api::remove)
+        .service(agents_api::release)
         .service(calls_api::list)
         .service(calls_api::redact)
         .service(calls_api::get_call)

@@ -10,9 +10,10 @@ use call_center::reports::ReportStore;
 use store::Store;
 
 use super::auth::FailureLimiter;
-use super::retry::CallbackRetries;
+use super::metrics::Metrics;
 use crate::config::Secret;
 use crate::signature::Verifier;
+use crate::spool::Spool;
 
 /// Who may call the JSON API.
 pub struct Auth {
@@ -20,8 +21,8 @@ pub struct Auth {
     pub admin_token: Secret,
     /// Brake on repeated authentication failures.
     pub limiter: FailureLimiter,
-    /// Whether the client address comes from `X-Forwarded-For`.
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` is read (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Agents, for heartbeat tokens.
     pub agents: AgentService,
 }
@@ -32,8 +33,12 @@ pub struct Webhooks {
     pub flow: CallFlow,
     /// Signature verifier; `None` only when verification was switched off.
     pub verifier: Option<Verifier>,
-    /// Callbacks held while the store fails.
-    pub retries: CallbackRetries,
+    /// Callbacks acknowledged but not yet stored.
+    pub spool: Arc<Spool>,
+    /// The longest a webhook is worked on (`WEBHOOK_DEADLINE_MS`).
+    pub deadline: Duration,
+    /// Fallback counts.
+    pub metrics: Metrics,
     /// Time (for the signature's age).
     pub clock: Arc<dyn Clock>,
 }

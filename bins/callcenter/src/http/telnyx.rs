@@ -1,6 +1,10 @@
 //! The seven Telnyx-facing endpoints (contract section 1). Each accepts GET (query string)
-//! and POST (form body; `/outbound/event` also Call Control JSON). Instruction endpoints
-//! never answer 5xx: when anything fails they answer the fallback document.
+//! and POST (form body; `/outbound/event` also Call Control JSON). The flow gets
+//! `WEBHOOK_DEADLINE_MS`: when the store fails or the deadline passes, an instruction
+//! endpoint answers the fallback document (never a 5xx, never dead air) and a status
+//! callback is kept in the on-disk spool and acknowledged (503 only when even the spool
+//! cannot keep it). What a request reports is kept the same way even when its answer was
+//! the fallback ([`call_center::Event::is_report`]).
 //!
 //! What is trusted, and why (docs/security.md has the whole argument):
 //! - Telnyx's Ed25519 signature covers `timestamp|body`, checked on the raw body first.
@@ -17,15 +21,14 @@
 use actix_web::http::{Method, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use call_center::{
-    Endpoint, Event, EventError, Params, Receipt, Reply, Signed, SignedRequest, UrlError,
-    from_call_control, from_params,
+    Endpoint, EventError, FlowError, Params, Receipt, Reply, Signed, SignedRequest, UrlError,
 };
 use texml::Response;
 
-use super::auth::client_ip;
 use super::problem::ApiError;
 use super::state::{Auth, Webhooks};
 use crate::signature::{Verified, fingerprint};
+use crate::spool::{Body, Spooled};
 
 /// Registers the endpoints under the current scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -69,8 +72,6 @@ fn verify_signature(
     let Some(verifier) = &hooks.verifier else {
         return Ok(None);
     };
-    let ip = client_ip(req, auth.trust_forwarded_for);
-    auth.limiter.check(ip)?;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let now = hooks.clock.now().timestamp();
     match verifier.verify(
@@ -81,9 +82,8 @@ fn verify_signature(
     ) {
         Ok(verified) => Ok(Some(verified)),
         Err(reason) => {
-            auth.limiter.fail(ip);
             tracing::warn!(%reason, "webhook refused");
-            Err(ApiError::Unauthorized)
+            Err(auth.refuse(req))
         }
     }
 }
@@ -127,38 +127,24 @@ fn is_json(req: &HttpRequest, body: &[u8]) -> bool {
     declared || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
-/// The request's parameters: the body of a POST, the query of a GET (which must have no
-/// body: its signature would cover that body, not the query the server reads).
-fn params(req: &HttpRequest, body: &[u8]) -> Result<Params, ApiError> {
+/// What the request carries: the form parameters (the body of a POST, the query of a GET,
+/// which must have no body: its signature would cover that body, not the query the server
+/// reads), or a Call Control JSON body on `/outbound/event`.
+fn read_body(req: &HttpRequest, body: &[u8], endpoint: Endpoint) -> Result<Body, ApiError> {
     if req.method() == Method::GET {
         if !body.is_empty() {
             return Err(ApiError::BadRequest(
                 "a GET webhook carries its parameters in the query, not a body".into(),
             ));
         }
-        return Ok(Params::new(pairs(req.query_string().as_bytes())?));
+        return Ok(Body::Form(pairs(req.query_string().as_bytes())?));
     }
-    Ok(Params::new(pairs(body)?))
-}
-
-/// Reads the event; `Ok(None)` for something to acknowledge and ignore.
-fn read_event(
-    req: &HttpRequest,
-    body: &[u8],
-    endpoint: Endpoint,
-    signed: Option<&Signed>,
-) -> Result<Option<Event>, ReadError> {
-    let is_post = req.method() == Method::POST;
-    if is_post && endpoint == Endpoint::OutboundEvent && is_json(req, body) {
-        return from_call_control(body).map_err(ReadError::Event);
+    if endpoint == Endpoint::OutboundEvent && is_json(req, body) {
+        let json = String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::BadRequest("the JSON body is not UTF-8".into()))?;
+        return Ok(Body::CallControl(json));
     }
-    let params = params(req, body).map_err(ReadError::Api)?;
-    from_params(endpoint, &params, signed).map_err(ReadError::Event)
-}
-
-enum ReadError {
-    Api(ApiError),
-    Event(EventError),
+    Ok(Body::Form(pairs(body)?))
 }
 
 /// What the URL's own parameters say, under the server's MAC. On a callback a URL the
@@ -191,9 +177,18 @@ fn signed_params(
     }
 }
 
-fn call_sid_of(req: &HttpRequest, body: &[u8]) -> Option<String> {
-    let params = params(req, body).ok()?;
-    params.get("CallSid").map(str::to_owned)
+fn call_sid_of(body: &Body) -> Option<String> {
+    let Body::Form(pairs) = body else {
+        return None;
+    };
+    let sid = Params::new(pairs.clone()).get("CallSid")?.to_owned();
+    call_center::check_sid("CallSid", &sid).ok()
+}
+
+/// Why the flow did not answer.
+enum Failure {
+    Store(FlowError),
+    Deadline,
 }
 
 async fn webhook(
@@ -203,51 +198,98 @@ async fn webhook(
     auth: &Auth,
     endpoint: Endpoint,
 ) -> Result<HttpResponse, ApiError> {
+    let received_at = hooks.clock.now();
     let verified = verify_signature(req, body, hooks, auth)?;
     let signed = signed_params(req, hooks, endpoint)?;
     let receipt = verified.map(|v| receipt(req, &v, endpoint, signed.as_ref()));
-    let event = match read_event(req, body, endpoint, signed.as_ref()) {
+    let input = read_body(req, body, endpoint)?;
+    let event = match input.event(endpoint, signed.as_ref()) {
         Ok(Some(event)) => event,
         Ok(None) => {
             tracing::debug!(path = endpoint.path(), "nothing to do; acknowledged");
             return Ok(ack());
         }
-        Err(ReadError::Api(e)) => return Err(e),
-        Err(ReadError::Event(EventError::Unsigned)) => {
+        Err(EventError::Unsigned) => {
             tracing::warn!(
                 path = endpoint.path(),
                 "callback without the server's URL signature"
             );
             return Err(ApiError::Unauthorized);
         }
-        Err(ReadError::Event(e)) if endpoint.is_instruction() => {
+        Err(e) if endpoint.is_instruction() => {
             tracing::warn!(error = %crate::telemetry::chain(&e), "instruction request without usable ids; answering the fallback document");
-            let call =
-                call_sid_of(req, body).filter(|c| call_center::check_sid("CallSid", c).is_ok());
-            return Ok(xml(&hooks.flow.fallback(call.as_deref())));
+            return Ok(fallback(
+                hooks,
+                call_sid_of(&input).as_deref(),
+                "unreadable",
+            ));
         }
-        Err(ReadError::Event(e)) => return Err(ApiError::BadRequest(e.to_string())),
+        Err(e) => return Err(ApiError::BadRequest(e.to_string())),
     };
-    match hooks.flow.handle(&event, receipt.clone()).await {
-        Ok(handled) => Ok(match handled.reply {
-            Reply::Document(doc) => xml(&doc),
-            Reply::Ack => ack(),
-        }),
-        Err(call_center::FlowError::Replay) => {
+    let work = hooks.flow.handle_at(&event, receipt.clone(), received_at);
+    let failure = match tokio::time::timeout(hooks.deadline, work).await {
+        Ok(Ok(handled)) => {
+            return Ok(match handled.reply {
+                Reply::Document(doc) => xml(&doc),
+                Reply::Ack => ack(),
+            });
+        }
+        Ok(Err(FlowError::Replay)) => {
             tracing::warn!(
                 call_sid = event.call_sid().unwrap_or("-"),
                 "signature replayed for a different request"
             );
-            Err(ApiError::Unauthorized)
+            return Err(ApiError::Unauthorized);
         }
-        Err(e) if endpoint.is_instruction() => {
-            tracing::error!(call_sid = event.call_sid().unwrap_or("-"), error = %crate::telemetry::chain(&e), "answering the fallback document");
-            Ok(xml(&hooks.flow.fallback(event.call_sid())))
+        Ok(Err(e)) => Failure::Store(e),
+        Err(_) => Failure::Deadline,
+    };
+    let call_sid = event.call_sid().unwrap_or("-");
+    let next = if endpoint.is_instruction() {
+        "answering the fallback document"
+    } else {
+        "keeping it in the spool"
+    };
+    let reason = match &failure {
+        Failure::Store(e) => {
+            tracing::error!(call_sid, error = %crate::telemetry::chain(e), path = endpoint.path(), "webhook not stored; {next}");
+            "store"
         }
-        Err(e) => {
-            tracing::error!(call_sid = event.call_sid().unwrap_or("-"), error = %crate::telemetry::chain(&e), "callback not stored yet; held for retry");
-            hooks.retries.hold(hooks.flow.clone(), event, receipt);
-            Ok(ack())
+        Failure::Deadline => {
+            tracing::error!(
+                call_sid,
+                deadline_ms = hooks.deadline.as_millis(),
+                path = endpoint.path(),
+                "webhook not stored within the deadline; {next}"
+            );
+            "deadline"
         }
+    };
+    // What the request reports is kept for later; the answer cannot wait for it.
+    let kept = event.is_report() && {
+        let entry = Spooled {
+            received_at,
+            endpoint,
+            body: input,
+            signed,
+            receipt,
+        };
+        hooks.spool.keep(&entry).await.is_ok()
+    };
+    if endpoint.is_instruction() {
+        return Ok(fallback(hooks, event.call_sid(), reason));
     }
+    if kept {
+        Ok(ack())
+    } else {
+        Err(ApiError::Unavailable(
+            "the callback could not be stored nor kept; send it again".into(),
+        ))
+    }
+}
+
+/// The fallback document, counted by `reason`.
+fn fallback(hooks: &Webhooks, call: Option<&str>, reason: &str) -> HttpResponse {
+    hooks.metrics.fallbacks.with_label_values(&[reason]).inc();
+    xml(&hooks.flow.fallback(call))
 }

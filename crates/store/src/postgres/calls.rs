@@ -111,6 +111,11 @@ const LAYOUT: Layout = {
 
 /// The apply statement: `call_row` inserts (version 0) or updates the call at the expected
 /// version; every other part writes only if it did (`EXISTS (SELECT 1 FROM call_row)`).
+///
+/// Lock order: the call's row first, then its agents' rows in id order (`agent_locks`,
+/// whatever order the change lists them in), and only then are they updated, so two calls
+/// touching the same agents can never wait on each other in a cycle (the contract story
+/// `crossed_agent_effects_never_deadlock`).
 fn apply_statement(insert: bool) -> String {
     let l = &LAYOUT;
     let call_row = if insert {
@@ -146,6 +151,11 @@ rounds_closed AS (
     WHERE d.call_sid = a.call_sid AND d.attempt = a.attempt AND d.ended_at IS NULL
       AND EXISTS (SELECT 1 FROM call_row)
 ),
+agent_locks AS MATERIALIZED (
+    SELECT g.id FROM agents g
+    WHERE g.id IN (SELECT e.agent_id FROM {effects}) AND EXISTS (SELECT 1 FROM call_row)
+    ORDER BY g.id FOR UPDATE OF g
+),
 agent_effects AS (
     UPDATE agents g SET
         calls_answered = g.calls_answered + e.answered,
@@ -156,8 +166,8 @@ agent_effects AS (
             WHEN e.release AND g.current_call_sid = $1 THEN NULL
             ELSE g.current_call_sid END,
         idle_since = CASE WHEN e.release AND g.current_call_sid = $1 THEN ${now} ELSE g.idle_since END
-    FROM {effects}
-    WHERE g.id = e.agent_id AND EXISTS (SELECT 1 FROM call_row)
+    FROM {effects} JOIN agent_locks l ON l.id = e.agent_id
+    WHERE g.id = e.agent_id
 ),
 audit AS (
     INSERT INTO audit_log ({audit_cols}) SELECT {audit_cols}

@@ -6,7 +6,6 @@ mod audit;
 mod calls;
 
 use std::sync::LazyLock;
-use std::time::Duration as StdDuration;
 
 use anyhow::Context as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -37,24 +36,27 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects lazily (the first query opens the first connection), so the server starts
-    /// and reports "not ready" while the database is down.
+    /// and reports "not ready" while the database is down. Every connection runs with the
+    /// options' `statement_timeout`.
     ///
     /// # Errors
     /// When the URL cannot be parsed.
-    pub fn connect_lazy(
-        url: &str,
-        max_connections: u32,
-        acquire_timeout: StdDuration,
-    ) -> anyhow::Result<Self> {
-        let options: PgConnectOptions = url
+    pub fn connect_lazy(options: &crate::StoreOptions) -> anyhow::Result<Self> {
+        let connect: PgConnectOptions = options
+            .url
             .parse()
             .context("DATABASE_URL is not a PostgreSQL URL")?;
+        let timeout_ms = options.statement_timeout.as_millis().max(1).to_string();
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(options.max_connections)
             .min_connections(0)
-            .acquire_timeout(acquire_timeout)
+            .acquire_timeout(options.acquire_timeout)
             .test_before_acquire(false)
-            .connect_lazy_with(options.application_name("callcenter"));
+            .connect_lazy_with(
+                connect
+                    .application_name("callcenter")
+                    .options([("statement_timeout", timeout_ms.as_str())]),
+            );
         Ok(Self { pool })
     }
 

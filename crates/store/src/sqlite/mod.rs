@@ -5,7 +5,9 @@
 //! Writers of this process queue on an async mutex before they touch the file: SQLite
 //! would serialize them anyway, but through its busy handler, which sleeps and retries.
 //! Queueing in the process hands the write lock over at once; the busy timeout is left for
-//! other processes (the CLI) writing to the same file.
+//! other processes (the CLI) writing to the same file. The wait in that queue is bounded
+//! (the pool's acquire timeout): a writer that stalls fails the writes behind it instead of
+//! stalling them forever.
 
 mod audit;
 mod calls;
@@ -36,6 +38,9 @@ static INSERT_AUDIT: LazyLock<&'static str> =
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<Mutex<()>>,
+    /// The longest a write waits for its turn (then it fails: a stalled writer must not
+    /// stall every request behind it).
+    write_wait: StdDuration,
 }
 
 impl SqliteStore {
@@ -70,12 +75,24 @@ impl SqliteStore {
         Ok(Self {
             pool,
             writer: Arc::new(Mutex::new(())),
+            write_wait: acquire_timeout,
         })
     }
 
-    /// Waits for this process's turn to write, then begins an immediate transaction.
+    /// Waits for this process's turn to write (at most the acquire timeout), then begins an
+    /// immediate transaction.
     pub(crate) async fn write(&self) -> Result<WriteTx<Sqlite>, sqlx::Error> {
-        let turn = Arc::clone(&self.writer).lock_owned().await;
+        let turn = tokio::time::timeout(self.write_wait, Arc::clone(&self.writer).lock_owned())
+            .await
+            .map_err(|_| {
+                sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "waited {} ms for the SQLite writer's turn",
+                        self.write_wait.as_millis()
+                    ),
+                ))
+            })?;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteTx {
             tx,
