@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: help run test test-pg ci lint fmt guard bench demo fuzz-api twilio-fixtures signature-fixtures
+.PHONY: help run test test-pg ci lint fmt guard bench demo faults fuzz-api twilio-fixtures signature-fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -37,17 +37,21 @@ fmt: ## Format the code
 guard: ## The domain crates depend on neither sqlx nor actix-web
 	./tools/dependency-guard.sh
 
-ci: lint guard ## What CI runs: lint, the dependency guard, every test including PostgreSQL
+ci: lint guard ## What CI runs: lint, the dependency guard, every test including PostgreSQL, the short fault suite
 	@test -n "$$TEST_DATABASE_URL" || { echo "make ci: TEST_DATABASE_URL must be set (the PostgreSQL suite is required in CI)" >&2; exit 1; }
 	@mkdir -p target
 	@set -o pipefail; CI_REQUIRE_POSTGRES=1 $(CARGO) test --workspace --all-features 2>&1 | tee target/test.log
 	@./tools/skipped.sh --require-none target/test.log
+	./tools/faults.sh --short
 
 twilio-fixtures: ## Regenerate the TwiML peer fixtures with Twilio's Python library
 	python3 -m venv .venv && .venv/bin/pip install -q twilio && .venv/bin/python tools/twiml_fixtures.py
 
 bench: ## Criterion benchmarks and load runs (SQLite, PostgreSQL, two instances); results in target/bench/ (about 40 min)
 	./tools/bench.sh
+
+faults: ## Load under faults on PostgreSQL: restart, a 10 s stall, SIGKILL of the server, one of two instances killed (about 6 min)
+	./tools/faults.sh
 
 demo: ## A server on SQLite, 5 simulated agents and 20 simulated calls with a trace; exit 0 when consistent
 	./tools/demo.sh

@@ -214,6 +214,35 @@ impl TestApp {
         self.store.close().await;
     }
 
+    /// The lines of `GET /metrics` that start with `prefix` (comments left out).
+    pub async fn metric_lines(&self, prefix: &str) -> usize {
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .count()
+    }
+
+    /// A metric's value, summed over its labels (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split([' ', '{']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics text")
+    }
+
     /// A signed form POST to a path under `/api/call-center` or to an absolute URL.
     pub async fn post(&self, path_or_url: &str, params: &[(&str, &str)]) -> Answer {
         let url = if path_or_url.starts_with("http") {

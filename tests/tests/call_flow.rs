@@ -509,20 +509,6 @@ async fn postgres_stopped_answers_the_fallback_and_recovers() {
     app.stop().await;
 }
 
-/// A metric's value (summed over its labels).
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    reqwest::get(format!("{}/metrics", app.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Asks for the call until `done` holds (the spool replays every 2 s), at most 15 s.
 async fn eventually(app: &TestApp, sid: &str, done: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..150 {
@@ -567,18 +553,15 @@ async fn a_stalled_database_gets_the_fallback_at_the_deadline_and_callbacks_wait
         )
         .await;
     assert_eq!(ended.status, 200, "acknowledged: kept in the spool");
-    assert_eq!(metric(&app, "callcenter_spool_pending").await, 1.0);
-    assert_eq!(
-        metric(&app, "callcenter_webhook_fallbacks_total").await,
-        1.0
-    );
+    assert_eq!(app.metric("callcenter_spool_pending").await, 1.0);
+    assert_eq!(app.metric("callcenter_webhook_fallbacks_total").await, 1.0);
     proxy.resume();
     let call = eventually(&app, "v3:stall", |c| c["status"] == "completed").await;
     assert_eq!(
         call["status"], "completed",
         "replayed once the database answers"
     );
-    assert_eq!(metric(&app, "callcenter_spool_pending").await, 0.0);
+    assert_eq!(app.metric("callcenter_spool_pending").await, 0.0);
     app.stop().await;
 }
 

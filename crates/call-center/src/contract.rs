@@ -66,6 +66,44 @@ fn create(sid: &str) -> CallChange {
     }
 }
 
+/// The change that takes call `sid` from `version - 1` to `version` with these agent
+/// effects and nothing else (the stories about agents, and the store's lock-order test).
+#[must_use]
+pub fn effects_on(sid: &str, version: i64, agents: Vec<AgentEffect>) -> CallChange {
+    let mut next = call(sid);
+    next.version = version;
+    CallChange {
+        expected_version: version - 1,
+        call: next,
+        offers: vec![],
+        attempts: vec![],
+        agents,
+        receipts: vec![],
+        audit: vec![],
+    }
+}
+
+/// An effect on `agent`: these counter increments, engaging or releasing it.
+#[must_use]
+pub fn effect(agent: AgentId, delta: MetricsDelta, engage: bool, release: bool) -> AgentEffect {
+    AgentEffect {
+        agent_id: agent,
+        delta,
+        engage,
+        release,
+    }
+}
+
+/// One missed offer, releasing the agent if it holds the call.
+#[must_use]
+pub fn missed(agent: AgentId) -> AgentEffect {
+    let delta = MetricsDelta {
+        missed: 1,
+        ..MetricsDelta::default()
+    };
+    effect(agent, delta, false, true)
+}
+
 async fn audited(log: &dyn AuditLog, sid: &str) -> Vec<AuditAction> {
     let filter = AuditFilter {
         call_sid: Some(sid.to_owned()),
@@ -302,26 +340,12 @@ pub async fn agent_effects(s: Stores) {
         s.calls.apply(&create(sid)).await.unwrap();
     }
     let effect = |sid: &str, engage: bool, release: bool, talk: i64| {
-        let mut next = call(sid);
-        next.version = 2;
-        CallChange {
-            expected_version: 1,
-            call: next,
-            offers: vec![],
-            attempts: vec![],
-            agents: vec![AgentEffect {
-                agent_id: a,
-                delta: MetricsDelta {
-                    answered: i64::from(engage),
-                    missed: 0,
-                    talk_seconds: talk,
-                },
-                engage,
-                release,
-            }],
-            receipts: vec![],
-            audit: vec![],
-        }
+        let delta = MetricsDelta {
+            answered: i64::from(engage),
+            missed: 0,
+            talk_seconds: talk,
+        };
+        effects_on(sid, 2, vec![effect(a, delta, engage, release)])
     };
     s.calls.apply(&effect("c5", true, false, 0)).await.unwrap();
     s.calls.apply(&effect("c6", true, false, 0)).await.unwrap();
@@ -370,26 +394,12 @@ pub async fn concurrent_answers_engage_one_call(s: Stores) {
         s.calls.apply(&create(sid)).await.unwrap();
     }
     let answer = |sid: &str, engage: bool, release: bool| {
-        let mut next = call(sid);
-        next.version = 2;
-        CallChange {
-            expected_version: 1,
-            call: next,
-            offers: vec![],
-            attempts: vec![],
-            agents: vec![AgentEffect {
-                agent_id: a,
-                delta: MetricsDelta {
-                    answered: 1,
-                    missed: 0,
-                    talk_seconds: 10,
-                },
-                engage,
-                release,
-            }],
-            receipts: vec![],
-            audit: vec![],
-        }
+        let delta = MetricsDelta {
+            answered: 1,
+            missed: 0,
+            talk_seconds: 10,
+        };
+        effects_on(sid, 2, vec![effect(a, delta, engage, release)])
     };
     let races = sids.iter().map(|sid| {
         let (calls, change) = (Arc::clone(&s.calls), answer(sid, true, false));
@@ -435,29 +445,9 @@ pub async fn crossed_agent_effects_never_deadlock(s: Stores) {
         if i % 2 == 1 {
             order.reverse();
         }
-        let mut next = call(sid);
-        next.version = 2;
-        CallChange {
-            expected_version: 1,
-            call: next,
-            offers: vec![],
-            attempts: vec![],
-            agents: order
-                .into_iter()
-                .map(|agent_id| AgentEffect {
-                    agent_id,
-                    delta: MetricsDelta {
-                        answered: 0,
-                        missed: 1,
-                        talk_seconds: 0,
-                    },
-                    engage: false,
-                    release: true,
-                })
-                .collect(),
-            receipts: vec![],
-            audit: vec![event(sid, AuditAction::OfferMissed)],
-        }
+        let mut change = effects_on(sid, 2, order.into_iter().map(missed).collect());
+        change.audit = vec![event(sid, AuditAction::OfferMissed)];
+        change
     };
     let mut failures = Vec::new();
     for wave in 0..WAVES {
@@ -496,22 +486,8 @@ pub async fn crossed_agent_effects_never_deadlock(s: Stores) {
 pub async fn agent_release_is_a_compare_and_set(s: Stores) {
     let a = new_agent(&s, 1).await;
     let hold = |sid: &str| {
-        let mut next = call(sid);
-        next.version = 2;
-        CallChange {
-            expected_version: 1,
-            call: next,
-            offers: vec![],
-            attempts: vec![],
-            agents: vec![AgentEffect {
-                agent_id: a,
-                delta: MetricsDelta::default(),
-                engage: true,
-                release: false,
-            }],
-            receipts: vec![],
-            audit: vec![],
-        }
+        let engage = effect(a, MetricsDelta::default(), true, false);
+        effects_on(sid, 2, vec![engage])
     };
     let audit = |sid: &str| {
         vec![

@@ -15,36 +15,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agents::contract::{agent, t0};
-use agents::{AgentEffect, AgentId, MetricsDelta, Presence};
-use call_center::{Applied, Call, CallChange, CallStore};
+use agents::{AgentId, Presence};
+use call_center::{Applied, CallChange, CallStore, contract};
 use sqlx::{Connection as _, PgConnection};
 use store::{Store, StoreOptions};
 use testing::TestDb;
 
 fn change(sid: &str, version: i64, order: [AgentId; 2]) -> CallChange {
-    let mut call = Call::new(sid, "+13125550100", "+13125550199", t0());
-    call.version = version;
-    CallChange {
-        expected_version: version - 1,
-        call,
-        offers: vec![],
-        attempts: vec![],
-        agents: order
-            .into_iter()
-            .map(|agent_id| AgentEffect {
-                agent_id,
-                delta: MetricsDelta {
-                    answered: 0,
-                    missed: 1,
-                    talk_seconds: 0,
-                },
-                engage: false,
-                release: true,
-            })
-            .collect(),
-        receipts: vec![],
-        audit: vec![],
-    }
+    contract::effects_on(
+        sid,
+        version,
+        order.into_iter().map(contract::missed).collect(),
+    )
 }
 
 /// Sessions of this database waiting for a lock.

@@ -135,6 +135,9 @@ pub struct Server {
     failovers: Arc<AtomicU64>,
     /// The slowest webhook answered 200, microseconds (one attempt, not its retries).
     slowest: Arc<AtomicU64>,
+    /// Instances that refused a connection, and until when they are passed over (a load
+    /// balancer's health check).
+    down: Arc<std::sync::Mutex<Vec<Option<std::time::Instant>>>>,
     /// The admin token.
     pub admin_token: String,
     /// The webhook signer (`None`: send unsigned, for servers with verification off).
@@ -164,16 +167,18 @@ impl Server {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .context("HTTP client")?;
-        let bases = bases
+        let bases: Vec<String> = bases
             .into_iter()
             .map(|b| b.trim_end_matches('/').to_owned())
             .collect();
+        let n = bases.len();
         Ok(Self {
             bases,
             http,
             failover: None,
             failovers: Arc::default(),
             slowest: Arc::default(),
+            down: Arc::new(std::sync::Mutex::new(vec![None; n])),
             admin_token,
             signer,
         })
@@ -200,12 +205,42 @@ impl Server {
     }
 
     fn base(&self) -> &str {
-        let i = if self.bases.len() > 1 {
-            rand::random_range(0..self.bases.len())
-        } else {
-            0
+        let now = std::time::Instant::now();
+        let up: Vec<usize> = {
+            let down = self
+                .down
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (0..self.bases.len())
+                .filter(|i| {
+                    down.get(*i)
+                        .copied()
+                        .flatten()
+                        .is_none_or(|until| until <= now)
+                })
+                .collect()
+        };
+        let i = match up.len() {
+            0 => rand::random_range(0..self.bases.len().max(1)),
+            1 => up[0],
+            n => up[rand::random_range(0..n)],
         };
         self.bases.get(i).map_or("", String::as_str)
+    }
+
+    /// Passes over the instance `url` was sent to for a few seconds (it refused a
+    /// connection).
+    fn mark_down(&self, url: &str) {
+        let Some(i) = self.bases.iter().position(|b| url.starts_with(b.as_str())) else {
+            return;
+        };
+        let mut down = self
+            .down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(slot) = down.get_mut(i) {
+            *slot = Some(std::time::Instant::now() + Duration::from_secs(5));
+        }
     }
 
     /// Each instance's `callcenter_spool_pending` (`None`: it did not answer).
@@ -305,14 +340,22 @@ impl Server {
         } else {
             format!("{}{url}", self.base())
         };
-        let mut req = self.http.post(url).header("content-type", content_type);
+        let mut req = self.http.post(&url).header("content-type", content_type);
         if let Some(signer) = &self.signer {
             let ts = timestamp.to_string();
             req = req
                 .header("telnyx-timestamp", &ts)
                 .header("telnyx-signature-ed25519", signer.sign(&ts, &body));
         }
-        answer(req.body(body).send().await?).await
+        match req.body(body).send().await {
+            Ok(res) => answer(res).await,
+            Err(e) => {
+                if e.is_connect() {
+                    self.mark_down(&url);
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// GETs a webhook with `params` in the query string, signed over the empty body.
@@ -361,16 +404,27 @@ impl Server {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let mut req = self
-            .http
-            .request(method, format!("{}/api/call-center{path}", self.base()))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let res = req.send().await?;
+        let started = std::time::Instant::now();
+        let res = loop {
+            let url = format!("{}/api/call-center{path}", self.base());
+            let mut req = self.http.request(method.clone(), &url).bearer_auth(token);
+            if let Some(b) = body {
+                req = req
+                    .header("content-type", "application/json")
+                    .body(b.to_string());
+            }
+            match req.send().await {
+                // An instance that is gone (nothing was sent): another one, as a load
+                // balancer would, within the failover window.
+                Err(e)
+                    if e.is_connect() && started.elapsed() < self.failover.unwrap_or_default() =>
+                {
+                    self.mark_down(&url);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                sent => break sent?,
+            }
+        };
         let status = res.status().as_u16();
         let text = res.text().await?;
         let value = if text.is_empty() {
