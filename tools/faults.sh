@@ -120,11 +120,15 @@ fault_server-kill() {
     kill -USR1 "$proxy_pid" # the database stalls: callbacks go to the spool
     sleep 4
     kill -KILL "${server_pid[1]}"
+    wait "${server_pid[1]}" 2>/dev/null || true
     sleep 1
     kill -USR1 "$proxy_pid"
     start_server "$name" 1 "${ports[0]}" "$db_url"
 }
-fault_instance-kill() { kill -KILL "${server_pid[2]}"; }
+fault_instance-kill() {
+    kill -KILL "${server_pid[2]}"
+    wait "${server_pid[2]}" 2>/dev/null || true
+}
 
 declare -A server_pid
 for name in "${scenarios[@]}"; do
