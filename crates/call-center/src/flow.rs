@@ -1,6 +1,7 @@
 //! The call-flow service: load, decide, apply — retried when another request changed the
 //! call first. Also the read side (`GET /calls`), redaction and retention.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use agents::{AgentStore, AgentStoreError, Clock, Liveness};
@@ -29,8 +30,9 @@ const MAX_TRIES: u32 = 40;
 const BACKOFF_START: std::time::Duration = std::time::Duration::from_millis(2);
 /// The longest backoff.
 const BACKOFF_CAP: std::time::Duration = std::time::Duration::from_millis(100);
-/// Turnstiles for requests on the same call in this process.
-const TURNS: usize = 1024;
+/// Turnstiles kept before the ones nobody holds or waits for are swept (a waiter dropped
+/// at the deadline can leave one behind).
+const TURNS_SWEEP_AT: usize = 4096;
 
 /// Why a webhook could not be handled.
 #[derive(Debug, Error)]
@@ -94,21 +96,53 @@ pub struct Handled {
 }
 
 /// Requests on the same call take turns in this process (a burst of a dozen callbacks on
-/// one call then costs no lost races, only a short wait); calls share a turnstile only by
-/// their hash, among [`TURNS`]. Correctness never rests on it: the version check decides.
-struct CallTurns(Box<[tokio::sync::Mutex<()>]>);
+/// one call then costs no lost races, only a short wait); requests on other calls never
+/// wait for each other. A turnstile exists while someone holds or waits for it.
+/// Correctness never rests on it: the version check decides.
+#[derive(Default)]
+struct CallTurns(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+/// A call's turn, held until dropped.
+struct Turn<'a> {
+    turns: &'a CallTurns,
+    call_sid: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
 
 impl CallTurns {
-    fn new() -> Self {
-        Self((0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect())
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn take(&self, call_sid: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        call_sid.hash(&mut h);
-        let i = usize::try_from(h.finish() % TURNS as u64).unwrap_or(0);
-        self.0[i].lock().await
+    async fn take(&self, call_sid: &str) -> Turn<'_> {
+        let turnstile = {
+            let mut map = self.map();
+            if map.len() >= TURNS_SWEEP_AT {
+                map.retain(|_, t| Arc::strong_count(t) > 1);
+            }
+            Arc::clone(map.entry(call_sid.to_owned()).or_default())
+        };
+        let guard = turnstile.lock_owned().await;
+        Turn {
+            turns: self,
+            call_sid: call_sid.to_owned(),
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut map = self.turns.map();
+        drop(self.guard.take());
+        if map
+            .get(&self.call_sid)
+            .is_some_and(|t| Arc::strong_count(t) == 1)
+        {
+            map.remove(&self.call_sid);
+        }
     }
 }
 
@@ -167,7 +201,7 @@ impl CallFlow {
             settings: Arc::new(settings),
             urls: Arc::new(urls),
             heartbeat_ttl,
-            turns: Arc::new(CallTurns::new()),
+            turns: Arc::default(),
         }
     }
 
@@ -544,5 +578,28 @@ impl CallFlow {
     /// [`FlowError::Calls`].
     pub async fn prune_receipts(&self, age: Duration) -> Result<u64, FlowError> {
         Ok(self.calls.prune_receipts(self.clock.now() - age).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn turns_are_per_call_and_forgotten_when_free() {
+        let turns = CallTurns::default();
+        let a = turns.take("a").await;
+        let b = turns.take("b").await;
+        let same_call = std::time::Duration::from_millis(20);
+        assert!(
+            tokio::time::timeout(same_call, turns.take("a"))
+                .await
+                .is_err(),
+            "a second request on the same call waits its turn"
+        );
+        assert_eq!(turns.map().len(), 2, "another call never waits");
+        drop(a);
+        drop(b);
+        assert!(turns.map().is_empty(), "free turnstiles are forgotten");
     }
 }
