@@ -1,7 +1,7 @@
 //! Every row of contract section 2, errors included, on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use e2e::{ADMIN, TestApp, on_both_backends};
+use e2e::{ADMIN, TestApp, on_both_backends, rung};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -307,7 +307,124 @@ async fn repeated_authentication_failures_are_limited(app: TestApp) {
     app.stop().await;
 }
 
-on_both_backends!(register, heartbeat, list_get_update_delete);
+/// A pause (contract section 2: `status` `paused` with a reason): the agent stays online,
+/// shows `paused` with its reason, is listed as paused, is not rung, and is audited; asking
+/// for `available` ends it.
+async fn pause_and_resume(app: TestApp) {
+    let (alice, alice_token) = app.agent("Alice").await;
+    let (bob, _) = app.agent("Bob").await;
+    let pause = json!({"agent_id": alice.id, "status": "paused", "reason": "lunch"});
+    let (status, v) = app
+        .server
+        .api_as(
+            &alice_token,
+            Method::POST,
+            "/agents/heartbeat",
+            Some(&pause),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["paused_reason"].as_str()),
+        (Some("paused"), Some("lunch"))
+    );
+    let (_, listed) = app
+        .api(Method::GET, "/agents/list?status=paused", None)
+        .await;
+    let ids: Vec<&str> = listed["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [alice.id.as_str()]);
+    let (_, available) = app
+        .api(Method::GET, "/agents/list?status=available", None)
+        .await;
+    assert_eq!(available["agents"].as_array().unwrap().len(), 1, "only Bob");
+
+    app.inbound("v3:p1").await;
+    let dial = app
+        .post(&app.dial_agents_url("v3:p1", 1), &[("CallSid", "v3:p1")])
+        .await
+        .texml()
+        .unwrap();
+    assert_eq!(
+        rung(&dial),
+        [bob.sip_uri.as_str()],
+        "a paused agent is not rung"
+    );
+
+    for (bad, why) in [
+        (
+            json!({"agent_id": alice.id, "status": "paused"}),
+            "a pause needs a reason",
+        ),
+        (
+            json!({"agent_id": alice.id, "status": "paused", "reason": "nap"}),
+            "not a configured reason",
+        ),
+        (
+            json!({"agent_id": alice.id, "status": "paused", "reason": "Lunch"}),
+            "not a code",
+        ),
+        (
+            json!({"agent_id": alice.id, "status": "busy", "reason": "lunch"}),
+            "only a pause takes a reason",
+        ),
+        (
+            json!({"agent_id": alice.id, "reason": "lunch"}),
+            "a reason without a status",
+        ),
+    ] {
+        let (status, problem) = app.api(Method::POST, "/agents/heartbeat", Some(bad)).await;
+        assert_eq!(status, 422, "{why}: {problem}");
+        assert!(
+            problem.to_string().contains("reason"),
+            "{why}: names the field: {problem}"
+        );
+    }
+    assert_eq!(
+        app.agent_json(&alice.id).await["paused_reason"],
+        "lunch",
+        "a refused request changes nothing"
+    );
+
+    let (status, v) = app
+        .api(
+            Method::PUT,
+            &format!("/agents/{}", alice.id),
+            Some(json!({"status": "available"})),
+        )
+        .await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("available")));
+    assert_eq!(v["paused_reason"], Value::Null);
+    let (_, entries) = app
+        .api(Method::GET, &format!("/audit?agent_id={}", alice.id), None)
+        .await;
+    let changes: Vec<&Value> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "agent_status_changed" || e["action"] == "agent_updated")
+        .collect();
+    assert_eq!(changes.len(), 2, "the pause and its end: {entries}");
+    let pause: Value = serde_json::from_str(changes[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        pause,
+        json!({"from": "available", "to": "paused", "to_reason": "lunch"})
+    );
+    assert_eq!(changes[1]["data"], r#"{"fields":["status=available"]}"#);
+    app.stop().await;
+}
+
+on_both_backends!(
+    register,
+    heartbeat,
+    list_get_update_delete,
+    pause_and_resume
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failure_limit() {

@@ -125,7 +125,8 @@ pub fn services(
         AuditSinkKind::Null => Arc::new(NullSink),
     };
     let ttl = chrono::Duration::from_std(settings.heartbeat_ttl).unwrap_or(chrono::TimeDelta::MAX);
-    let agents = AgentService::new(store.agents(), Arc::clone(&clock), Arc::clone(&audit), ttl);
+    let agents = AgentService::new(store.agents(), Arc::clone(&clock), Arc::clone(&audit), ttl)
+        .with_pause_reasons(settings.pause_reasons.clone());
     let flow_settings = settings.flow()?;
     let urls = Urls::new(&settings.webhook_base_url, keys)?;
     let ports = Ports {

@@ -116,9 +116,12 @@ enum AgentsAction {
         /// SIP URI, e.g. sip:alice@example.sip.telnyx.com.
         #[arg(long)]
         sip_uri: String,
-        /// Initial presence: available, busy or offline.
+        /// Initial presence: available, busy, paused (with --reason) or offline.
         #[arg(long)]
         status: Option<String>,
+        /// With --status paused: why (one of CALL_CENTER_PAUSE_REASONS).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// List agents.
     List {
@@ -247,11 +250,13 @@ async fn agents(settings: Settings, action: AgentsAction) -> anyhow::Result<()> 
             name,
             sip_uri,
             status,
+            reason,
         } => {
             let input = NewAgent {
                 name: &name,
                 sip_uri: &sip_uri,
                 status: status.as_deref(),
+                reason: reason.as_deref(),
             };
             let (agent, token) = service
                 .register(input, Caller::Admin)

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use audit::{Actor, AuditAction, AuditFilter, AuditLog, NewAuditEvent};
 use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 
-use crate::model::{Agent, AgentId, AgentMetrics, AgentName, EffectiveStatus, Liveness, Presence};
+use crate::model::{
+    Agent, AgentId, AgentMetrics, AgentName, EffectiveStatus, Liveness, PauseReason, Presence,
+    PresenceState,
+};
 use crate::port::{AgentPatch, AgentStore, AgentStoreError};
 use crate::sip::SipUri;
 
@@ -34,12 +37,31 @@ pub fn agent(
         name: AgentName::parse(name).unwrap(),
         sip_uri: SipUri::parse(sip).unwrap(),
         presence,
+        paused_reason: None,
         last_heartbeat_at: heartbeat.map(|h| h.trunc_subsecs(6)),
         current_call_sid: None,
         idle_since: at,
         created_at: at,
         updated_at: at,
         metrics: AgentMetrics::default(),
+    }
+}
+
+/// A presence without a pause.
+#[must_use]
+pub fn said(presence: Presence) -> PresenceState {
+    PresenceState {
+        presence,
+        paused_reason: None,
+    }
+}
+
+/// A pause for `reason`.
+#[must_use]
+pub fn paused(reason: &str) -> PresenceState {
+    PresenceState {
+        presence: Presence::Available,
+        paused_reason: Some(PauseReason::parse(reason).unwrap()),
     }
 }
 
@@ -143,15 +165,29 @@ pub async fn update_and_delete(store: Arc<dyn AgentStore>, log: Arc<dyn AuditLog
     let patch = AgentPatch {
         name: Some(AgentName::parse("Alice").unwrap()),
         sip_uri: None,
-        presence: Some(Presence::Busy),
+        presence: Some(paused("training")),
     };
     let updated = store
         .update(a.id, &patch, later, event(AuditAction::AgentUpdated, a.id))
         .await
         .unwrap();
     assert_eq!(
-        (updated.name.as_str(), updated.presence, updated.updated_at),
-        ("Alice", Presence::Busy, later)
+        (
+            updated.name.as_str(),
+            updated.presence_state(),
+            updated.updated_at
+        ),
+        ("Alice", paused("training"), later)
+    );
+    let resumed = AgentPatch {
+        presence: Some(said(Presence::Busy)),
+        ..AgentPatch::default()
+    };
+    let updated = store.update(a.id, &resumed, later, vec![]).await.unwrap();
+    assert_eq!(
+        updated.presence_state(),
+        said(Presence::Busy),
+        "a pause ends"
     );
     assert!(matches!(
         store.update(AgentId::new(), &patch, later, vec![]).await,
@@ -173,16 +209,17 @@ pub async fn update_and_delete(store: Arc<dyn AgentStore>, log: Arc<dyn AuditLog
     );
 }
 
-/// Heartbeats refresh liveness; a presence change is audited once, in the same write.
+/// Heartbeats refresh liveness; a presence change (a pause, its reason, its end) is
+/// audited once, in the same write.
 pub async fn heartbeat_and_presence_changes(store: Arc<dyn AgentStore>, log: Arc<dyn AuditLog>) {
     let a = agent("A", "sip:a@example.com", Presence::Available, None, t0());
     store.insert(&a, "ha", vec![]).await.unwrap();
     let ttl = Duration::seconds(60);
-    let on_change = |from: Presence, to: Presence| {
+    let on_change = |from: &PresenceState, to: &PresenceState| {
         vec![
             NewAuditEvent::new(t0(), Actor::Agent(a.id.0), AuditAction::AgentStatusChanged)
                 .agent(a.id.0)
-                .data([("from", from.as_str().into()), ("to", to.as_str().into())]),
+                .data([("from", from.keyword().into()), ("to", to.keyword().into())]),
         ]
     };
     let status = |agent: &Agent, at: DateTime<Utc>| agent.status(&Liveness::new(at, ttl));
@@ -201,7 +238,7 @@ pub async fn heartbeat_and_presence_changes(store: Arc<dyn AgentStore>, log: Arc
 
     let later = t0() + Duration::seconds(90);
     let hb = store
-        .heartbeat(a.id, Some(Presence::Available), later, &on_change)
+        .heartbeat(a.id, Some(&said(Presence::Available)), later, &on_change)
         .await
         .unwrap();
     assert_eq!(status(&hb, later), EffectiveStatus::Available);
@@ -211,7 +248,7 @@ pub async fn heartbeat_and_presence_changes(store: Arc<dyn AgentStore>, log: Arc
     );
 
     let hb = store
-        .heartbeat(a.id, Some(Presence::Busy), later, &on_change)
+        .heartbeat(a.id, Some(&said(Presence::Busy)), later, &on_change)
         .await
         .unwrap();
     assert_eq!(status(&hb, later), EffectiveStatus::Busy);
@@ -219,6 +256,30 @@ pub async fn heartbeat_and_presence_changes(store: Arc<dyn AgentStore>, log: Arc
         audited(log.as_ref(), a.id).await,
         vec![AuditAction::AgentStatusChanged]
     );
+
+    for (state, expected) in [
+        (paused("break"), EffectiveStatus::Paused),
+        (paused("break"), EffectiveStatus::Paused),
+        (paused("lunch"), EffectiveStatus::Paused),
+        (said(Presence::Available), EffectiveStatus::Available),
+    ] {
+        let hb = store
+            .heartbeat(a.id, Some(&state), later, &on_change)
+            .await
+            .unwrap();
+        assert_eq!((hb.presence_state(), status(&hb, later)), (state, expected));
+        assert_eq!(
+            store.get(a.id).await.unwrap().unwrap().presence_state(),
+            hb.presence_state(),
+            "stored as answered"
+        );
+    }
+    assert_eq!(
+        audited(log.as_ref(), a.id).await.len(),
+        4,
+        "busy, break, lunch, available: the repeated break changed nothing"
+    );
+
     assert!(matches!(
         store
             .heartbeat(AgentId::new(), None, later, &on_change)
@@ -235,17 +296,40 @@ pub async fn list_filters_by_effective_status(store: Arc<dyn AgentStore>) {
     let fresh = Some(now - Duration::seconds(10));
     let stale = Some(now - Duration::seconds(61));
     let rows = [
-        ("busy-on-call-stale", Presence::Available, stale, true),
-        ("busy-on-call-offline", Presence::Offline, fresh, true),
-        ("available", Presence::Available, fresh, false),
-        ("busy-presence", Presence::Busy, fresh, false),
-        ("offline-fresh", Presence::Offline, fresh, false),
-        ("available-stale", Presence::Available, stale, false),
-        ("busy-stale", Presence::Busy, stale, false),
-        ("never", Presence::Available, None, false),
+        (
+            "busy-on-call-stale",
+            Presence::Available,
+            stale,
+            true,
+            false,
+        ),
+        (
+            "busy-on-call-offline",
+            Presence::Offline,
+            fresh,
+            true,
+            false,
+        ),
+        (
+            "busy-on-call-paused",
+            Presence::Available,
+            fresh,
+            true,
+            true,
+        ),
+        ("available", Presence::Available, fresh, false, false),
+        ("busy-presence", Presence::Busy, fresh, false, false),
+        ("offline-fresh", Presence::Offline, fresh, false, false),
+        ("available-stale", Presence::Available, stale, false, false),
+        ("busy-stale", Presence::Busy, stale, false, false),
+        ("never", Presence::Available, None, false, false),
+        ("paused", Presence::Available, fresh, false, true),
+        ("paused-busy", Presence::Busy, fresh, false, true),
+        ("paused-stale", Presence::Available, stale, false, true),
+        ("paused-offline", Presence::Offline, fresh, false, true),
     ];
     let mut agents = Vec::new();
-    for (i, (name, presence, hb, on_call)) in rows.iter().enumerate() {
+    for (i, (name, presence, hb, on_call, pause)) in rows.iter().enumerate() {
         let mut a = agent(
             name,
             &format!("sip:{name}@example.com"),
@@ -254,6 +338,7 @@ pub async fn list_filters_by_effective_status(store: Arc<dyn AgentStore>) {
             t0() + Duration::seconds(i as i64),
         );
         a.current_call_sid = on_call.then(|| format!("call-{i}"));
+        a.paused_reason = pause.then(|| PauseReason::parse("break").unwrap());
         store.insert(&a, &format!("h{i}"), vec![]).await.unwrap();
         agents.push(store.get(a.id).await.unwrap().unwrap());
     }
@@ -289,7 +374,7 @@ pub async fn list_filters_by_effective_status(store: Arc<dyn AgentStore>) {
     );
 }
 
-/// "Available now": presence available, fresh heartbeat, no call; longest idle first;
+/// "Available now": presence available, not paused, fresh heartbeat, no call; longest idle first;
 /// limited.
 pub async fn available_now_is_ordered_and_limited(store: Arc<dyn AgentStore>) {
     let now = t0() + Duration::seconds(600);
@@ -330,7 +415,20 @@ pub async fn available_now_is_ordered_and_limited(store: Arc<dyn AgentStore>) {
         t0() - Duration::seconds(100),
     );
     on_call.current_call_sid = Some("call-x".into());
-    for (a, h) in [(&busy, "hb"), (&stale, "hs"), (&on_call, "hc")] {
+    let mut paused = agent(
+        "p",
+        "sip:p@example.com",
+        Presence::Available,
+        fresh,
+        t0() - Duration::seconds(100),
+    );
+    paused.paused_reason = Some(PauseReason::parse("lunch").unwrap());
+    for (a, h) in [
+        (&busy, "hb"),
+        (&stale, "hs"),
+        (&on_call, "hc"),
+        (&paused, "hp"),
+    ] {
         store.insert(a, h, vec![]).await.unwrap();
     }
     let got: Vec<AgentId> = store

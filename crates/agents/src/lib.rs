@@ -22,7 +22,7 @@
 //! let clock = ManualClock::at(Utc::now());
 //! let store = Arc::new(MemoryAgentStore::new(MemoryAuditLog::new()));
 //! let service = AgentService::new(store, Arc::new(clock.clone()), Arc::new(ChainSink), Duration::seconds(60));
-//! let input = NewAgent { name: "Alice", sip_uri: "sip:alice@example.sip.telnyx.com", status: Some("available") };
+//! let input = NewAgent { name: "Alice", sip_uri: "sip:alice@example.sip.telnyx.com", status: Some("available"), reason: None };
 //! let (alice, _token) = service.register(input, Caller::Admin).await.unwrap();
 //! assert_eq!(alice.status, EffectiveStatus::Available);
 //! clock.advance(Duration::seconds(61));
@@ -43,10 +43,12 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::MemoryAgentStore;
 pub use model::{
     Agent, AgentEffect, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness,
-    MetricsDelta, Presence, effective_status, parse_keyword,
+    MetricsDelta, PauseReason, Presence, PresenceState, RequestedStatus, effective_status,
+    parse_keyword,
 };
 pub use port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit, ReleaseAudit};
 pub use service::{
-    AgentChanges, AgentError, AgentService, AgentView, Caller, MetricsView, NewAgent, token_hash,
+    AgentChanges, AgentError, AgentService, AgentView, Caller, DEFAULT_PAUSE_REASONS, MetricsView,
+    NewAgent, token_hash,
 };
 pub use sip::{SIP_URI_PATTERN, SipUri, SipUriError};

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use audit::{MemoryAuditLog, NewAuditEvent};
 use chrono::{DateTime, Utc};
 
-use crate::model::{Agent, AgentEffect, AgentId, Candidate, EffectiveStatus, Liveness, Presence};
+use crate::model::{
+    Agent, AgentEffect, AgentId, Candidate, EffectiveStatus, Liveness, PresenceState,
+};
 use crate::port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit, ReleaseAudit};
 
 #[derive(Debug, Default)]
@@ -142,8 +144,9 @@ impl AgentStore for MemoryAgentStore {
         if let Some(uri) = &patch.sip_uri {
             agent.sip_uri = uri.clone();
         }
-        if let Some(p) = patch.presence {
-            agent.presence = p;
+        if let Some(p) = &patch.presence {
+            agent.presence = p.presence;
+            agent.paused_reason.clone_from(&p.paused_reason);
         }
         agent.updated_at = now;
         let updated = agent.clone();
@@ -154,19 +157,20 @@ impl AgentStore for MemoryAgentStore {
     async fn heartbeat(
         &self,
         id: AgentId,
-        presence: Option<Presence>,
+        presence: Option<&PresenceState>,
         now: DateTime<Utc>,
         on_change: PresenceAudit<'_>,
     ) -> Result<Agent, AgentStoreError> {
         let mut inner = self.lock();
         let agent = inner.agents.get_mut(&id).ok_or(AgentStoreError::NotFound)?;
-        let previous = agent.presence;
+        let previous = agent.presence_state();
         agent.last_heartbeat_at = Some(now);
         agent.updated_at = now;
         if let Some(p) = presence {
-            agent.presence = p;
-            if p != previous {
-                self.audit.push(on_change(previous, p));
+            agent.presence = p.presence;
+            agent.paused_reason.clone_from(&p.paused_reason);
+            if *p != previous {
+                self.audit.push(on_change(&previous, p));
             }
         }
         Ok(agent.clone())

@@ -88,7 +88,7 @@ impl fmt::Display for AgentName {
 }
 
 macro_rules! status_enum {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident,)+ }) => {
         $(#[$doc])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize,
@@ -98,12 +98,7 @@ macro_rules! status_enum {
         #[serde(rename_all = "snake_case")]
         #[strum(serialize_all = "snake_case")]
         pub enum $name {
-            /// Ready for calls.
-            Available,
-            /// Not taking calls right now.
-            Busy,
-            /// Away.
-            Offline,
+            $($(#[$vdoc])* $variant,)+
         }
 
         impl $name {
@@ -117,13 +112,131 @@ macro_rules! status_enum {
 }
 
 status_enum!(
-    /// What the agent (or an admin) last said about itself.
-    Presence
+    /// What the agent (or an admin) last said about itself; a pause is kept beside it
+    /// ([`Agent::paused_reason`]).
+    Presence {
+        /// Ready for calls.
+        Available,
+        /// Not taking calls right now.
+        Busy,
+        /// Away.
+        Offline,
+    }
 );
 status_enum!(
     /// What the API shows and routing uses: see [`effective_status`].
-    EffectiveStatus
+    EffectiveStatus {
+        /// Ready for calls.
+        Available,
+        /// On a call, or said it is busy.
+        Busy,
+        /// Online but paused, with a reason.
+        Paused,
+        /// Away, or its heartbeat is too old.
+        Offline,
+    }
 );
+status_enum!(
+    /// What an agent (or an admin) may ask for: a presence, or a pause (with a reason).
+    RequestedStatus {
+        /// Ready for calls.
+        Available,
+        /// Not taking calls right now.
+        Busy,
+        /// Online, not taking calls, for a reason.
+        Paused,
+        /// Away.
+        Offline,
+    }
+);
+
+/// Why an agent is paused: a short code such as `break`, `lunch` or the server's own
+/// `missed-calls` (lowercase letters, digits and `-`, 1 to 32 characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(transparent)]
+pub struct PauseReason(String);
+
+impl PauseReason {
+    /// Longest accepted code, in characters.
+    pub const MAX_CHARS: usize = 32;
+
+    /// Validates a code's spelling (whether it is one of the configured reasons is the
+    /// service's question).
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = (1..=Self::MAX_CHARS).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "must be 1 to {} lowercase letters, digits or '-'; got {s:?}",
+                Self::MAX_CHARS
+            ))
+        }
+    }
+
+    /// The code.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PauseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an agent says about itself, as stored: its presence and, when paused, why. A pause
+/// keeps the agent online (its presence is `available` underneath): resuming is asking for
+/// `available` again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceState {
+    /// Available, busy or offline.
+    pub presence: Presence,
+    /// Why the agent is paused; `None` when it is not.
+    pub paused_reason: Option<PauseReason>,
+}
+
+impl PresenceState {
+    /// The state a request asks for; a pause needs its reason, nothing else takes one.
+    ///
+    /// # Errors
+    /// A message when a pause has no reason or another status has one.
+    pub fn requested(
+        status: RequestedStatus,
+        reason: Option<PauseReason>,
+    ) -> Result<Self, &'static str> {
+        let presence = match (status, &reason) {
+            (RequestedStatus::Paused, None) => return Err("a pause needs a reason"),
+            (RequestedStatus::Paused, Some(_)) => Presence::Available,
+            (_, Some(_)) => return Err("only a pause takes a reason"),
+            (RequestedStatus::Available, None) => Presence::Available,
+            (RequestedStatus::Busy, None) => Presence::Busy,
+            (RequestedStatus::Offline, None) => Presence::Offline,
+        };
+        Ok(Self {
+            presence,
+            paused_reason: reason,
+        })
+    }
+
+    /// The status keyword this state was asked with (`paused` for a pause).
+    #[must_use]
+    pub fn keyword(&self) -> &'static str {
+        if self.paused_reason.is_some() {
+            RequestedStatus::Paused.as_str()
+        } else {
+            self.presence.as_str()
+        }
+    }
+}
 
 /// Parses one of `T`'s spellings, or says which are accepted (for API errors).
 ///
@@ -167,24 +280,27 @@ impl Liveness {
 
 /// The effective status (the transition table in `docs/agents.md`):
 ///
-/// | holds a call | presence  | heartbeat fresh | effective |
-/// |---|---|---|---|
-/// | yes | any | any | busy |
-/// | no | available | yes | available |
-/// | no | busy | yes | busy |
-/// | no | offline | any | offline |
-/// | no | available or busy | no (or never) | offline |
+/// | holds a call | presence  | heartbeat fresh | paused | effective |
+/// |---|---|---|---|---|
+/// | yes | any | any | any | busy |
+/// | no | offline | any | any | offline |
+/// | no | available or busy | no (or never) | any | offline |
+/// | no | available or busy | yes | yes | paused |
+/// | no | available | yes | no | available |
+/// | no | busy | yes | no | busy |
 #[must_use]
 pub fn effective_status(
     presence: Presence,
     holds_call: bool,
     heartbeat_fresh: bool,
+    paused: bool,
 ) -> EffectiveStatus {
-    match (holds_call, presence, heartbeat_fresh) {
-        (true, _, _) => EffectiveStatus::Busy,
-        (false, Presence::Offline, _) | (false, _, false) => EffectiveStatus::Offline,
-        (false, Presence::Available, true) => EffectiveStatus::Available,
-        (false, Presence::Busy, true) => EffectiveStatus::Busy,
+    match (holds_call, presence, heartbeat_fresh, paused) {
+        (true, _, _, _) => EffectiveStatus::Busy,
+        (false, Presence::Offline, _, _) | (false, _, false, _) => EffectiveStatus::Offline,
+        (false, _, true, true) => EffectiveStatus::Paused,
+        (false, Presence::Available, true, false) => EffectiveStatus::Available,
+        (false, Presence::Busy, true, false) => EffectiveStatus::Busy,
     }
 }
 
@@ -223,6 +339,8 @@ pub struct Agent {
     pub sip_uri: SipUri,
     /// Reported presence.
     pub presence: Presence,
+    /// Why the agent is paused, if it is.
+    pub paused_reason: Option<PauseReason>,
     /// Last heartbeat, if any.
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     /// The call-center call this agent is on, if any.
@@ -245,7 +363,17 @@ impl Agent {
             self.presence,
             self.current_call_sid.is_some(),
             liveness.is_fresh(self.last_heartbeat_at),
+            self.paused_reason.is_some(),
         )
+    }
+
+    /// What the agent last said about itself.
+    #[must_use]
+    pub fn presence_state(&self) -> PresenceState {
+        PresenceState {
+            presence: self.presence,
+            paused_reason: self.paused_reason.clone(),
+        }
     }
 }
 
@@ -291,24 +419,57 @@ mod tests {
         use EffectiveStatus as E;
         use Presence as P;
         let rows = [
-            // holds call, presence, fresh -> effective
-            (true, P::Available, true, E::Busy),
-            (true, P::Available, false, E::Busy),
-            (true, P::Busy, true, E::Busy),
-            (true, P::Offline, false, E::Busy),
-            (false, P::Available, true, E::Available),
-            (false, P::Busy, true, E::Busy),
-            (false, P::Offline, true, E::Offline),
-            (false, P::Offline, false, E::Offline),
-            (false, P::Available, false, E::Offline),
-            (false, P::Busy, false, E::Offline),
+            // holds call, presence, fresh, paused -> effective
+            (true, P::Available, true, false, E::Busy),
+            (true, P::Available, false, false, E::Busy),
+            (true, P::Busy, true, false, E::Busy),
+            (true, P::Offline, false, false, E::Busy),
+            (true, P::Available, true, true, E::Busy),
+            (false, P::Available, true, false, E::Available),
+            (false, P::Busy, true, false, E::Busy),
+            (false, P::Offline, true, false, E::Offline),
+            (false, P::Offline, false, false, E::Offline),
+            (false, P::Available, false, false, E::Offline),
+            (false, P::Busy, false, false, E::Offline),
+            (false, P::Available, true, true, E::Paused),
+            (false, P::Busy, true, true, E::Paused),
+            (false, P::Available, false, true, E::Offline),
+            (false, P::Offline, true, true, E::Offline),
         ];
-        for (holds, presence, fresh, expected) in rows {
+        for (holds, presence, fresh, paused, expected) in rows {
             assert_eq!(
-                effective_status(presence, holds, fresh),
+                effective_status(presence, holds, fresh, paused),
                 expected,
-                "{holds} {presence} {fresh}"
+                "{holds} {presence} {fresh} {paused}"
             );
+        }
+    }
+
+    #[test]
+    fn a_pause_needs_a_reason_and_only_a_pause_takes_one() {
+        let lunch = PauseReason::parse("lunch").unwrap();
+        let paused = PresenceState::requested(RequestedStatus::Paused, Some(lunch.clone()));
+        assert_eq!(
+            paused,
+            Ok(PresenceState {
+                presence: Presence::Available,
+                paused_reason: Some(lunch.clone())
+            })
+        );
+        assert_eq!(paused.unwrap().keyword(), "paused");
+        assert!(PresenceState::requested(RequestedStatus::Paused, None).is_err());
+        assert!(PresenceState::requested(RequestedStatus::Busy, Some(lunch)).is_err());
+        let back = PresenceState::requested(RequestedStatus::Available, None).unwrap();
+        assert_eq!(back.paused_reason, None);
+        assert_eq!(back.keyword(), "available");
+    }
+
+    #[test]
+    fn pause_reasons_are_short_codes() {
+        assert!(PauseReason::parse("missed-calls").is_ok());
+        assert!(PauseReason::parse("break2").is_ok());
+        for bad in ["", "Lunch", "a b", "<b>", &"x".repeat(33), "é"] {
+            assert!(PauseReason::parse(bad).is_err(), "{bad:?}");
         }
     }
 

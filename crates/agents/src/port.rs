@@ -6,7 +6,9 @@ use audit::NewAuditEvent;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::model::{Agent, AgentId, AgentName, Candidate, EffectiveStatus, Liveness, Presence};
+use crate::model::{
+    Agent, AgentId, AgentName, Candidate, EffectiveStatus, Liveness, PresenceState,
+};
 use crate::sip::SipUri;
 
 /// Failures of an [`AgentStore`].
@@ -30,13 +32,14 @@ pub struct AgentPatch {
     pub name: Option<AgentName>,
     /// New SIP URI.
     pub sip_uri: Option<SipUri>,
-    /// New presence.
-    pub presence: Option<Presence>,
+    /// New presence (and pause: a state without a reason ends a pause).
+    pub presence: Option<PresenceState>,
 }
 
-/// Builds the audit events for a presence change seen by the store inside its transaction:
-/// `(previous, new) -> events`.
-pub type PresenceAudit<'a> = &'a (dyn Fn(Presence, Presence) -> Vec<NewAuditEvent> + Send + Sync);
+/// Builds the audit events for a presence change (a pause included) seen by the store
+/// inside its transaction: `(previous, new) -> events`.
+pub type PresenceAudit<'a> =
+    &'a (dyn Fn(&PresenceState, &PresenceState) -> Vec<NewAuditEvent> + Send + Sync);
 
 /// Builds the audit events of a release from the call the agent was freed from, inside the
 /// store's transaction.
@@ -107,7 +110,7 @@ pub trait AgentStore: Send + Sync {
     async fn heartbeat(
         &self,
         id: AgentId,
-        presence: Option<Presence>,
+        presence: Option<&PresenceState>,
         now: DateTime<Utc>,
         on_change: PresenceAudit<'_>,
     ) -> Result<Agent, AgentStoreError>;

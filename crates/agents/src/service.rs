@@ -14,8 +14,8 @@ use thiserror::Error;
 
 use crate::clock::Clock;
 use crate::model::{
-    Agent, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness, Presence,
-    parse_keyword,
+    Agent, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness, PauseReason,
+    Presence, PresenceState, RequestedStatus, parse_keyword,
 };
 use crate::port::{AgentPatch, AgentStore, AgentStoreError};
 use crate::sip::SipUri;
@@ -89,6 +89,8 @@ pub struct NewAgent<'a> {
     pub sip_uri: &'a str,
     /// Initial presence; `available` counts as a first heartbeat.
     pub status: Option<&'a str>,
+    /// The reason, when `status` is `paused`.
+    pub reason: Option<&'a str>,
 }
 
 /// Update input, as received; absent fields stay.
@@ -100,6 +102,8 @@ pub struct AgentChanges<'a> {
     pub sip_uri: Option<&'a str>,
     /// New presence.
     pub status: Option<&'a str>,
+    /// The reason, when `status` is `paused`.
+    pub reason: Option<&'a str>,
 }
 
 /// An agent's counters as the API shows them.
@@ -139,6 +143,8 @@ pub struct AgentView {
     pub sip_uri: String,
     /// Effective status.
     pub status: EffectiveStatus,
+    /// Why the agent is paused (`null` when it is not).
+    pub paused_reason: Option<PauseReason>,
     /// Last heartbeat.
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     /// Registration time.
@@ -158,6 +164,7 @@ impl AgentView {
             name: agent.name.as_str().to_owned(),
             sip_uri: agent.sip_uri.as_str().to_owned(),
             status: agent.status(liveness),
+            paused_reason: agent.paused_reason.clone(),
             last_heartbeat_at: agent.last_heartbeat_at,
             created_at: agent.created_at,
             updated_at: agent.updated_at,
@@ -178,9 +185,8 @@ fn new_token() -> String {
     format!("hb_{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn parse_presence(s: &str) -> Result<Presence, AgentError> {
-    parse_keyword(s).map_err(|m| invalid("status", m))
-}
+/// The pause reasons agents may give unless configured otherwise.
+pub const DEFAULT_PAUSE_REASONS: &[&str] = &["break", "lunch", "meeting", "training", "other"];
 
 /// Agent management over an [`AgentStore`].
 #[derive(Clone)]
@@ -189,6 +195,7 @@ pub struct AgentService {
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditSink>,
     ttl: Duration,
+    pause_reasons: Arc<[PauseReason]>,
 }
 
 impl std::fmt::Debug for AgentService {
@@ -213,6 +220,58 @@ impl AgentService {
             clock,
             audit,
             ttl: heartbeat_ttl,
+            pause_reasons: DEFAULT_PAUSE_REASONS
+                .iter()
+                .filter_map(|r| PauseReason::parse(r).ok())
+                .collect(),
+        }
+    }
+
+    /// The reasons an agent may pause for (an empty list keeps the defaults).
+    #[must_use]
+    pub fn with_pause_reasons(mut self, reasons: Vec<PauseReason>) -> Self {
+        if !reasons.is_empty() {
+            self.pause_reasons = reasons.into();
+        }
+        self
+    }
+
+    /// The reasons an agent may pause for.
+    #[must_use]
+    pub fn pause_reasons(&self) -> &[PauseReason] {
+        &self.pause_reasons
+    }
+
+    /// The state a request's `status` and `reason` ask for.
+    fn requested(&self, status: &str, reason: Option<&str>) -> Result<PresenceState, AgentError> {
+        let status: RequestedStatus = parse_keyword(status).map_err(|m| invalid("status", m))?;
+        let reason = reason
+            .map(|r| {
+                let r = PauseReason::parse(r).map_err(|m| invalid("reason", m))?;
+                if self.pause_reasons.contains(&r) {
+                    Ok(r)
+                } else {
+                    let known: Vec<&str> =
+                        self.pause_reasons.iter().map(PauseReason::as_str).collect();
+                    Err(invalid(
+                        "reason",
+                        format!("must be one of {}; got {:?}", known.join(", "), r.as_str()),
+                    ))
+                }
+            })
+            .transpose()?;
+        PresenceState::requested(status, reason).map_err(|m| invalid("reason", m))
+    }
+
+    fn requested_opt(
+        &self,
+        status: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Option<PresenceState>, AgentError> {
+        match (status, reason) {
+            (Some(status), reason) => self.requested(status, reason).map(Some),
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(invalid("reason", "only a pause takes a reason")),
         }
     }
 
@@ -243,14 +302,22 @@ impl AgentService {
     ) -> Result<(AgentView, String), AgentError> {
         let name = AgentName::parse(input.name).map_err(|m| invalid("name", m))?;
         let sip_uri = SipUri::parse(input.sip_uri).map_err(|e| invalid("sip_uri", e.0))?;
-        let presence = input.status.map(parse_presence).transpose()?;
+        let state = self.requested_opt(input.status, input.reason)?;
+        let online = state
+            .as_ref()
+            .is_some_and(|s| s.presence == Presence::Available);
+        let state = state.unwrap_or(PresenceState {
+            presence: Presence::Available,
+            paused_reason: None,
+        });
         let now = self.clock.now();
         let agent = Agent {
             id: AgentId::new(),
             name,
             sip_uri,
-            presence: presence.unwrap_or(Presence::Available),
-            last_heartbeat_at: (presence == Some(Presence::Available)).then_some(now),
+            presence: state.presence,
+            paused_reason: state.paused_reason.clone(),
+            last_heartbeat_at: online.then_some(now),
             current_call_sid: None,
             idle_since: now,
             created_at: now,
@@ -260,23 +327,25 @@ impl AgentService {
         let token = new_token();
         let event = self
             .event(caller, AuditAction::AgentRegistered, agent.id)
-            .data([("presence", Value::from(agent.presence.as_str()))]);
+            .data(presence_data("presence", &state));
         self.store
             .insert(&agent, &token_hash(&token), self.staged(event))
             .await?;
         Ok((AgentView::new(&agent, &self.liveness()), token))
     }
 
-    /// Records a heartbeat from `caller` for `agent_id`, with an optional new presence.
+    /// Records a heartbeat from `caller` for `agent_id`, with an optional new presence
+    /// (`paused` with one of the configured reasons).
     ///
     /// # Errors
-    /// [`AgentError::Invalid`] for a malformed id or status, [`AgentError::Forbidden`] when
-    /// an agent's token names another agent, [`AgentError::NotFound`].
+    /// [`AgentError::Invalid`] for a malformed id, status or reason, [`AgentError::Forbidden`]
+    /// when an agent's token names another agent, [`AgentError::NotFound`].
     pub async fn heartbeat(
         &self,
         caller: Caller,
         agent_id: &str,
         status: Option<&str>,
+        reason: Option<&str>,
     ) -> Result<AgentView, AgentError> {
         let id: AgentId = agent_id
             .parse()
@@ -286,18 +355,20 @@ impl AgentService {
         {
             return Err(AgentError::Forbidden);
         }
-        let presence = status.map(parse_presence).transpose()?;
+        let presence = self.requested_opt(status, reason)?;
         let now = self.clock.now();
-        let on_change = |from: Presence, to: Presence| {
+        let on_change = |from: &PresenceState, to: &PresenceState| {
+            let mut data = presence_data("from", from);
+            data.extend(presence_data("to", to));
             let event = self
                 .event(caller, AuditAction::AgentStatusChanged, id)
-                .data([
-                    ("from", Value::from(from.as_str())),
-                    ("to", Value::from(to.as_str())),
-                ]);
+                .data(data);
             self.staged(event)
         };
-        let agent = self.store.heartbeat(id, presence, now, &on_change).await?;
+        let agent = self
+            .store
+            .heartbeat(id, presence.as_ref(), now, &on_change)
+            .await?;
         Ok(AgentView::new(&agent, &self.liveness()))
     }
 
@@ -346,7 +417,7 @@ impl AgentService {
                 .sip_uri
                 .map(|s| SipUri::parse(s).map_err(|e| invalid("sip_uri", e.0)))
                 .transpose()?,
-            presence: changes.status.map(parse_presence).transpose()?,
+            presence: self.requested_opt(changes.status, changes.reason)?,
         };
         let mut fields: Vec<Value> = Vec::new();
         if patch.name.is_some() {
@@ -355,8 +426,11 @@ impl AgentService {
         if patch.sip_uri.is_some() {
             fields.push("sip_uri".into());
         }
-        if let Some(p) = patch.presence {
-            fields.push(format!("status={}", p.as_str()).into());
+        if let Some(p) = &patch.presence {
+            fields.push(format!("status={}", p.keyword()).into());
+            if let Some(reason) = &p.paused_reason {
+                fields.push(format!("reason={reason}").into());
+            }
         }
         let event = self
             .event(Caller::Admin, AuditAction::AgentUpdated, id)
@@ -414,6 +488,15 @@ impl AgentService {
     pub async fn available_now(&self, limit: u32) -> Result<Vec<Candidate>, AgentError> {
         Ok(self.store.available_now(&self.liveness(), limit).await?)
     }
+}
+
+/// Audit data for a presence: `key` is its keyword; a pause adds `{key}_reason`.
+fn presence_data(key: &str, state: &PresenceState) -> Vec<(String, Value)> {
+    let mut data = vec![(key.to_owned(), Value::from(state.keyword()))];
+    if let Some(reason) = &state.paused_reason {
+        data.push((format!("{key}_reason"), Value::from(reason.as_str())));
+    }
+    data
 }
 
 /// Parses an agent id from a path or body (a malformed id names no agent: 404 in paths).

@@ -26,6 +26,7 @@ fn alice() -> NewAgent<'static> {
         name: " Alice Smith ",
         sip_uri: "sip:alice@example.sip.telnyx.com",
         status: Some("available"),
+        reason: None,
     }
 }
 
@@ -52,7 +53,7 @@ async fn heartbeat_expiry_follows_the_clock() {
     );
     assert!(service.available_now(10).await.unwrap().is_empty());
     let back = service
-        .heartbeat(Caller::Agent(a.id), &id, None)
+        .heartbeat(Caller::Agent(a.id), &id, None, None)
         .await
         .unwrap();
     assert_eq!(back.status, EffectiveStatus::Available);
@@ -65,13 +66,14 @@ async fn registration_without_status_waits_for_a_heartbeat() {
     let (service, _, _) = setup();
     let input = NewAgent {
         status: None,
+        reason: None,
         ..alice()
     };
     let (a, _) = service.register(input, Caller::Admin).await.unwrap();
     assert_eq!(a.status, EffectiveStatus::Offline);
     assert_eq!(a.last_heartbeat_at, None);
     let hb = service
-        .heartbeat(Caller::Admin, &a.id.to_string(), None)
+        .heartbeat(Caller::Admin, &a.id.to_string(), None, None)
         .await
         .unwrap();
     assert_eq!(hb.status, EffectiveStatus::Available);
@@ -105,6 +107,7 @@ async fn validation_errors_name_the_field() {
         (
             NewAgent {
                 status: Some("sleeping"),
+                reason: None,
                 ..alice()
             },
             "status",
@@ -135,6 +138,7 @@ async fn tokens_act_only_for_their_agent() {
                 name: "Bob",
                 sip_uri: "sip:bob@example.com",
                 status: None,
+                reason: None,
             },
             Caller::Admin,
         )
@@ -145,12 +149,17 @@ async fn tokens_act_only_for_their_agent() {
     assert_eq!(service.agent_for_token(&token_a).await.unwrap(), Some(a.id));
     assert_eq!(service.agent_for_token("hb_forged").await.unwrap(), None);
     let err = service
-        .heartbeat(Caller::Agent(a.id), &b.id.to_string(), None)
+        .heartbeat(Caller::Agent(a.id), &b.id.to_string(), None, None)
         .await
         .unwrap_err();
     assert!(matches!(err, AgentError::Forbidden));
     let err = service
-        .heartbeat(Caller::Agent(a.id), &uuid::Uuid::new_v4().to_string(), None)
+        .heartbeat(
+            Caller::Agent(a.id),
+            &uuid::Uuid::new_v4().to_string(),
+            None,
+            None,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -158,7 +167,7 @@ async fn tokens_act_only_for_their_agent() {
         "another id is forbidden before it is looked up"
     );
     let err = service
-        .heartbeat(Caller::Admin, &uuid::Uuid::new_v4().to_string(), None)
+        .heartbeat(Caller::Admin, &uuid::Uuid::new_v4().to_string(), None, None)
         .await
         .unwrap_err();
     assert!(matches!(err, AgentError::NotFound));
@@ -170,11 +179,11 @@ async fn every_change_is_audited_with_its_actor() {
     let (a, _) = service.register(alice(), Caller::Admin).await.unwrap();
     let id = a.id.to_string();
     service
-        .heartbeat(Caller::Agent(a.id), &id, Some("busy"))
+        .heartbeat(Caller::Agent(a.id), &id, Some("busy"), None)
         .await
         .unwrap();
     service
-        .heartbeat(Caller::Agent(a.id), &id, Some("busy"))
+        .heartbeat(Caller::Agent(a.id), &id, Some("busy"), None)
         .await
         .unwrap();
     service
@@ -206,5 +215,62 @@ async fn every_change_is_audited_with_its_actor() {
             .iter()
             .all(|e| !e.data.contains("alice@") && !e.data.contains("Alice")),
         "ids only"
+    );
+}
+
+#[tokio::test]
+async fn a_pause_takes_a_configured_reason_and_keeps_the_agent_from_calls() {
+    let (service, _, log) = setup();
+    let service = service.with_pause_reasons(vec![PauseReason::parse("coaching").unwrap()]);
+    let (a, _) = service.register(alice(), Caller::Admin).await.unwrap();
+    let id = a.id.to_string();
+    let me = Caller::Agent(a.id);
+    let refused = service
+        .heartbeat(me, &id, Some("paused"), Some("lunch"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        r#"reason: must be one of coaching; got "lunch""#
+    );
+    let paused = service
+        .heartbeat(me, &id, Some("paused"), Some("coaching"))
+        .await
+        .unwrap();
+    assert_eq!(paused.status, EffectiveStatus::Paused);
+    assert_eq!(
+        paused.paused_reason.as_ref().map(PauseReason::as_str),
+        Some("coaching")
+    );
+    assert!(
+        service.available_now(10).await.unwrap().is_empty(),
+        "not rung"
+    );
+    let again = service.heartbeat(me, &id, None, None).await.unwrap();
+    assert_eq!(
+        again.status,
+        EffectiveStatus::Paused,
+        "a bare heartbeat keeps the pause"
+    );
+    let back = service
+        .heartbeat(me, &id, Some("available"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (back.status, back.paused_reason),
+        (EffectiveStatus::Available, None)
+    );
+    let data: Vec<String> = log
+        .all()
+        .iter()
+        .filter(|e| e.action == AuditAction::AgentStatusChanged)
+        .map(|e| e.data.clone())
+        .collect();
+    assert_eq!(
+        data,
+        [
+            r#"{"from":"available","to":"paused","to_reason":"coaching"}"#,
+            r#"{"from":"paused","from_reason":"coaching","to":"available"}"#,
+        ]
     );
 }

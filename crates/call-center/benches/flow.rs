@@ -88,6 +88,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> (CallFlow, Vec<AgentId>) {
                 name: &name,
                 sip_uri: &sip,
                 status: Some("available"),
+                reason: None,
             };
             ids.push(service.register(agent, Caller::Admin).await.unwrap().0.id);
         }

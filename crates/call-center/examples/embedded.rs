@@ -86,11 +86,13 @@ async fn main() {
         name: "Alice",
         sip_uri: "sip:alice@example.sip.telnyx.com",
         status: Some("available"),
+        reason: None,
     };
     let bob = NewAgent {
         name: "Bob",
         sip_uri: "sip:bob@example.sip.telnyx.com",
         status: Some("available"),
+        reason: None,
     };
     let (alice, _) = agents.register(alice, Caller::Admin).await.unwrap();
     let (bob, _) = agents.register(bob, Caller::Admin).await.unwrap();

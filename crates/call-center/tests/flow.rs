@@ -280,7 +280,12 @@ async fn an_agent_whose_heartbeat_expired_is_not_rung_in_round_two() {
     assert!(round1.contains("alice") && round1.contains("bob"));
     w.tick(45);
     w.agents
-        .heartbeat(agents::Caller::Agent(bob.id), &bob.id.to_string(), None)
+        .heartbeat(
+            agents::Caller::Agent(bob.id),
+            &bob.id.to_string(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     w.tick(20); // Alice's heartbeat is now 65 s old, Bob's 20 s.

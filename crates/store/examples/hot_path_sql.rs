@@ -138,6 +138,7 @@ async fn main() {
             name: &format!("Bench {i}"),
             sip_uri: &sip,
             status: Some("available"),
+            reason: None,
         };
         let (view, _) = agents.register(agent, Caller::Admin).await.unwrap();
         rung.push((view.id, sip));

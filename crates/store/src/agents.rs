@@ -1,6 +1,7 @@
 //! [`AgentStore`] for both backends, written once: every statement here has the same text on
 //! PostgreSQL and SQLite. A backend provides `pool`, `write()` (a [`crate::common::WriteTx`])
 //! and `insert_audit`; `$lock` is what makes the heartbeat's read of the previous presence
+//! (and pause)
 //! exclusive (`FOR UPDATE` on PostgreSQL; SQLite's write transaction already is).
 
 macro_rules! agent_store {
@@ -84,6 +85,7 @@ macro_rules! agent_store {
                     Some(s) => sqlx::query_as(match s {
                         S::Available => *sql::AGENTS_AVAILABLE,
                         S::Busy => *sql::AGENTS_BUSY,
+                        S::Paused => *sql::AGENTS_PAUSED,
                         S::Offline => *sql::AGENTS_OFFLINE,
                     })
                     .bind(crate::types::SqlTime(liveness.cutoff)),
@@ -113,8 +115,9 @@ macro_rules! agent_store {
                     .bind(patch.name.as_ref().map(|n| n.as_str().to_owned()))
                     .bind(patch.sip_uri.as_ref().map(|u| u.as_str().to_owned()))
                     .bind(patch.sip_uri.as_ref().map(|u| u.key().to_owned()))
-                    .bind(patch.presence.map(::agents::Presence::as_str))
+                    .bind(patch.presence.as_ref().map(|p| p.presence.as_str()))
                     .bind(crate::types::SqlTime(now))
+                    .bind(crate::agents::pause_of(patch.presence.as_ref()))
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(agent_write_error)?
@@ -127,36 +130,37 @@ macro_rules! agent_store {
             async fn heartbeat(
                 &self,
                 id: ::agents::AgentId,
-                presence: Option<::agents::Presence>,
+                presence: Option<&::agents::PresenceState>,
                 now: chrono::DateTime<chrono::Utc>,
                 on_change: ::agents::PresenceAudit<'_>,
             ) -> Result<::agents::Agent, ::agents::AgentStoreError> {
                 use crate::common::{sql, unexpected};
                 let mut tx = self.write().await.map_err(unexpected("begin"))?;
-                let previous: Option<String> = sqlx::query_scalar::<$db, _>(concat!(
-                    "SELECT presence FROM agents WHERE id = $1",
-                    $lock
-                ))
-                .bind(crate::types::SqlId(id.0))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unexpected("heartbeat"))?;
-                let previous: ::agents::Presence = previous
-                    .ok_or(::agents::AgentStoreError::NotFound)?
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("stored presence: {e}"))?;
+                static PREVIOUS: std::sync::LazyLock<String> =
+                    std::sync::LazyLock::new(|| format!("{}{}", *sql::AGENT_BY_ID, $lock));
+                let previous: Option<crate::schema::AgentRow> =
+                    sqlx::query_as::<$db, _>(PREVIOUS.as_str())
+                        .bind(crate::types::SqlId(id.0))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(unexpected("heartbeat"))?;
+                let previous = ::agents::Agent::try_from(
+                    previous.ok_or(::agents::AgentStoreError::NotFound)?,
+                )?
+                .presence_state();
                 let row: crate::schema::AgentRow = sqlx::query_as::<$db, _>(*sql::AGENT_HEARTBEAT)
                     .bind(crate::types::SqlId(id.0))
                     .bind(crate::types::SqlTime(now))
-                    .bind(presence.map(::agents::Presence::as_str))
+                    .bind(presence.map(|p| p.presence.as_str()))
+                    .bind(crate::agents::pause_of(presence))
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(unexpected("heartbeat"))?;
                 let agent = ::agents::Agent::try_from(row)?;
-                let events = if previous == agent.presence {
+                let events = if previous == agent.presence_state() {
                     Vec::new()
                 } else {
-                    on_change(previous, agent.presence)
+                    on_change(&previous, &agent.presence_state())
                 };
                 Self::commit_audited(tx, &events).await?;
                 Ok(agent)
@@ -246,3 +250,8 @@ macro_rules! agent_store {
 }
 
 pub(crate) use agent_store;
+
+/// The stored pause of a presence change (`None`: no pause, or no change).
+pub(crate) fn pause_of(state: Option<&::agents::PresenceState>) -> Option<&str> {
+    state.and_then(|s| s.paused_reason.as_ref().map(::agents::PauseReason::as_str))
+}

@@ -197,18 +197,22 @@ pub(crate) mod sql {
         )
     );
     statement!(
-        /// An admin's change; `$2..$5` may be null to keep a field.
+        /// An admin's change; `$2..$5` may be null to keep a field; with a presence `$5`,
+        /// the pause becomes `$7` (null: none).
         AGENT_UPDATE = format!(
             "UPDATE agents SET name = COALESCE($2, name), sip_uri = COALESCE($3, sip_uri), \
-             sip_key = COALESCE($4, sip_key), presence = COALESCE($5, presence), updated_at = $6 \
+             sip_key = COALESCE($4, sip_key), presence = COALESCE($5, presence), \
+             paused_reason = CASE WHEN $5 IS NULL THEN paused_reason ELSE $7 END, updated_at = $6 \
              WHERE id = $1 RETURNING {}",
             AgentRow::columns(None)
         )
     );
     statement!(
-        /// A heartbeat, and a new presence when `$3` is not null.
+        /// A heartbeat, and a new presence when `$3` is not null (then the pause becomes
+        /// `$4`, null: none).
         AGENT_HEARTBEAT = format!(
-            "UPDATE agents SET last_heartbeat_at = $2, updated_at = $2, presence = COALESCE($3, presence) \
+            "UPDATE agents SET last_heartbeat_at = $2, updated_at = $2, presence = COALESCE($3, presence), \
+             paused_reason = CASE WHEN $3 IS NULL THEN paused_reason ELSE $4 END \
              WHERE id = $1 RETURNING {}",
             AgentRow::columns(None)
         )
@@ -220,16 +224,25 @@ pub(crate) mod sql {
     statement!(
         /// Agents effectively available at cutoff `$1`.
         AGENTS_AVAILABLE = format!(
-            "{}WHERE presence = 'available' AND current_call_sid IS NULL AND last_heartbeat_at >= $1 \
-             ORDER BY created_at, id",
+            "{}WHERE presence = 'available' AND paused_reason IS NULL AND current_call_sid IS NULL \
+             AND last_heartbeat_at >= $1 ORDER BY created_at, id",
             AgentRow::select()
         )
     );
     statement!(
         /// Agents effectively busy at cutoff `$1`.
         AGENTS_BUSY = format!(
-            "{}WHERE current_call_sid IS NOT NULL OR (presence = 'busy' AND last_heartbeat_at >= $1) \
+            "{}WHERE current_call_sid IS NOT NULL \
+             OR (presence = 'busy' AND paused_reason IS NULL AND last_heartbeat_at >= $1) \
              ORDER BY created_at, id",
+            AgentRow::select()
+        )
+    );
+    statement!(
+        /// Agents effectively paused at cutoff `$1`.
+        AGENTS_PAUSED = format!(
+            "{}WHERE current_call_sid IS NULL AND presence <> 'offline' AND paused_reason IS NOT NULL \
+             AND last_heartbeat_at >= $1 ORDER BY created_at, id",
             AgentRow::select()
         )
     );
@@ -241,11 +254,11 @@ pub(crate) mod sql {
             AgentRow::select()
         )
     );
-    /// "Available now": presence available, fresh heartbeat, no call; longest idle first
-    /// (the plan is in docs/agents.md).
+    /// "Available now": presence available, not paused, fresh heartbeat, no call; longest
+    /// idle first (the plan is in docs/agents.md).
     pub const AVAILABLE_NOW: &str = "SELECT id, sip_uri FROM agents \
-         WHERE presence = 'available' AND current_call_sid IS NULL AND last_heartbeat_at >= $1 \
-         ORDER BY idle_since, id LIMIT $2";
+         WHERE presence = 'available' AND paused_reason IS NULL AND current_call_sid IS NULL \
+         AND last_heartbeat_at >= $1 ORDER BY idle_since, id LIMIT $2";
     statement!(
         /// One call.
         CALL_BY_SID = format!("{}WHERE call_sid = $1", CallRow::select())

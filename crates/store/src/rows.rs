@@ -1,7 +1,7 @@
 //! Rows to domain values and back, once for both backends. Stored enums are text; a value
 //! the domain does not know is an error, never a guess.
 
-use agents::{Agent, AgentEffect, AgentId, AgentMetrics, AgentName, SipUri};
+use agents::{Agent, AgentEffect, AgentId, AgentMetrics, AgentName, PauseReason, SipUri};
 use anyhow::{Context as _, anyhow};
 use audit::{AuditEntry, NewAuditEvent};
 use call_center::{AttemptChange, Call, Offer, Receipt};
@@ -37,6 +37,10 @@ impl TryFrom<AgentRow> for Agent {
             name: AgentName::parse(&r.name).map_err(|e| anyhow!("stored agent name: {e}"))?,
             sip_uri: SipUri::parse(&r.sip_uri).context("stored SIP URI")?,
             presence: parsed("presence", &r.presence)?,
+            paused_reason: r
+                .paused_reason
+                .map(|p| PauseReason::parse(&p).map_err(|e| anyhow!("stored pause reason: {e}")))
+                .transpose()?,
             last_heartbeat_at: time(r.last_heartbeat_at),
             current_call_sid: r.current_call_sid,
             idle_since: r.idle_since.0,
@@ -59,6 +63,7 @@ impl From<&Agent> for AgentRow {
             sip_uri: a.sip_uri.as_str().to_owned(),
             sip_key: a.sip_uri.key().to_owned(),
             presence: a.presence.as_str().to_owned(),
+            paused_reason: a.paused_reason.as_ref().map(|p| p.as_str().to_owned()),
             last_heartbeat_at: sql_time(a.last_heartbeat_at),
             current_call_sid: a.current_call_sid.clone(),
             idle_since: SqlTime(a.idle_since),

@@ -174,6 +174,7 @@ table! {
         sip_uri: String => "text",
         sip_key: String => "text",
         presence: String => "text",
+        paused_reason: Option<String> => "text",
         last_heartbeat_at: Option<SqlTime> => "timestamptz",
         current_call_sid: Option<String> => "text",
         idle_since: SqlTime => "timestamptz",

@@ -111,6 +111,8 @@ pub struct Settings {
     pub voicemail_enabled: bool,
     pub recording_enabled: bool,
     pub heartbeat_ttl: Duration,
+    /// `CALL_CENTER_PAUSE_REASONS`.
+    pub pause_reasons: Vec<agents::PauseReason>,
     pub admin_token: Option<Secret>,
     /// `CALL_CENTER_URL_SECRET`: the first signs, all verify; empty: kept in the database.
     pub url_secrets: Vec<[u8; 32]>,
@@ -195,6 +197,7 @@ impl Settings {
             voicemail_enabled: r.boolean(&t::CALL_CENTER_VOICEMAIL_ENABLED),
             recording_enabled: r.boolean(&t::CALL_CENTER_RECORDING_ENABLED),
             heartbeat_ttl: r.duration(&t::CALL_CENTER_AGENT_HEARTBEAT_TTL),
+            pause_reasons: read_pause_reasons(r),
             admin_token: read_admin_token(r),
             url_secrets: read_url_secrets(r),
             greeting,
@@ -415,6 +418,23 @@ fn read_texts(r: &mut Reader<'_>) -> (String, String) {
     (greeting, notice)
 }
 
+fn read_pause_reasons(r: &mut Reader<'_>) -> Vec<agents::PauseReason> {
+    let spec = &t::CALL_CENTER_PAUSE_REASONS;
+    let raw = r.text(spec);
+    let mut reasons = Vec::new();
+    for code in raw.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        match agents::PauseReason::parse(code) {
+            Ok(reason) if !reasons.contains(&reason) => reasons.push(reason),
+            Ok(_) => {}
+            Err(e) => r.problem(spec, &raw, &format!("{code:?}: {e}")),
+        }
+    }
+    if reasons.is_empty() {
+        r.problem(spec, &raw, "names no reason");
+    }
+    reasons
+}
+
 fn read_retention(r: &mut Reader<'_>) -> Option<u32> {
     let spec = &t::CALL_CENTER_RETENTION_DAYS;
     let raw = r.text(spec);
@@ -512,6 +532,34 @@ mod tests {
         let printed = format!("{s:?} {:?}", s.describe());
         for secret in ["super-secret-admin-token", "KEY0123456789", "hunter2"] {
             assert!(!printed.contains(secret), "{secret} leaked");
+        }
+    }
+
+    #[test]
+    fn pause_reasons_default_to_the_agents_crate_list_and_refuse_bad_codes() {
+        let s = Settings::from_env(&env(&[])).unwrap();
+        let got: Vec<&str> = s
+            .pause_reasons
+            .iter()
+            .map(agents::PauseReason::as_str)
+            .collect();
+        assert_eq!(got, agents::DEFAULT_PAUSE_REASONS);
+        let s = Settings::from_env(&env(&[(
+            "CALL_CENTER_PAUSE_REASONS",
+            " coaching, break,break ",
+        )]))
+        .unwrap();
+        let got: Vec<&str> = s
+            .pause_reasons
+            .iter()
+            .map(agents::PauseReason::as_str)
+            .collect();
+        assert_eq!(got, ["coaching", "break"]);
+        for bad in ["Lunch", " , ", "a b"] {
+            let err = Settings::from_env(&env(&[("CALL_CENTER_PAUSE_REASONS", bad)]))
+                .unwrap_err()
+                .join("; ");
+            assert!(err.contains("CALL_CENTER_PAUSE_REASONS"), "{bad:?}: {err}");
         }
     }
 

@@ -361,6 +361,11 @@ specs! {
     CALL_CENTER_MAX_AGENTS_PER_ROUND = Flow "CALL_CENTER_MAX_AGENTS_PER_ROUND" default "50":
         int(1, 200, Unit::Count),
         "Most agents rung at once in one round (longest idle first).";
+    CALL_CENTER_PAUSE_REASONS = Flow "CALL_CENTER_PAUSE_REASONS"
+        default "break,lunch,meeting,training,other":
+        Kind::Text("comma-separated codes of 1 to 32 lowercase letters, digits or '-'"),
+        "The reasons an agent may give for a pause (status paused). A paused agent stays \
+         online and is offered no call until it asks for available again.";
     CALL_CENTER_MAX_CALL_SECONDS = Flow "CALL_CENTER_MAX_CALL_SECONDS" default "18000":
         int(600, 86_400, Unit::Seconds),
         "Longer than any call lasts without a word from Telnyx (Telnyx cuts a bridged <Dial> at \

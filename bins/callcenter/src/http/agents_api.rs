@@ -3,7 +3,9 @@
 #![allow(unused_qualifications)] // utoipa's path macro expands qualified paths
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
-use agents::{AgentChanges, AgentService, AgentView, Caller, EffectiveStatus, NewAgent, Presence};
+use agents::{
+    AgentChanges, AgentService, AgentView, Caller, EffectiveStatus, NewAgent, RequestedStatus,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -21,7 +23,10 @@ pub struct RegisterAgent {
     #[schema(schema_with = super::schemas::sip_uri, example = "sip:alice@example.sip.telnyx.com")]
     pub sip_uri: String,
     /// Initial presence; `available` counts as a first heartbeat.
-    pub status: Option<Presence>,
+    pub status: Option<RequestedStatus>,
+    /// With `status` `paused`: why, one of `CALL_CENTER_PAUSE_REASONS`.
+    #[schema(example = "lunch")]
+    pub reason: Option<String>,
 }
 
 /// `POST /agents/register` answer: the token is shown only here.
@@ -39,8 +44,11 @@ pub struct Heartbeat {
     /// The agent's id.
     #[schema(format = Uuid)]
     pub agent_id: String,
-    /// New presence.
-    pub status: Option<Presence>,
+    /// New presence, or `paused` with a `reason`; `available` ends a pause.
+    pub status: Option<RequestedStatus>,
+    /// With `status` `paused`: why, one of `CALL_CENTER_PAUSE_REASONS`.
+    #[schema(example = "lunch")]
+    pub reason: Option<String>,
 }
 
 /// `PUT /agents/{agent_id}` body: any of the fields.
@@ -52,8 +60,11 @@ pub struct UpdateAgent {
     /// New SIP URI.
     #[schema(schema_with = super::schemas::optional_sip_uri)]
     pub sip_uri: Option<String>,
-    /// New presence.
-    pub status: Option<Presence>,
+    /// New presence, or `paused` with a `reason`; `available` ends a pause.
+    pub status: Option<RequestedStatus>,
+    /// With `status` `paused`: why, one of `CALL_CENTER_PAUSE_REASONS`.
+    #[schema(example = "lunch")]
+    pub reason: Option<String>,
 }
 
 /// `GET /agents/list` query.
@@ -120,7 +131,8 @@ pub async fn register(
     let new = NewAgent {
         name: &input.name,
         sip_uri: &input.sip_uri,
-        status: input.status.map(Presence::as_str),
+        status: input.status.map(RequestedStatus::as_str),
+        reason: input.reason.as_deref(),
     };
     let (agent, heartbeat_token) = agents.register(new, Caller::Admin).await?;
     Ok(HttpResponse::Created().json(Registered {
@@ -154,7 +166,12 @@ pub async fn heartbeat(
 ) -> Result<HttpResponse, ApiError> {
     let input: Heartbeat = json::body(&req, &body)?;
     let agent = agents
-        .heartbeat(caller, &input.agent_id, input.status.map(Presence::as_str))
+        .heartbeat(
+            caller,
+            &input.agent_id,
+            input.status.map(RequestedStatus::as_str),
+            input.reason.as_deref(),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(agent))
 }
@@ -231,14 +248,19 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     let input: UpdateAgent = json::body(&req, &body)?;
-    if input.name.is_none() && input.sip_uri.is_none() && input.status.is_none() {
+    if input.name.is_none()
+        && input.sip_uri.is_none()
+        && input.status.is_none()
+        && input.reason.is_none()
+    {
         // Nothing to change: answer the agent as it is.
         return Ok(HttpResponse::Ok().json(agents.get(id).await?));
     }
     let changes = AgentChanges {
         name: input.name.as_deref(),
         sip_uri: input.sip_uri.as_deref(),
-        status: input.status.map(Presence::as_str),
+        status: input.status.map(RequestedStatus::as_str),
+        reason: input.reason.as_deref(),
     };
     Ok(HttpResponse::Ok().json(agents.update(id, changes).await?))
 }

@@ -63,6 +63,7 @@ impl World {
             name,
             sip_uri: &sip,
             status: Some("available"),
+            reason: None,
         };
         self.agents.register(input, Caller::Admin).await.unwrap().0
     }
