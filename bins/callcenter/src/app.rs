@@ -11,7 +11,7 @@ use agents::{AgentService, Clock, SystemClock};
 use anyhow::Context as _;
 use audit::{AuditSink, ChainSink, NullSink};
 use base64::Engine;
-use call_center::{CallFlow, Ports, UrlKey, UrlKeys, Urls};
+use call_center::{CallFlow, Ports, UrlKey, UrlKeys, Urls, VoicemailInbox};
 use store::{Store, StoreOptions};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -120,10 +120,7 @@ pub fn services(
     clock: Arc<dyn Clock>,
     keys: UrlKeys,
 ) -> anyhow::Result<(CallFlow, AgentService)> {
-    let audit: Arc<dyn AuditSink> = match settings.audit_sink {
-        AuditSinkKind::Chain => Arc::new(ChainSink),
-        AuditSinkKind::Null => Arc::new(NullSink),
-    };
+    let audit = audit_sink(settings);
     let ttl = chrono::Duration::from_std(settings.heartbeat_ttl).unwrap_or(chrono::TimeDelta::MAX);
     let agents = AgentService::new(store.agents(), Arc::clone(&clock), Arc::clone(&audit), ttl)
         .with_pause_reasons(settings.pause_reasons.clone());
@@ -136,6 +133,14 @@ pub fn services(
         audit,
     };
     Ok((CallFlow::new(ports, flow_settings, urls, ttl), agents))
+}
+
+/// Where audit events go (`CALL_CENTER_AUDIT_SINK`).
+fn audit_sink(settings: &Settings) -> Arc<dyn AuditSink> {
+    match settings.audit_sink {
+        AuditSinkKind::Chain => Arc::new(ChainSink),
+        AuditSinkKind::Null => Arc::new(NullSink),
+    }
 }
 
 fn admin_token(settings: &Settings) -> Secret {
@@ -223,8 +228,14 @@ impl Application {
             reports: web::Data::new(Reports {
                 store: store.reports(),
                 service_level: settings.service_level,
-                clock,
+                clock: Arc::clone(&clock),
             }),
+            voicemails: web::Data::new(VoicemailInbox::new(
+                store.voicemails(),
+                store.agents(),
+                Arc::clone(&clock),
+                audit_sink(&settings),
+            )),
             agents: web::Data::new(agents),
             flow: web::Data::new(flow),
             audit: web::Data::from(store.audit()),

@@ -510,7 +510,9 @@ async fn a_read_only_role_reads_the_views_and_cannot_write() {
         format!("CREATE ROLE {role} LOGIN"),
         format!("GRANT CONNECT ON DATABASE {db_name} TO {role}"),
         format!("GRANT USAGE ON SCHEMA public TO {role}"),
-        format!("GRANT SELECT ON report_calls, report_daily, report_agent_daily TO {role}"),
+        format!(
+            "GRANT SELECT ON report_calls, report_daily, report_agent_daily, report_voicemails TO {role}"
+        ),
     ] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(pg.pool())
@@ -535,6 +537,14 @@ async fn a_read_only_role_reads_the_views_and_cannot_write() {
         .await
         .unwrap();
     assert_eq!(rows, 8);
+    let voicemails: i64 = sqlx::query_scalar("SELECT count(*) FROM report_voicemails")
+        .fetch_one(&ro)
+        .await
+        .unwrap();
+    assert!(
+        voicemails >= 0,
+        "the inbox view is readable with the views' grant"
+    );
     for write in [
         "INSERT INTO calls (call_sid) VALUES ('x')",
         "UPDATE calls SET outcome = 'answered'",

@@ -138,6 +138,10 @@ actions! {
     /// The outcome recorded at the hang-up was corrected by a later callback (a voicemail
     /// left through the fallback document, recorded after the hang-up was processed).
     OutcomeCorrected,
+    /// A voicemail was given to an agent to handle (`agent_id`; `from` the previous one).
+    VoicemailAssigned,
+    /// A voicemail was marked handled.
+    VoicemailDone,
 }
 
 /// An event to be written, in the transaction of the change it describes.

@@ -13,6 +13,7 @@ use chrono::Duration;
 use crate::model::{Call, CallStatus, Offer, OfferState, Outcome, RoundResult};
 use crate::port::{Applied, AttemptChange, CallChange, CallFilter, CallStore, Receipt, Redaction};
 use crate::vocabulary::LegStatus;
+use crate::voicemail::{InboxFilter, InboxState, Voicemail, VoicemailStore, VoicemailStoreError};
 
 /// The three stores a story needs.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct Stores {
     pub agents: Arc<dyn AgentStore>,
     /// The audit log (events land there).
     pub audit: Arc<dyn AuditLog>,
+    /// The voicemail inbox (over the same calls).
+    pub voicemails: Arc<dyn VoicemailStore>,
 }
 
 fn call(sid: &str) -> Call {
@@ -709,6 +712,178 @@ pub async fn redaction_and_retention(s: Stores) {
     assert_eq!(redactions, 1);
 }
 
+/// The voicemail inbox: every call that reached voicemail is an item (newest first), `new`
+/// until assigned, `assigned` (again, to another agent) until done; done twice is done
+/// once; a done item cannot be assigned; each change writes its audit events with it.
+pub async fn voicemail_inbox(s: Stores) {
+    let alice = new_agent(&s, 1).await;
+    let bob = new_agent(&s, 2).await;
+    for (i, sid) in ["vm1", "vm2", "plain"].iter().enumerate() {
+        s.calls.apply(&create(sid)).await.unwrap();
+        let mut c = call(sid);
+        c.version = 2;
+        if *sid != "plain" {
+            c.status = CallStatus::Voicemail;
+            c.voicemail_started_at = Some(t0() + Duration::seconds(i64::try_from(i).unwrap()));
+        }
+        if *sid == "vm2" {
+            c.voicemail_recording_url = Some("https://r.example/vm2.mp3".into());
+            c.voicemail_duration_seconds = Some(14);
+            c.voicemail_transcription = Some("please call me back".into());
+        }
+        let mut change = effects_on(sid, 2, vec![]);
+        change.call = c;
+        assert_eq!(s.calls.apply(&change).await.unwrap(), Applied::Yes);
+    }
+    let all = |state: Option<InboxState>, assigned_to: Option<AgentId>| {
+        let store = Arc::clone(&s.voicemails);
+        async move {
+            let filter = InboxFilter {
+                state,
+                assigned_to,
+                limit: 10,
+            };
+            let items: Vec<Voicemail> = store.voicemails(&filter).await.unwrap();
+            items
+                .into_iter()
+                .map(|v| (v.call_sid, v.state))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        all(None, None).await,
+        [
+            ("vm2".to_owned(), InboxState::New),
+            ("vm1".to_owned(), InboxState::New)
+        ],
+        "newest first; a call that never reached voicemail is no item"
+    );
+    let vm2 = s.voicemails.voicemail("vm2").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            vm2.from.as_str(),
+            vm2.left_at,
+            vm2.duration_seconds,
+            vm2.transcription.as_deref()
+        ),
+        (
+            "+13125550100",
+            t0() + Duration::seconds(1),
+            Some(14),
+            Some("please call me back")
+        )
+    );
+    assert_eq!(
+        vm2.recording_url.as_deref(),
+        Some("https://r.example/vm2.mp3")
+    );
+    assert!(s.voicemails.voicemail("plain").await.unwrap().is_none());
+    let filter = InboxFilter {
+        state: None,
+        assigned_to: None,
+        limit: 1,
+    };
+    assert_eq!(
+        s.voicemails.voicemails(&filter).await.unwrap().len(),
+        1,
+        "limited"
+    );
+
+    let later = t0() + Duration::seconds(60);
+    let audit = |before: &Voicemail| vec![event(&before.call_sid, AuditAction::VoicemailAssigned)];
+    let v = s
+        .voicemails
+        .assign_voicemail("vm1", alice, later, &audit)
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.state, v.assigned_to, v.assigned_at),
+        (InboxState::Assigned, Some(alice), Some(later))
+    );
+    let v = s
+        .voicemails
+        .assign_voicemail("vm1", bob, later, &audit)
+        .await
+        .unwrap();
+    assert_eq!(v.assigned_to, Some(bob), "reassigned");
+    assert_eq!(
+        all(Some(InboxState::Assigned), Some(bob)).await,
+        [("vm1".to_owned(), InboxState::Assigned)]
+    );
+    assert!(all(None, Some(alice)).await.is_empty());
+    assert!(matches!(
+        s.voicemails
+            .assign_voicemail("plain", bob, later, &audit)
+            .await,
+        Err(VoicemailStoreError::NotFound)
+    ));
+
+    let done_audit = |before: &Voicemail| vec![event(&before.call_sid, AuditAction::VoicemailDone)];
+    let by = Actor::Agent(bob.0);
+    let v = s
+        .voicemails
+        .finish_voicemail("vm1", &by, later, &done_audit)
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.state, v.done_at, v.done_by.clone()),
+        (InboxState::Done, Some(later), Some(by.to_string()))
+    );
+    assert_eq!(v.assigned_to, Some(bob), "the owner stays");
+    let again = s
+        .voicemails
+        .finish_voicemail(
+            "vm1",
+            &Actor::Admin,
+            later + Duration::seconds(5),
+            &done_audit,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, v, "done twice is done once");
+    assert!(matches!(
+        s.voicemails
+            .assign_voicemail("vm1", alice, later, &audit)
+            .await,
+        Err(VoicemailStoreError::AlreadyDone)
+    ));
+    assert!(matches!(
+        s.voicemails
+            .finish_voicemail("nope", &by, later, &done_audit)
+            .await,
+        Err(VoicemailStoreError::NotFound)
+    ));
+    let v = s
+        .voicemails
+        .finish_voicemail("vm2", &Actor::Admin, later, &done_audit)
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.state, v.assigned_to),
+        (InboxState::Done, None),
+        "done without an owner"
+    );
+    assert_eq!(all(Some(InboxState::New), None).await, []);
+    let inbox_events: Vec<AuditAction> = audited(s.audit.as_ref(), "vm1")
+        .await
+        .into_iter()
+        .filter(|a| {
+            matches!(
+                a,
+                AuditAction::VoicemailAssigned | AuditAction::VoicemailDone
+            )
+        })
+        .collect();
+    assert_eq!(
+        inbox_events,
+        [
+            AuditAction::VoicemailAssigned,
+            AuditAction::VoicemailAssigned,
+            AuditAction::VoicemailDone
+        ]
+    );
+}
+
 /// Runs every story, each on fresh stores from `fresh`.
 pub async fn run_all<F, Fut>(fresh: F)
 where
@@ -726,6 +901,7 @@ where
     calls_to_reconcile(fresh().await).await;
     listing_and_lookups(fresh().await).await;
     redaction_and_retention(fresh().await).await;
+    voicemail_inbox(fresh().await).await;
 }
 
 /// Telnyx's own documented callback examples (`../shared/telnyx-fixtures/*.form`, beside the

@@ -35,6 +35,7 @@ pub mod reports;
 mod settings;
 mod urls;
 mod vocabulary;
+pub mod voicemail;
 
 #[cfg(feature = "contract")]
 pub mod contract;
@@ -60,3 +61,7 @@ pub use settings::{
 };
 pub use urls::{Signed, UrlError, UrlKey, UrlKeys, UrlKind, Urls};
 pub use vocabulary::{CallerStatus, DialStatus, LegStatus};
+pub use voicemail::{
+    InboxActor, InboxError, InboxFilter, InboxState, Voicemail, VoicemailInbox, VoicemailStore,
+    VoicemailStoreError,
+};

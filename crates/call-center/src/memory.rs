@@ -5,19 +5,32 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use agents::MemoryAgentStore;
+use agents::{AgentId, MemoryAgentStore};
 use async_trait::async_trait;
-use audit::{MemoryAuditLog, NewAuditEvent};
+use audit::{Actor, MemoryAuditLog, NewAuditEvent};
 use chrono::{DateTime, Utc};
 
 use crate::model::{Call, CallState, OfferState};
 use crate::port::{
     Applied, CallChange, CallFilter, CallStore, CallStoreError, Receipt, Redaction, Snapshot,
 };
+use crate::voicemail::{
+    InboxAudit, InboxFilter, InboxState, Voicemail, VoicemailStore, VoicemailStoreError,
+};
+
+/// Who owns a voicemail, kept beside the calls.
+#[derive(Debug, Clone, Default)]
+struct InboxRow {
+    assigned_to: Option<AgentId>,
+    assigned_at: Option<DateTime<Utc>>,
+    done_at: Option<DateTime<Utc>>,
+    done_by: Option<String>,
+}
 
 #[derive(Debug, Default)]
 struct Inner {
     calls: HashMap<String, CallState>,
+    inbox: HashMap<String, InboxRow>,
     receipts: HashMap<String, (String, DateTime<Utc>)>,
     fail: bool,
 }
@@ -270,5 +283,100 @@ impl CallStore for MemoryCallStore {
         let n = inner.receipts.len();
         inner.receipts.retain(|_, (_, at)| *at >= before);
         Ok((n - inner.receipts.len()) as u64)
+    }
+}
+
+impl Inner {
+    /// The inbox item of a call that reached voicemail.
+    fn voicemail(&self, call_sid: &str) -> Option<Voicemail> {
+        let call = &self.calls.get(call_sid)?.call;
+        let left_at = call.voicemail_started_at?;
+        let row = self.inbox.get(call_sid).cloned().unwrap_or_default();
+        let state = InboxState::of(row.done_at.is_some(), row.assigned_to.is_some());
+        Some(Voicemail {
+            call_sid: call.call_sid.clone(),
+            from: call.from.clone(),
+            left_at,
+            duration_seconds: call.voicemail_duration_seconds,
+            transcription: call.voicemail_transcription.clone(),
+            recording_url: call.voicemail_recording_url.clone(),
+            state,
+            assigned_to: row.assigned_to,
+            assigned_at: row.assigned_at,
+            done_at: row.done_at,
+            done_by: row.done_by,
+        })
+    }
+}
+
+#[async_trait]
+impl VoicemailStore for MemoryCallStore {
+    async fn voicemails(
+        &self,
+        filter: &InboxFilter,
+    ) -> Result<Vec<Voicemail>, VoicemailStoreError> {
+        let inner = self.lock();
+        Self::check(&inner).map_err(|e| VoicemailStoreError::Unexpected(e.into()))?;
+        let mut items: Vec<Voicemail> = inner
+            .calls
+            .keys()
+            .filter_map(|sid| inner.voicemail(sid))
+            .filter(|v| filter.state.is_none_or(|s| s == v.state))
+            .filter(|v| filter.assigned_to.is_none_or(|a| v.assigned_to == Some(a)))
+            .collect();
+        items.sort_by(|a, b| (b.left_at, &b.call_sid).cmp(&(a.left_at, &a.call_sid)));
+        items.truncate(filter.limit as usize);
+        Ok(items)
+    }
+
+    async fn voicemail(&self, call_sid: &str) -> Result<Option<Voicemail>, VoicemailStoreError> {
+        let inner = self.lock();
+        Self::check(&inner).map_err(|e| VoicemailStoreError::Unexpected(e.into()))?;
+        Ok(inner.voicemail(call_sid))
+    }
+
+    async fn assign_voicemail(
+        &self,
+        call_sid: &str,
+        agent: AgentId,
+        now: DateTime<Utc>,
+        audit: InboxAudit<'_>,
+    ) -> Result<Voicemail, VoicemailStoreError> {
+        let mut inner = self.lock();
+        let before = inner
+            .voicemail(call_sid)
+            .ok_or(VoicemailStoreError::NotFound)?;
+        if before.state == InboxState::Done {
+            return Err(VoicemailStoreError::AlreadyDone);
+        }
+        let row = inner.inbox.entry(call_sid.to_owned()).or_default();
+        row.assigned_to = Some(agent);
+        row.assigned_at = Some(now);
+        self.audit.push(audit(&before));
+        inner
+            .voicemail(call_sid)
+            .ok_or(VoicemailStoreError::NotFound)
+    }
+
+    async fn finish_voicemail(
+        &self,
+        call_sid: &str,
+        by: &Actor,
+        now: DateTime<Utc>,
+        audit: InboxAudit<'_>,
+    ) -> Result<Voicemail, VoicemailStoreError> {
+        let mut inner = self.lock();
+        let before = inner
+            .voicemail(call_sid)
+            .ok_or(VoicemailStoreError::NotFound)?;
+        if before.state != InboxState::Done {
+            let row = inner.inbox.entry(call_sid.to_owned()).or_default();
+            row.done_at = Some(now);
+            row.done_by = Some(by.to_string());
+            self.audit.push(audit(&before));
+        }
+        inner
+            .voicemail(call_sid)
+            .ok_or(VoicemailStoreError::NotFound)
     }
 }

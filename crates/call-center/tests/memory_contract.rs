@@ -11,10 +11,12 @@ use call_center::contract::{Stores, run_all};
 async fn fresh() -> Stores {
     let audit = MemoryAuditLog::new();
     let agents = MemoryAgentStore::new(audit.clone());
+    let calls = MemoryCallStore::new(agents.clone(), audit.clone());
     Stores {
-        calls: Arc::new(MemoryCallStore::new(agents.clone(), audit.clone())),
+        calls: Arc::new(calls.clone()),
         agents: Arc::new(agents),
         audit: Arc::new(audit),
+        voicemails: Arc::new(calls),
     }
 }
 

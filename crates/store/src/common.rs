@@ -37,7 +37,7 @@ impl<DB: Database> std::ops::DerefMut for WriteTx<DB> {
 }
 
 /// What every backend has the same way: pool access, migrations, ping, close, committing a
-/// write with its audit events, moving the chain head, and the three ports (their shared
+/// write with its audit events, moving the chain head, and the ports (their shared
 /// parts in [`crate::agents`], [`crate::calls`] and [`crate::audit`]). `$migrator` is the
 /// backend's embedded migrations; `$lock` as in [`crate::agents`].
 macro_rules! backend {
@@ -141,6 +141,7 @@ macro_rules! backend {
         crate::calls::call_store!($store, $db);
         crate::audit::audit_log!($store, $db);
         crate::reports::report_store!($store, $db);
+        crate::voicemails::voicemail_store!($store, $db, $lock);
     };
 }
 

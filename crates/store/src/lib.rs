@@ -22,6 +22,7 @@ mod rows;
 mod schema;
 pub mod sqlite;
 mod types;
+mod voicemails;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -213,6 +214,15 @@ impl Store {
     /// The audit log port.
     #[must_use]
     pub fn audit(&self) -> Arc<dyn AuditLog> {
+        match &self.inner {
+            Inner::Sqlite(s) => Arc::new(s.clone()),
+            Inner::Postgres(p) => Arc::new(p.clone()),
+        }
+    }
+
+    /// The voicemail inbox port.
+    #[must_use]
+    pub fn voicemails(&self) -> Arc<dyn call_center::VoicemailStore> {
         match &self.inner {
             Inner::Sqlite(s) => Arc::new(s.clone()),
             Inner::Postgres(p) => Arc::new(p.clone()),

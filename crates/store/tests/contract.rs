@@ -50,6 +50,7 @@ async fn call_contract(postgres: bool) {
                 calls: s.calls(),
                 agents: s.agents(),
                 audit: s.audit(),
+                voicemails: s.voicemails(),
             }
         }
     })

@@ -13,6 +13,7 @@ pub mod reports_api;
 mod schemas;
 pub mod state;
 pub mod telnyx;
+pub mod voicemails_api;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -24,7 +25,7 @@ use utoipa_actix_web::{AppExt, scope};
 
 use agents::AgentService;
 use audit::AuditLog;
-use call_center::CallFlow;
+use call_center::{CallFlow, VoicemailInbox};
 
 use self::metrics::Metrics;
 use self::state::{Auth, Ops, Reports, Webhooks};
@@ -37,8 +38,9 @@ pub const API_PREFIX: &str = "/api/call-center";
     info(
         title = "Call center for Telnyx: JSON API",
         description = "Agent management, calls, reports and the audit log. Every operation needs \
-                       `Authorization: Bearer <CALL_CENTER_ADMIN_TOKEN>`; `/agents/heartbeat` also accepts \
-                       the agent's own heartbeat token. Errors are RFC 9457 problem+json. The Telnyx-facing \
+                       `Authorization: Bearer <CALL_CENTER_ADMIN_TOKEN>`; `/agents/heartbeat` and the voicemail \
+                       reads and `done` also accept the agent's own heartbeat token (for its own heartbeats \
+                       and voicemails). Errors are RFC 9457 problem+json. The Telnyx-facing \
                        TeXML webhooks (`/inbound`, `/dial-agents`, ...) are not part of this document: they speak \
                        form-encoded TeXML, see docs/telnyx-setup.md.",
         version = env!("CARGO_PKG_VERSION"),
@@ -49,6 +51,7 @@ pub const API_PREFIX: &str = "/api/call-center";
         (name = "calls", description = "Calls and their recordings"),
         (name = "reports", description = "Contact-center metrics over a time range"),
         (name = "audit", description = "The tamper-evident audit log"),
+        (name = "voicemails", description = "The voicemail inbox: assign, mark done"),
     )
 )]
 struct ApiDoc;
@@ -66,7 +69,7 @@ impl Modify for Security {
         components.add_security_scheme("admin", bearer("CALL_CENTER_ADMIN_TOKEN"));
         components.add_security_scheme(
             "heartbeat",
-            bearer("An agent's heartbeat_token (only for its own heartbeats)"),
+            bearer("An agent's heartbeat_token (only for its own heartbeats and voicemails)"),
         );
     }
 }
@@ -96,6 +99,10 @@ fn api_scope() -> scope::Scope<
         .service(reports_api::summary_handler)
         .service(audit_api::verify)
         .service(audit_api::list)
+        .service(voicemails_api::list)
+        .service(voicemails_api::get_voicemail)
+        .service(voicemails_api::assign)
+        .service(voicemails_api::done)
         .map(|s| {
             s.configure(telnyx::configure)
                 .route("/openapi.json", web::get().to(ops::openapi))
@@ -128,6 +135,8 @@ pub struct AppData {
     pub agents: web::Data<AgentService>,
     /// Calls.
     pub flow: web::Data<CallFlow>,
+    /// The voicemail inbox.
+    pub voicemails: web::Data<VoicemailInbox>,
     /// The audit log.
     pub audit: web::Data<dyn AuditLog>,
     /// Prometheus metrics.
@@ -154,6 +163,7 @@ pub fn app(
         .app_data(data.ops)
         .app_data(data.agents)
         .app_data(data.flow)
+        .app_data(data.voicemails)
         .app_data(data.audit)
         .app_data(data.metrics)
         .app_data(web::PayloadConfig::new(body_limit))
