@@ -433,3 +433,92 @@ async fn failure_limit() {
         .unwrap();
     repeated_authentication_failures_are_limited(app).await;
 }
+
+/// After-call work (`CALL_CENTER_WRAP_UP_SECONDS`): the agent who talked is busy with a
+/// `wrap_up_until`, is not rung, and ends it with `POST /agents/{id}/ready` (its own token).
+async fn wrap_up_and_ready(app: TestApp) {
+    let (alice, alice_token) = app.agent("Alice").await;
+    let (bob, bob_token) = app.agent("Bob").await;
+    app.inbound("v3:w1").await;
+    app.post(&app.dial_agents_url("v3:w1", 1), &[("CallSid", "v3:w1")])
+        .await;
+    app.leg("v3:w1", 1, &alice, "leg-a", "in-progress", 1).await;
+    app.leg("v3:w1", 1, &bob, "leg-b", "canceled", 1).await;
+    app.leg("v3:w1", 1, &alice, "leg-a", "completed", 2).await;
+    let v = app.agent_json(&alice.id).await;
+    assert_eq!(v["status"], "busy", "{v}");
+    assert!(v["wrap_up_until"].is_string(), "{v}");
+    assert_eq!(app.agent_json(&bob.id).await["wrap_up_until"], Value::Null);
+
+    app.inbound("v3:w2").await;
+    let dial = app
+        .post(&app.dial_agents_url("v3:w2", 1), &[("CallSid", "v3:w2")])
+        .await
+        .texml()
+        .unwrap();
+    assert_eq!(
+        rung(&dial),
+        [bob.sip_uri.as_str()],
+        "not rung while wrapping up"
+    );
+
+    let ready = |token: &str, id: &str| {
+        let path = format!("/agents/{id}/ready");
+        let token = token.to_owned();
+        let server = app.server.clone();
+        async move {
+            server
+                .api_as(&token, Method::POST, &path, None)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        ready(&bob_token, &alice.id).await.0,
+        403,
+        "another agent's token"
+    );
+    let (status, v) = ready(&alice_token, &alice.id).await;
+    assert_eq!(
+        (status, &v["status"], &v["wrap_up_until"]),
+        (200, &json!("available"), &Value::Null)
+    );
+    let (status, v) = ready(&alice_token, &alice.id).await;
+    assert_eq!(
+        (status, &v["status"]),
+        (200, &json!("available")),
+        "nothing to end"
+    );
+    let (_, entries) = app
+        .api(Method::GET, &format!("/audit?agent_id={}", alice.id), None)
+        .await;
+    let ended = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "wrap_up_ended")
+        .count();
+    assert_eq!(ended, 1, "{entries}");
+    app.stop().await;
+}
+
+mod wrap_up {
+    const WRAP_UP: &[(&str, &str)] = &[("CALL_CENTER_WRAP_UP_SECONDS", "600")];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        let app = e2e::TestApp::spawn_with(e2e::Backend::Sqlite, WRAP_UP)
+            .await
+            .unwrap();
+        super::wrap_up_and_ready(app).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
+    async fn postgres() {
+        let app = e2e::TestApp::spawn_with(e2e::Backend::Postgres, WRAP_UP)
+            .await
+            .expect("TEST_DATABASE_URL is set");
+        super::wrap_up_and_ready(app).await;
+    }
+}

@@ -302,12 +302,14 @@ pub async fn list_filters_by_effective_status(store: Arc<dyn AgentStore>) {
             stale,
             true,
             false,
+            false,
         ),
         (
             "busy-on-call-offline",
             Presence::Offline,
             fresh,
             true,
+            false,
             false,
         ),
         (
@@ -316,20 +318,81 @@ pub async fn list_filters_by_effective_status(store: Arc<dyn AgentStore>) {
             fresh,
             true,
             true,
+            false,
         ),
-        ("available", Presence::Available, fresh, false, false),
-        ("busy-presence", Presence::Busy, fresh, false, false),
-        ("offline-fresh", Presence::Offline, fresh, false, false),
-        ("available-stale", Presence::Available, stale, false, false),
-        ("busy-stale", Presence::Busy, stale, false, false),
-        ("never", Presence::Available, None, false, false),
-        ("paused", Presence::Available, fresh, false, true),
-        ("paused-busy", Presence::Busy, fresh, false, true),
-        ("paused-stale", Presence::Available, stale, false, true),
-        ("paused-offline", Presence::Offline, fresh, false, true),
+        ("available", Presence::Available, fresh, false, false, false),
+        ("busy-presence", Presence::Busy, fresh, false, false, false),
+        (
+            "offline-fresh",
+            Presence::Offline,
+            fresh,
+            false,
+            false,
+            false,
+        ),
+        (
+            "available-stale",
+            Presence::Available,
+            stale,
+            false,
+            false,
+            false,
+        ),
+        ("busy-stale", Presence::Busy, stale, false, false, false),
+        ("never", Presence::Available, None, false, false, false),
+        ("paused", Presence::Available, fresh, false, true, false),
+        ("paused-busy", Presence::Busy, fresh, false, true, false),
+        (
+            "paused-stale",
+            Presence::Available,
+            stale,
+            false,
+            true,
+            false,
+        ),
+        (
+            "paused-offline",
+            Presence::Offline,
+            fresh,
+            false,
+            true,
+            false,
+        ),
+        (
+            "wrapping-up",
+            Presence::Available,
+            fresh,
+            false,
+            false,
+            true,
+        ),
+        (
+            "wrapping-up-paused",
+            Presence::Available,
+            fresh,
+            false,
+            true,
+            true,
+        ),
+        (
+            "wrapping-up-stale",
+            Presence::Available,
+            stale,
+            false,
+            false,
+            true,
+        ),
+        (
+            "wrapping-up-offline",
+            Presence::Offline,
+            fresh,
+            false,
+            false,
+            true,
+        ),
     ];
     let mut agents = Vec::new();
-    for (i, (name, presence, hb, on_call, pause)) in rows.iter().enumerate() {
+    for (i, (name, presence, hb, on_call, pause, wrapping)) in rows.iter().enumerate() {
         let mut a = agent(
             name,
             &format!("sip:{name}@example.com"),
@@ -338,6 +401,9 @@ pub async fn list_filters_by_effective_status(store: Arc<dyn AgentStore>) {
             t0() + Duration::seconds(i as i64),
         );
         a.current_call_sid = on_call.then(|| format!("call-{i}"));
+        if *wrapping {
+            a.idle_since = now + Duration::seconds(30);
+        }
         a.paused_reason = pause.then(|| PauseReason::parse("break").unwrap());
         store.insert(&a, &format!("h{i}"), vec![]).await.unwrap();
         agents.push(store.get(a.id).await.unwrap().unwrap());

@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use crate::model::{
     Agent, AgentEffect, AgentId, Candidate, EffectiveStatus, Liveness, PresenceState,
 };
-use crate::port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit, ReleaseAudit};
+use crate::port::{
+    AgentPatch, AgentStore, AgentStoreError, PresenceAudit, ReleaseAudit, WrapUpAudit,
+};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -58,7 +60,7 @@ impl MemoryAgentStore {
         }
         if effect.release && a.current_call_sid.as_deref() == Some(call_sid) {
             a.current_call_sid = None;
-            a.idle_since = now;
+            a.idle_since = effect.wrap_up_until.unwrap_or(now);
         }
     }
 
@@ -194,6 +196,21 @@ impl AgentStore for MemoryAgentStore {
         agent.idle_since = now;
         self.audit.push(audit(&held));
         Ok(Some(held))
+    }
+
+    async fn end_wrap_up(
+        &self,
+        id: AgentId,
+        now: DateTime<Utc>,
+        audit: WrapUpAudit<'_>,
+    ) -> Result<Agent, AgentStoreError> {
+        let mut inner = self.lock();
+        let agent = inner.agents.get_mut(&id).ok_or(AgentStoreError::NotFound)?;
+        if let Some(until) = agent.wrap_up_until(now) {
+            agent.idle_since = now;
+            self.audit.push(audit(until));
+        }
+        Ok(agent.clone())
     }
 
     async fn delete(&self, id: AgentId, audit: Vec<NewAuditEvent>) -> Result<(), AgentStoreError> {

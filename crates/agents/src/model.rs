@@ -278,29 +278,34 @@ impl Liveness {
     }
 }
 
-/// The effective status (the transition table in `docs/agents.md`):
+/// The effective status (the transition table in `docs/agents.md`). "Wrapping up": no call
+/// held, but the end of its last call's wrap-up is still ahead.
 ///
-/// | holds a call | presence  | heartbeat fresh | paused | effective |
-/// |---|---|---|---|---|
-/// | yes | any | any | any | busy |
-/// | no | offline | any | any | offline |
-/// | no | available or busy | no (or never) | any | offline |
-/// | no | available or busy | yes | yes | paused |
-/// | no | available | yes | no | available |
-/// | no | busy | yes | no | busy |
+/// | holds a call | presence  | heartbeat fresh | paused | wrapping up | effective |
+/// |---|---|---|---|---|---|
+/// | yes | any | any | any | any | busy |
+/// | no | offline | any | any | any | offline |
+/// | no | available or busy | no (or never) | any | any | offline |
+/// | no | available or busy | yes | yes | any | paused |
+/// | no | available or busy | yes | no | yes | busy |
+/// | no | available | yes | no | no | available |
+/// | no | busy | yes | no | no | busy |
 #[must_use]
 pub fn effective_status(
     presence: Presence,
     holds_call: bool,
     heartbeat_fresh: bool,
     paused: bool,
+    wrapping_up: bool,
 ) -> EffectiveStatus {
-    match (holds_call, presence, heartbeat_fresh, paused) {
-        (true, _, _, _) => EffectiveStatus::Busy,
-        (false, Presence::Offline, _, _) | (false, _, false, _) => EffectiveStatus::Offline,
-        (false, _, true, true) => EffectiveStatus::Paused,
-        (false, Presence::Available, true, false) => EffectiveStatus::Available,
-        (false, Presence::Busy, true, false) => EffectiveStatus::Busy,
+    match (holds_call, presence, heartbeat_fresh, paused, wrapping_up) {
+        (true, ..) => EffectiveStatus::Busy,
+        (false, Presence::Offline, ..) | (false, _, false, ..) => EffectiveStatus::Offline,
+        (false, _, true, true, _) => EffectiveStatus::Paused,
+        (false, _, true, false, true) | (false, Presence::Busy, true, false, false) => {
+            EffectiveStatus::Busy
+        }
+        (false, Presence::Available, true, false, false) => EffectiveStatus::Available,
     }
 }
 
@@ -345,7 +350,8 @@ pub struct Agent {
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     /// The call-center call this agent is on, if any.
     pub current_call_sid: Option<String>,
-    /// Since when the agent has been without a call (longest idle is rung first).
+    /// Since when the agent has been free for the next call (longest idle is rung first):
+    /// the end of its last call's wrap-up, which may still be ahead.
     pub idle_since: DateTime<Utc>,
     /// Registration time.
     pub created_at: DateTime<Utc>,
@@ -364,7 +370,14 @@ impl Agent {
             self.current_call_sid.is_some(),
             liveness.is_fresh(self.last_heartbeat_at),
             self.paused_reason.is_some(),
+            self.wrap_up_until(liveness.now).is_some(),
         )
+    }
+
+    /// When its wrap-up ends, while it has one ahead of `now` (and holds no call).
+    #[must_use]
+    pub fn wrap_up_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        (self.current_call_sid.is_none() && self.idle_since > now).then_some(self.idle_since)
     }
 
     /// What the agent last said about itself.
@@ -408,6 +421,9 @@ pub struct AgentEffect {
     pub engage: bool,
     /// Free the agent if it holds this call.
     pub release: bool,
+    /// With `release`: the end of the agent's wrap-up (its new `idle_since`); `None`: free
+    /// at once.
+    pub wrap_up_until: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]
@@ -419,28 +435,33 @@ mod tests {
         use EffectiveStatus as E;
         use Presence as P;
         let rows = [
-            // holds call, presence, fresh, paused -> effective
-            (true, P::Available, true, false, E::Busy),
-            (true, P::Available, false, false, E::Busy),
-            (true, P::Busy, true, false, E::Busy),
-            (true, P::Offline, false, false, E::Busy),
-            (true, P::Available, true, true, E::Busy),
-            (false, P::Available, true, false, E::Available),
-            (false, P::Busy, true, false, E::Busy),
-            (false, P::Offline, true, false, E::Offline),
-            (false, P::Offline, false, false, E::Offline),
-            (false, P::Available, false, false, E::Offline),
-            (false, P::Busy, false, false, E::Offline),
-            (false, P::Available, true, true, E::Paused),
-            (false, P::Busy, true, true, E::Paused),
-            (false, P::Available, false, true, E::Offline),
-            (false, P::Offline, true, true, E::Offline),
+            // holds call, presence, fresh, paused, wrapping up -> effective
+            (true, P::Available, true, false, false, E::Busy),
+            (true, P::Available, false, false, false, E::Busy),
+            (true, P::Busy, true, false, false, E::Busy),
+            (true, P::Offline, false, false, false, E::Busy),
+            (true, P::Available, true, true, false, E::Busy),
+            (false, P::Available, true, false, false, E::Available),
+            (false, P::Busy, true, false, false, E::Busy),
+            (false, P::Offline, true, false, false, E::Offline),
+            (false, P::Offline, false, false, false, E::Offline),
+            (false, P::Available, false, false, false, E::Offline),
+            (false, P::Busy, false, false, false, E::Offline),
+            (false, P::Available, true, true, false, E::Paused),
+            (false, P::Busy, true, true, false, E::Paused),
+            (false, P::Available, false, true, false, E::Offline),
+            (false, P::Offline, true, true, false, E::Offline),
+            (false, P::Available, true, false, true, E::Busy),
+            (false, P::Busy, true, false, true, E::Busy),
+            (false, P::Available, true, true, true, E::Paused),
+            (false, P::Available, false, false, true, E::Offline),
+            (false, P::Offline, true, false, true, E::Offline),
         ];
-        for (holds, presence, fresh, paused, expected) in rows {
+        for (holds, presence, fresh, paused, wrapping, expected) in rows {
             assert_eq!(
-                effective_status(presence, holds, fresh, paused),
+                effective_status(presence, holds, fresh, paused, wrapping),
                 expected,
-                "{holds} {presence} {fresh} {paused}"
+                "{holds} {presence} {fresh} {paused} {wrapping}"
             );
         }
     }

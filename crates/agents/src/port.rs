@@ -45,6 +45,10 @@ pub type PresenceAudit<'a> =
 /// store's transaction.
 pub type ReleaseAudit<'a> = &'a (dyn Fn(&str) -> Vec<NewAuditEvent> + Send + Sync);
 
+/// Builds the audit events of a wrap-up ended early from when it would have ended, inside
+/// the store's transaction.
+pub type WrapUpAudit<'a> = &'a (dyn Fn(DateTime<Utc>) -> Vec<NewAuditEvent> + Send + Sync);
+
 /// Where agents live.
 ///
 /// Every write takes the audit events that describe it and writes them in the same
@@ -131,14 +135,28 @@ pub trait AgentStore: Send + Sync {
         audit: ReleaseAudit<'_>,
     ) -> Result<Option<String>, AgentStoreError>;
 
+    /// Ends the agent's wrap-up now, when it has one ahead of `now` and holds no call
+    /// (then it is idle since `now` and the events of `audit(until)` are written in the same
+    /// transaction); otherwise changes nothing. Returns the agent as it is now.
+    ///
+    /// # Errors
+    /// [`AgentStoreError::NotFound`].
+    async fn end_wrap_up(
+        &self,
+        id: AgentId,
+        now: DateTime<Utc>,
+        audit: WrapUpAudit<'_>,
+    ) -> Result<Agent, AgentStoreError>;
+
     /// Removes an agent.
     ///
     /// # Errors
     /// [`AgentStoreError::NotFound`].
     async fn delete(&self, id: AgentId, audit: Vec<NewAuditEvent>) -> Result<(), AgentStoreError>;
 
-    /// Agents that can be rung now (presence available, heartbeat fresh, no call), longest
-    /// idle first, then by id; at most `limit`. One indexed query.
+    /// Agents that can be rung now (presence available, not paused, heartbeat fresh, no
+    /// call, wrap-up over), longest idle first, then by id; at most `limit`. One indexed
+    /// query.
     ///
     /// # Errors
     /// Only [`AgentStoreError::Unexpected`].

@@ -145,6 +145,8 @@ pub struct AgentView {
     pub status: EffectiveStatus,
     /// Why the agent is paused (`null` when it is not).
     pub paused_reason: Option<PauseReason>,
+    /// When its wrap-up (after-call work) ends, while it has one (`null` otherwise).
+    pub wrap_up_until: Option<DateTime<Utc>>,
     /// Last heartbeat.
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     /// Registration time.
@@ -165,6 +167,7 @@ impl AgentView {
             sip_uri: agent.sip_uri.as_str().to_owned(),
             status: agent.status(liveness),
             paused_reason: agent.paused_reason.clone(),
+            wrap_up_until: agent.wrap_up_until(liveness.now),
             last_heartbeat_at: agent.last_heartbeat_at,
             created_at: agent.created_at,
             updated_at: agent.updated_at,
@@ -471,6 +474,29 @@ impl AgentService {
         let now = self.clock.now();
         self.store.release(id, None, now, &audit).await?;
         self.get(agent_id).await
+    }
+
+    /// Ends the agent's wrap-up now ("ready"): its own token or the admin's. Audited as
+    /// `wrap_up_ended` only when there was one to end.
+    ///
+    /// # Errors
+    /// [`AgentError::Forbidden`] for another agent's token, [`AgentError::NotFound`],
+    /// [`AgentError::Unexpected`].
+    pub async fn ready(&self, caller: Caller, agent_id: &str) -> Result<AgentView, AgentError> {
+        let id = parse_id(agent_id)?;
+        if let Caller::Agent(own) = caller
+            && own != id
+        {
+            return Err(AgentError::Forbidden);
+        }
+        let audit = |until: DateTime<Utc>| {
+            let event = self
+                .event(caller, AuditAction::WrapUpEnded, id)
+                .data([("until", Value::from(until.to_rfc3339()))]);
+            self.staged(event)
+        };
+        let agent = self.store.end_wrap_up(id, self.clock.now(), &audit).await?;
+        Ok(AgentView::new(&agent, &self.liveness()))
     }
 
     /// The agent a heartbeat token belongs to.

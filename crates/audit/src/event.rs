@@ -138,6 +138,8 @@ actions! {
     /// The outcome recorded at the hang-up was corrected by a later callback (a voicemail
     /// left through the fallback document, recorded after the hang-up was processed).
     OutcomeCorrected,
+    /// An agent ended its wrap-up early (`until`: when it would have ended).
+    WrapUpEnded,
     /// A voicemail was given to an agent to handle (`agent_id`; `from` the previous one).
     VoicemailAssigned,
     /// A voicemail was marked handled.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use agents::contract::{agent, t0};
-use agents::{AgentEffect, AgentId, AgentStore, MetricsDelta, Presence};
+use agents::{AgentEffect, AgentId, AgentStore, EffectiveStatus, Liveness, MetricsDelta, Presence};
 use audit::{Actor, AuditAction, AuditFilter, AuditLog, NewAuditEvent};
 use chrono::Duration;
 
@@ -94,6 +94,7 @@ pub fn effect(agent: AgentId, delta: MetricsDelta, engage: bool, release: bool) 
         delta,
         engage,
         release,
+        wrap_up_until: None,
     }
 }
 
@@ -248,6 +249,7 @@ pub async fn stale_versions_conflict(s: Stores) {
             },
             engage: true,
             release: false,
+            wrap_up_until: None,
         }],
         receipts: vec![Receipt {
             key: "k3".into(),
@@ -375,6 +377,8 @@ pub async fn agent_effects(s: Stores) {
     let mut release = effect("c5", false, true, 30);
     release.expected_version = 2;
     release.call.version = 3;
+    let wrap_up_until = t0() + Duration::seconds(90);
+    release.agents[0].wrap_up_until = Some(wrap_up_until);
     s.calls.apply(&release).await.unwrap();
     let freed = s.agents.get(a).await.unwrap().unwrap();
     assert_eq!(freed.current_call_sid, None);
@@ -384,6 +388,40 @@ pub async fn agent_effects(s: Stores) {
             freed.metrics.total_talk_seconds
         ),
         (2, 30)
+    );
+    assert_eq!(
+        freed.idle_since, wrap_up_until,
+        "idle from the end of its wrap-up"
+    );
+    let at = |secs: i64| Liveness::new(t0() + Duration::seconds(secs), Duration::hours(1));
+    assert_eq!(freed.status(&at(60)), EffectiveStatus::Busy, "wrapping up");
+    assert!(
+        s.agents
+            .available_now(&at(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.agents
+            .list(Some(EffectiveStatus::Busy), &at(60))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.agents.available_now(&at(90), 10).await.unwrap().len(),
+        1,
+        "over at its end"
+    );
+    assert_eq!(
+        s.agents
+            .list(Some(EffectiveStatus::Available), &at(90))
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 }
 

@@ -912,10 +912,12 @@ fn finish_talk(d: &mut Draft<'_>, i: usize, from_leg: bool) {
         o.ended_at = o.ended_at.or(Some(now));
     }
     d.call.talk_seconds = Some(talk);
+    let wrap_up = d.settings().wrap_up;
     let effect = d.effect(agent);
     effect.delta.talk_seconds += delta;
     effect.release = true;
     effect.engage = false;
+    effect.wrap_up_until = (wrap_up > chrono::Duration::zero()).then(|| now + wrap_up);
     if first_end {
         d.record_for(
             agent,

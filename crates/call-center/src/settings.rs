@@ -125,6 +125,9 @@ pub struct FlowSettings {
     /// `<Dial>` at 4 h by default): the reconciler closes a call silent for longer, and
     /// frees the agent it held.
     pub max_call_length: chrono::Duration,
+    /// After an answered call's leg ends, the agent is not offered a call for this long
+    /// (after-call work; it may end it early). Zero: free at once.
+    pub wrap_up: chrono::Duration,
 }
 
 /// The default of [`FlowSettings::max_call_length`]: 5 hours.
@@ -169,6 +172,7 @@ impl FlowSettings {
             })?,
             texts,
             max_call_length: DEFAULT_MAX_CALL_LENGTH,
+            wrap_up: chrono::Duration::zero(),
         })
     }
 }

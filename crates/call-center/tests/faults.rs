@@ -104,6 +104,7 @@ async fn the_reconciler_frees_agents_held_by_ended_or_unknown_calls() {
         delta: MetricsDelta::default(),
         engage: true,
         release: false,
+        wrap_up_until: None,
     };
     // States no callback order produces, made directly in the store.
     w.agent_store

@@ -490,3 +490,77 @@ fn signed(key: &str, fp: &str, covers_parameters: bool) -> Option<SignedRequest>
         covers_parameters,
     })
 }
+
+#[tokio::test]
+async fn an_agent_wraps_up_after_an_answered_call_and_can_end_it_early() {
+    let w = World::new(FlowSettings {
+        wrap_up: chrono::Duration::seconds(30),
+        ..FlowSettings::default()
+    });
+    let (alice, bob) = (w.agent("Alice").await, w.agent("Bob").await);
+    w.send(inbound("c1")).await;
+    w.send(dial_agents("c1", 1)).await;
+    w.send(leg("c1", 1, &alice, "la", LegStatus::InProgress, 2))
+        .await;
+    w.send(leg("c1", 1, &bob, "lb", LegStatus::Canceled, 2))
+        .await;
+    w.tick(10);
+    w.send(leg("c1", 1, &alice, "la", LegStatus::Completed, 3))
+        .await;
+    let ends = agents::Clock::now(&w.clock) + chrono::Duration::seconds(30);
+    let view = w.agent_view(&alice).await;
+    assert_eq!(
+        (view.status, view.wrap_up_until),
+        (EffectiveStatus::Busy, Some(ends)),
+        "after-call work"
+    );
+    assert_eq!(
+        w.agent_view(&bob).await.wrap_up_until,
+        None,
+        "only the agent who talked wraps up"
+    );
+
+    w.send(inbound("c2")).await;
+    let dial = w.doc(dial_agents("c2", 1)).await;
+    assert!(
+        !dial.contains("sip:alice@") && dial.contains("sip:bob@"),
+        "not offered while wrapping up: {dial}"
+    );
+    w.tick(30);
+    let view = w.agent_view(&alice).await;
+    assert_eq!(
+        (view.status, view.wrap_up_until),
+        (EffectiveStatus::Available, None)
+    );
+
+    // A second call, and the agent ends its wrap-up early.
+    w.send(inbound("c3")).await;
+    w.send(dial_agents("c3", 1)).await;
+    w.send(leg("c3", 1, &alice, "la3", LegStatus::InProgress, 2))
+        .await;
+    w.send(leg("c3", 1, &alice, "la3", LegStatus::Completed, 3))
+        .await;
+    assert_eq!(w.agent_view(&alice).await.status, EffectiveStatus::Busy);
+    let me = agents::Caller::Agent(alice.id);
+    let id = alice.id.to_string();
+    assert!(matches!(
+        w.agents.ready(agents::Caller::Agent(bob.id), &id).await,
+        Err(agents::AgentError::Forbidden)
+    ));
+    let ready = w.agents.ready(me, &id).await.unwrap();
+    assert_eq!(
+        (ready.status, ready.wrap_up_until),
+        (EffectiveStatus::Available, None)
+    );
+    let again = w.agents.ready(me, &id).await.unwrap();
+    assert_eq!(again.status, EffectiveStatus::Available, "nothing to end");
+    let ended = w
+        .audit
+        .entries(&audit::AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == AuditAction::WrapUpEnded)
+        .count();
+    assert_eq!(ended, 1, "audited once");
+}

@@ -83,6 +83,7 @@ async fn main() {
         store::postgres::AVAILABLE_NOW
             .replace("$1", "now() - interval '60 seconds'")
             .replace("$2", &limit.to_string())
+            .replace("$3", "now()")
     )))
     .fetch_all(pg.pool())
     .await

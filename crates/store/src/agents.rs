@@ -6,6 +6,16 @@
 
 macro_rules! agent_store {
     ($store:ty, $db:ty, $lock:literal) => {
+        impl $store {
+            /// One agent by id, its row locked for the rest of the transaction.
+            fn locked_agent_sql() -> &'static str {
+                static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                    format!("{}{}", *crate::common::sql::AGENT_BY_ID, $lock)
+                });
+                SQL.as_str()
+            }
+        }
+
         #[async_trait::async_trait]
         impl ::agents::AgentStore for $store {
             #[tracing::instrument(skip_all, err)]
@@ -80,15 +90,16 @@ macro_rules! agent_store {
             ) -> Result<Vec<::agents::Agent>, ::agents::AgentStoreError> {
                 use crate::common::sql;
                 use ::agents::EffectiveStatus as S;
+                let cutoff = crate::types::SqlTime(liveness.cutoff);
+                let now = crate::types::SqlTime(liveness.now);
                 let query = match status {
                     None => sqlx::query_as::<$db, crate::schema::AgentRow>(*sql::AGENTS_ALL),
-                    Some(s) => sqlx::query_as(match s {
-                        S::Available => *sql::AGENTS_AVAILABLE,
-                        S::Busy => *sql::AGENTS_BUSY,
-                        S::Paused => *sql::AGENTS_PAUSED,
-                        S::Offline => *sql::AGENTS_OFFLINE,
-                    })
-                    .bind(crate::types::SqlTime(liveness.cutoff)),
+                    Some(S::Available) => sqlx::query_as(*sql::AGENTS_AVAILABLE)
+                        .bind(cutoff)
+                        .bind(now),
+                    Some(S::Busy) => sqlx::query_as(*sql::AGENTS_BUSY).bind(cutoff).bind(now),
+                    Some(S::Paused) => sqlx::query_as(*sql::AGENTS_PAUSED).bind(cutoff),
+                    Some(S::Offline) => sqlx::query_as(*sql::AGENTS_OFFLINE).bind(cutoff),
                 };
                 let rows = query
                     .fetch_all(&self.pool)
@@ -136,10 +147,8 @@ macro_rules! agent_store {
             ) -> Result<::agents::Agent, ::agents::AgentStoreError> {
                 use crate::common::{sql, unexpected};
                 let mut tx = self.write().await.map_err(unexpected("begin"))?;
-                static PREVIOUS: std::sync::LazyLock<String> =
-                    std::sync::LazyLock::new(|| format!("{}{}", *sql::AGENT_BY_ID, $lock));
                 let previous: Option<crate::schema::AgentRow> =
-                    sqlx::query_as::<$db, _>(PREVIOUS.as_str())
+                    sqlx::query_as::<$db, _>(Self::locked_agent_sql())
                         .bind(crate::types::SqlId(id.0))
                         .fetch_optional(&mut *tx)
                         .await
@@ -201,6 +210,37 @@ macro_rules! agent_store {
             }
 
             #[tracing::instrument(skip_all, err)]
+            async fn end_wrap_up(
+                &self,
+                id: ::agents::AgentId,
+                now: chrono::DateTime<chrono::Utc>,
+                audit: ::agents::WrapUpAudit<'_>,
+            ) -> Result<::agents::Agent, ::agents::AgentStoreError> {
+                use crate::common::unexpected;
+                let mut tx = self.write().await.map_err(unexpected("begin"))?;
+                let row: crate::schema::AgentRow =
+                    sqlx::query_as::<$db, _>(Self::locked_agent_sql())
+                        .bind(crate::types::SqlId(id.0))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(unexpected("ending a wrap-up"))?
+                        .ok_or(::agents::AgentStoreError::NotFound)?;
+                let mut agent = ::agents::Agent::try_from(row)?;
+                let Some(until) = agent.wrap_up_until(now) else {
+                    return Ok(agent);
+                };
+                sqlx::query::<$db>("UPDATE agents SET idle_since = $2 WHERE id = $1")
+                    .bind(crate::types::SqlId(id.0))
+                    .bind(crate::types::SqlTime(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unexpected("ending a wrap-up"))?;
+                Self::commit_audited(tx, &audit(until)).await?;
+                agent.idle_since = now;
+                Ok(agent)
+            }
+
+            #[tracing::instrument(skip_all, err)]
             async fn delete(
                 &self,
                 id: ::agents::AgentId,
@@ -230,6 +270,7 @@ macro_rules! agent_store {
                     sqlx::query_as::<$db, _>(crate::common::sql::AVAILABLE_NOW)
                         .bind(crate::types::SqlTime(liveness.cutoff))
                         .bind(i64::from(limit))
+                        .bind(crate::types::SqlTime(liveness.now))
                         .fetch_all(&self.pool)
                         .await
                         .map_err(crate::common::unexpected("available agents"))?;

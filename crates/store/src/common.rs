@@ -223,18 +223,20 @@ pub(crate) mod sql {
         AGENTS_ALL = format!("{}ORDER BY created_at, id", AgentRow::select())
     );
     statement!(
-        /// Agents effectively available at cutoff `$1`.
+        /// Agents effectively available at cutoff `$1` and time `$2`.
         AGENTS_AVAILABLE = format!(
             "{}WHERE presence = 'available' AND paused_reason IS NULL AND current_call_sid IS NULL \
-             AND last_heartbeat_at >= $1 ORDER BY created_at, id",
+             AND last_heartbeat_at >= $1 AND idle_since <= $2 ORDER BY created_at, id",
             AgentRow::select()
         )
     );
     statement!(
-        /// Agents effectively busy at cutoff `$1`.
+        /// Agents effectively busy at cutoff `$1` and time `$2` (on a call, said busy, or
+        /// wrapping up).
         AGENTS_BUSY = format!(
             "{}WHERE current_call_sid IS NOT NULL \
-             OR (presence = 'busy' AND paused_reason IS NULL AND last_heartbeat_at >= $1) \
+             OR (presence <> 'offline' AND paused_reason IS NULL AND last_heartbeat_at >= $1 \
+                 AND (presence = 'busy' OR idle_since > $2)) \
              ORDER BY created_at, id",
             AgentRow::select()
         )
@@ -255,11 +257,11 @@ pub(crate) mod sql {
             AgentRow::select()
         )
     );
-    /// "Available now": presence available, not paused, fresh heartbeat, no call; longest
-    /// idle first (the plan is in docs/agents.md).
+    /// "Available now": presence available, not paused, fresh heartbeat (cutoff `$1`), no
+    /// call, wrap-up over (time `$3`); longest idle first (the plan is in docs/agents.md).
     pub const AVAILABLE_NOW: &str = "SELECT id, sip_uri FROM agents \
          WHERE presence = 'available' AND paused_reason IS NULL AND current_call_sid IS NULL \
-         AND last_heartbeat_at >= $1 ORDER BY idle_since, id LIMIT $2";
+         AND idle_since <= $3 AND last_heartbeat_at >= $1 ORDER BY idle_since, id LIMIT $2";
     statement!(
         /// One call.
         CALL_BY_SID = format!("{}WHERE call_sid = $1", CallRow::select())

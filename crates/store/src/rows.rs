@@ -240,6 +240,7 @@ pub(crate) fn effects(effects: &[AgentEffect]) -> Vec<EffectRow> {
             talk: e.delta.talk_seconds,
             engage: e.engage,
             release: e.release,
+            wrap_up_until: sql_time(e.wrap_up_until),
         })
         .collect()
 }

@@ -293,6 +293,7 @@ table! {
         talk: i64 => "int8",
         engage: bool => "bool",
         release: bool => "bool",
+        wrap_up_until: Option<SqlTime> => "timestamptz",
     }
 }
 

@@ -131,6 +131,8 @@ pub struct Settings {
     /// `TRUSTED_PROXIES`.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_call_length: Duration,
+    /// `CALL_CENTER_WRAP_UP_SECONDS`.
+    pub wrap_up: Duration,
     pub webhook_deadline: Duration,
     pub statement_timeout: Duration,
     pub spool_dir: std::path::PathBuf,
@@ -221,6 +223,7 @@ impl Settings {
             auth_failure_limit: r.int(&t::AUTH_FAILURE_LIMIT, 20),
             trusted_proxies: read_trusted_proxies(r),
             max_call_length: r.duration(&t::CALL_CENTER_MAX_CALL_SECONDS),
+            wrap_up: r.duration(&t::CALL_CENTER_WRAP_UP_SECONDS),
             webhook_deadline: r.duration(&t::WEBHOOK_DEADLINE_MS),
             statement_timeout: r.duration(&t::DATABASE_STATEMENT_TIMEOUT_MS),
             spool_dir: read_spool_dir(r, &database_url),
@@ -260,6 +263,7 @@ impl Settings {
         flow.max_agents_per_round = self.max_agents_per_round;
         flow.max_call_length =
             chrono::Duration::from_std(self.max_call_length).unwrap_or(flow.max_call_length);
+        flow.wrap_up = chrono::Duration::from_std(self.wrap_up).unwrap_or(flow.wrap_up);
         flow.voicemail_max_length = texml::MaxLength::new(seconds(self.voicemail_max_length))
             .map_err(|source| call_center::SettingsError::Texml {
                 name: "CALL_CENTER_VOICEMAIL_MAX_LENGTH",

@@ -361,6 +361,11 @@ specs! {
     CALL_CENTER_MAX_AGENTS_PER_ROUND = Flow "CALL_CENTER_MAX_AGENTS_PER_ROUND" default "50":
         int(1, 200, Unit::Count),
         "Most agents rung at once in one round (longest idle first).";
+    CALL_CENTER_WRAP_UP_SECONDS = Flow "CALL_CENTER_WRAP_UP_SECONDS" default "0":
+        int(0, 3600, Unit::Seconds),
+        "After-call work: once an answered call's agent leg ends, the agent is offered no \
+         call for this long (status busy, wrap_up_until in the agent object) unless it ends \
+         the wrap-up early with POST /agents/{id}/ready. 0: free at once.";
     CALL_CENTER_PAUSE_REASONS = Flow "CALL_CENTER_PAUSE_REASONS"
         default "break,lunch,meeting,training,other":
         Kind::Text("comma-separated codes of 1 to 32 lowercase letters, digits or '-'"),

@@ -312,3 +312,28 @@ pub async fn release(
     let agent = agents.release(path_id(&path)?, Caller::Admin).await?;
     Ok(HttpResponse::Ok().json(agent))
 }
+
+/// Ends the agent's wrap-up (after-call work, `CALL_CENTER_WRAP_UP_SECONDS`) now: the agent
+/// is offered calls again. The agent's own token or the admin's. Audited as `wrap_up_ended`;
+/// an agent not wrapping up is answered as it is.
+#[utoipa::path(
+    tag = "agents",
+    params(("agent_id" = uuid::Uuid, Path, description = "The agent's id")),
+    security(("admin" = []), ("heartbeat" = [])),
+    responses(
+        (status = 200, description = "The agent, its wrap-up over", body = AgentView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another agent's token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/agents/{agent_id}/ready")]
+pub async fn ready(
+    AdminOrAgent(caller): AdminOrAgent,
+    path: web::Path<String>,
+    agents: web::Data<AgentService>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = agents.ready(caller, path_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(agent))
+}

@@ -38,8 +38,8 @@ pub const API_PREFIX: &str = "/api/call-center";
     info(
         title = "Call center for Telnyx: JSON API",
         description = "Agent management, calls, reports and the audit log. Every operation needs \
-                       `Authorization: Bearer <CALL_CENTER_ADMIN_TOKEN>`; `/agents/heartbeat` and the voicemail \
-                       reads and `done` also accept the agent's own heartbeat token (for its own heartbeats \
+                       `Authorization: Bearer <CALL_CENTER_ADMIN_TOKEN>`; `/agents/heartbeat`, `/agents/{id}/ready` \
+                       and the voicemail reads and `done` also accept the agent's own heartbeat token (for its own heartbeats \
                        and voicemails). Errors are RFC 9457 problem+json. The Telnyx-facing \
                        TeXML webhooks (`/inbound`, `/dial-agents`, ...) are not part of this document: they speak \
                        form-encoded TeXML, see docs/telnyx-setup.md.",
@@ -69,7 +69,9 @@ impl Modify for Security {
         components.add_security_scheme("admin", bearer("CALL_CENTER_ADMIN_TOKEN"));
         components.add_security_scheme(
             "heartbeat",
-            bearer("An agent's heartbeat_token (only for its own heartbeats and voicemails)"),
+            bearer(
+                "An agent's heartbeat_token (only for its own heartbeats, wrap-up and voicemails)",
+            ),
         );
     }
 }
@@ -93,6 +95,7 @@ fn api_scope() -> scope::Scope<
         .service(agents_api::update)
         .service(agents_api::remove)
         .service(agents_api::release)
+        .service(agents_api::ready)
         .service(calls_api::list)
         .service(calls_api::redact)
         .service(calls_api::get_call)

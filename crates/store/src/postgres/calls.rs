@@ -165,7 +165,8 @@ agent_effects AS (
             WHEN e.engage AND g.current_call_sid IS NULL THEN $1
             WHEN e.release AND g.current_call_sid = $1 THEN NULL
             ELSE g.current_call_sid END,
-        idle_since = CASE WHEN e.release AND g.current_call_sid = $1 THEN ${now} ELSE g.idle_since END
+        idle_since = CASE WHEN e.release AND g.current_call_sid = $1
+            THEN COALESCE(e.wrap_up_until, ${now}) ELSE g.idle_since END
     FROM {effects} JOIN agent_locks l ON l.id = e.agent_id
     WHERE g.id = e.agent_id
 ),

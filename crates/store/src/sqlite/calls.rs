@@ -42,16 +42,16 @@ const CLOSE_ROUND: &str = "UPDATE dial_attempts SET ended_at = $3, result = $4 \
      WHERE call_sid = $1 AND attempt = $2 AND ended_at IS NULL";
 static INSERT_RECEIPT: LazyLock<&'static str> =
     LazyLock::new(|| String::leak(ReceiptRow::insert(1)));
-/// An agent effect ([`crate::schema::EffectRow`] as `$1..$6`, the call `$7`, now `$8`):
+/// An agent effect ([`crate::schema::EffectRow`] as `$1..$7`, the call `$8`, now `$9`):
 /// counters added; the call engaged only if the agent holds none, released only if it holds
-/// this one (then idle from now).
+/// this one (then idle from the end of its wrap-up `$7`, or from now).
 const AGENT_EFFECT: &str = "UPDATE agents SET
         calls_answered = calls_answered + $2, calls_missed = calls_missed + $3,
         total_talk_seconds = total_talk_seconds + $4,
-        idle_since = CASE WHEN $6 AND current_call_sid = $7 THEN $8 ELSE idle_since END,
+        idle_since = CASE WHEN $6 AND current_call_sid = $8 THEN COALESCE($7, $9) ELSE idle_since END,
         current_call_sid = CASE
-            WHEN $5 AND current_call_sid IS NULL THEN $7
-            WHEN $6 AND current_call_sid = $7 THEN NULL
+            WHEN $5 AND current_call_sid IS NULL THEN $8
+            WHEN $6 AND current_call_sid = $8 THEN NULL
             ELSE current_call_sid END
     WHERE id = $1";
 
