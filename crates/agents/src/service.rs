@@ -72,7 +72,9 @@ pub enum Caller {
 }
 
 impl Caller {
-    fn actor(self) -> Actor {
+    /// Who the audit log names.
+    #[must_use]
+    pub fn actor(self) -> Actor {
         match self {
             Self::Admin => Actor::Admin,
             Self::Agent(id) => Actor::Agent(id.0),
@@ -239,12 +241,6 @@ impl AgentService {
         self
     }
 
-    /// The reasons an agent may pause for.
-    #[must_use]
-    pub fn pause_reasons(&self) -> &[PauseReason] {
-        &self.pause_reasons
-    }
-
     /// The state a request's `status` and `reason` ask for.
     fn requested(&self, status: &str, reason: Option<&str>) -> Result<PresenceState, AgentError> {
         let status: RequestedStatus = parse_keyword(status).map_err(|m| invalid("status", m))?;
@@ -288,12 +284,6 @@ impl AgentService {
         NewAuditEvent::new(self.clock.now(), caller.actor(), action).agent(agent.0)
     }
 
-    fn staged(&self, event: NewAuditEvent) -> Vec<NewAuditEvent> {
-        let mut batch = Vec::with_capacity(1);
-        self.audit.stage(&mut batch, event);
-        batch
-    }
-
     /// Registers an agent; returns it with its heartbeat token, which is shown only now.
     ///
     /// # Errors
@@ -332,7 +322,7 @@ impl AgentService {
             .event(caller, AuditAction::AgentRegistered, agent.id)
             .data(presence_data("presence", &state));
         self.store
-            .insert(&agent, &token_hash(&token), self.staged(event))
+            .insert(&agent, &token_hash(&token), self.audit.staged(event))
             .await?;
         Ok((AgentView::new(&agent, &self.liveness()), token))
     }
@@ -353,11 +343,7 @@ impl AgentService {
         let id: AgentId = agent_id
             .parse()
             .map_err(|_| invalid("agent_id", "must be a UUID"))?;
-        if let Caller::Agent(own) = caller
-            && own != id
-        {
-            return Err(AgentError::Forbidden);
-        }
+        may_act_for(caller, id)?;
         let presence = self.requested_opt(status, reason)?;
         let now = self.clock.now();
         let on_change = |from: &PresenceState, to: &PresenceState| {
@@ -366,7 +352,7 @@ impl AgentService {
             let event = self
                 .event(caller, AuditAction::AgentStatusChanged, id)
                 .data(data);
-            self.staged(event)
+            self.audit.staged(event)
         };
         let agent = self
             .store
@@ -440,7 +426,7 @@ impl AgentService {
             .data([("fields", Value::Array(fields))]);
         let agent = self
             .store
-            .update(id, &patch, self.clock.now(), self.staged(event))
+            .update(id, &patch, self.clock.now(), self.audit.staged(event))
             .await?;
         Ok(AgentView::new(&agent, &self.liveness()))
     }
@@ -452,7 +438,7 @@ impl AgentService {
     pub async fn remove(&self, agent_id: &str) -> Result<(), AgentError> {
         let id = parse_id(agent_id)?;
         let event = self.event(Caller::Admin, AuditAction::AgentRemoved, id);
-        self.store.delete(id, self.staged(event)).await?;
+        self.store.delete(id, self.audit.staged(event)).await?;
         Ok(())
     }
 
@@ -469,7 +455,7 @@ impl AgentService {
                 .event(caller, AuditAction::AgentReleased, id)
                 .call(call)
                 .data([("reason", Value::from("released by an admin"))]);
-            self.staged(event)
+            self.audit.staged(event)
         };
         let now = self.clock.now();
         self.store.release(id, None, now, &audit).await?;
@@ -484,16 +470,12 @@ impl AgentService {
     /// [`AgentError::Unexpected`].
     pub async fn ready(&self, caller: Caller, agent_id: &str) -> Result<AgentView, AgentError> {
         let id = parse_id(agent_id)?;
-        if let Caller::Agent(own) = caller
-            && own != id
-        {
-            return Err(AgentError::Forbidden);
-        }
+        may_act_for(caller, id)?;
         let audit = |until: DateTime<Utc>| {
             let event = self
                 .event(caller, AuditAction::WrapUpEnded, id)
                 .data([("until", Value::from(until.to_rfc3339()))]);
-            self.staged(event)
+            self.audit.staged(event)
         };
         let agent = self.store.end_wrap_up(id, self.clock.now(), &audit).await?;
         Ok(AgentView::new(&agent, &self.liveness()))
@@ -513,6 +495,14 @@ impl AgentService {
     /// [`AgentError::Unexpected`] when the store fails.
     pub async fn available_now(&self, limit: u32) -> Result<Vec<Candidate>, AgentError> {
         Ok(self.store.available_now(&self.liveness(), limit).await?)
+    }
+}
+
+/// An agent's token acts only for its own agent; the admin token for any.
+fn may_act_for(caller: Caller, id: AgentId) -> Result<(), AgentError> {
+    match caller {
+        Caller::Agent(own) if own != id => Err(AgentError::Forbidden),
+        _ => Ok(()),
     }
 }
 

@@ -22,6 +22,13 @@ pub enum AuditError {
 pub trait AuditSink: Send + Sync + std::fmt::Debug {
     /// Adds `event` to `batch` (or not).
     fn stage(&self, batch: &mut Vec<NewAuditEvent>, event: NewAuditEvent);
+
+    /// The batch of one change that writes only `event` (or nothing).
+    fn staged(&self, event: NewAuditEvent) -> Vec<NewAuditEvent> {
+        let mut batch = Vec::with_capacity(1);
+        self.stage(&mut batch, event);
+        batch
+    }
 }
 
 /// The production sink: every event goes into the chain.

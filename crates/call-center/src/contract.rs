@@ -858,9 +858,24 @@ pub async fn voicemail_inbox(s: Stores) {
 
     let done_audit = |before: &Voicemail| vec![event(&before.call_sid, AuditAction::VoicemailDone)];
     let by = Actor::Agent(bob.0);
+    assert!(
+        matches!(
+            s.voicemails
+                .finish_voicemail(
+                    "vm1",
+                    &Actor::Agent(alice.0),
+                    Some(alice),
+                    later,
+                    &done_audit
+                )
+                .await,
+            Err(VoicemailStoreError::NotOwner)
+        ),
+        "an agent finishes only its own"
+    );
     let v = s
         .voicemails
-        .finish_voicemail("vm1", &by, later, &done_audit)
+        .finish_voicemail("vm1", &by, Some(bob), later, &done_audit)
         .await
         .unwrap();
     assert_eq!(
@@ -873,6 +888,7 @@ pub async fn voicemail_inbox(s: Stores) {
         .finish_voicemail(
             "vm1",
             &Actor::Admin,
+            None,
             later + Duration::seconds(5),
             &done_audit,
         )
@@ -887,13 +903,13 @@ pub async fn voicemail_inbox(s: Stores) {
     ));
     assert!(matches!(
         s.voicemails
-            .finish_voicemail("nope", &by, later, &done_audit)
+            .finish_voicemail("nope", &by, None, later, &done_audit)
             .await,
         Err(VoicemailStoreError::NotFound)
     ));
     let v = s
         .voicemails
-        .finish_voicemail("vm2", &Actor::Admin, later, &done_audit)
+        .finish_voicemail("vm2", &Actor::Admin, None, later, &done_audit)
         .await
         .unwrap();
     assert_eq!(

@@ -62,6 +62,6 @@ pub use settings::{
 pub use urls::{Signed, UrlError, UrlKey, UrlKeys, UrlKind, Urls};
 pub use vocabulary::{CallerStatus, DialStatus, LegStatus};
 pub use voicemail::{
-    InboxActor, InboxError, InboxFilter, InboxState, Voicemail, VoicemailInbox, VoicemailStore,
+    InboxError, InboxFilter, InboxState, Voicemail, VoicemailInbox, VoicemailStore,
     VoicemailStoreError,
 };

@@ -362,6 +362,7 @@ impl VoicemailStore for MemoryCallStore {
         &self,
         call_sid: &str,
         by: &Actor,
+        owner: Option<AgentId>,
         now: DateTime<Utc>,
         audit: InboxAudit<'_>,
     ) -> Result<Voicemail, VoicemailStoreError> {
@@ -369,6 +370,9 @@ impl VoicemailStore for MemoryCallStore {
         let before = inner
             .voicemail(call_sid)
             .ok_or(VoicemailStoreError::NotFound)?;
+        if owner.is_some_and(|o| before.assigned_to != Some(o)) {
+            return Err(VoicemailStoreError::NotOwner);
+        }
         if before.state != InboxState::Done {
             let row = inner.inbox.entry(call_sid.to_owned()).or_default();
             row.done_at = Some(now);

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use agents::{AgentId, Clock};
+use agents::{AgentId, Caller, Clock};
 use async_trait::async_trait;
 use audit::{Actor, AuditAction, AuditSink, NewAuditEvent};
 use chrono::{DateTime, Utc};
@@ -108,6 +108,9 @@ pub enum VoicemailStoreError {
     /// The item is done: it cannot be assigned again.
     #[error("this voicemail is already done")]
     AlreadyDone,
+    /// The item is not assigned to the agent who asked.
+    #[error("this voicemail is assigned to another agent")]
+    NotOwner,
     /// The store failed.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -147,15 +150,17 @@ pub trait VoicemailStore: Send + Sync {
         audit: InboxAudit<'_>,
     ) -> Result<Voicemail, VoicemailStoreError>;
 
-    /// Marks the item done by `by` unless it already is (then nothing is written); the
-    /// events of `audit(previous)` are written in the same transaction.
+    /// Marks the item done by `by` unless it already is (then nothing is written); with an
+    /// `owner`, only when it is assigned to that agent. The events of `audit(previous)` are
+    /// written in the same transaction.
     ///
     /// # Errors
-    /// [`VoicemailStoreError::NotFound`].
+    /// [`VoicemailStoreError::NotFound`], [`VoicemailStoreError::NotOwner`].
     async fn finish_voicemail(
         &self,
         call_sid: &str,
         by: &Actor,
+        owner: Option<AgentId>,
         now: DateTime<Utc>,
         audit: InboxAudit<'_>,
     ) -> Result<Voicemail, VoicemailStoreError>;
@@ -191,25 +196,8 @@ impl From<VoicemailStoreError> for InboxError {
         match e {
             VoicemailStoreError::NotFound => Self::NotFound,
             VoicemailStoreError::AlreadyDone => Self::AlreadyDone,
+            VoicemailStoreError::NotOwner => Self::Forbidden,
             VoicemailStoreError::Unexpected(e) => Self::Unexpected(e),
-        }
-    }
-}
-
-/// Who acts on the inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InboxActor {
-    /// A supervisor (the admin token): sees and changes every item.
-    Supervisor,
-    /// An agent: sees and finishes only its own items.
-    Agent(AgentId),
-}
-
-impl InboxActor {
-    fn actor(self) -> Actor {
-        match self {
-            Self::Supervisor => Actor::Admin,
-            Self::Agent(id) => Actor::Agent(id.0),
         }
     }
 }
@@ -255,7 +243,7 @@ impl VoicemailInbox {
     /// [`InboxError::Invalid`] for a limit out of `1..=MAX_LIST`, [`InboxError::Unexpected`].
     pub async fn list(
         &self,
-        actor: InboxActor,
+        caller: Caller,
         state: Option<InboxState>,
         assigned_to: Option<AgentId>,
         limit: u32,
@@ -266,9 +254,9 @@ impl VoicemailInbox {
                 message: format!("must be 1 to {MAX_LIST}; got {limit}"),
             });
         }
-        let assigned_to = match actor {
-            InboxActor::Supervisor => assigned_to,
-            InboxActor::Agent(me) => match assigned_to {
+        let assigned_to = match caller {
+            Caller::Admin => assigned_to,
+            Caller::Agent(me) => match assigned_to {
                 Some(other) if other != me => return Err(InboxError::Forbidden),
                 _ => Some(me),
             },
@@ -285,14 +273,16 @@ impl VoicemailInbox {
     ///
     /// # Errors
     /// [`InboxError::NotFound`], [`InboxError::Forbidden`], [`InboxError::Unexpected`].
-    pub async fn get(&self, actor: InboxActor, call_sid: &str) -> Result<Voicemail, InboxError> {
+    pub async fn get(&self, caller: Caller, call_sid: &str) -> Result<Voicemail, InboxError> {
         let item = self
             .store
             .voicemail(call_sid)
             .await?
             .ok_or(InboxError::NotFound)?;
-        owned_by(actor, &item)?;
-        Ok(item)
+        match caller {
+            Caller::Agent(me) if item.assigned_to != Some(me) => Err(InboxError::Forbidden),
+            _ => Ok(item),
+        }
     }
 
     /// Gives an item to an agent (a supervisor's decision), audited `voicemail_assigned`.
@@ -321,7 +311,7 @@ impl VoicemailInbox {
             if let Some(previous) = before.assigned_to {
                 data.push(("from", Value::from(previous.to_string())));
             }
-            self.staged(
+            self.audit.staged(
                 NewAuditEvent::new(now, Actor::Admin, AuditAction::VoicemailAssigned)
                     .call(call_sid)
                     .agent(agent.0)
@@ -339,10 +329,13 @@ impl VoicemailInbox {
     ///
     /// # Errors
     /// [`InboxError::NotFound`], [`InboxError::Forbidden`], [`InboxError::Unexpected`].
-    pub async fn done(&self, actor: InboxActor, call_sid: &str) -> Result<Voicemail, InboxError> {
-        self.get(actor, call_sid).await?;
+    pub async fn done(&self, caller: Caller, call_sid: &str) -> Result<Voicemail, InboxError> {
         let now = self.clock.now();
-        let by = actor.actor();
+        let by = caller.actor();
+        let owner = match caller {
+            Caller::Admin => None,
+            Caller::Agent(me) => Some(me),
+        };
         let audit = |before: &Voicemail| {
             let mut event = NewAuditEvent::new(now, by, AuditAction::VoicemailDone)
                 .call(call_sid)
@@ -350,25 +343,11 @@ impl VoicemailInbox {
             if let Some(owner) = before.assigned_to {
                 event = event.agent(owner.0);
             }
-            self.staged(event)
+            self.audit.staged(event)
         };
         Ok(self
             .store
-            .finish_voicemail(call_sid, &by, now, &audit)
+            .finish_voicemail(call_sid, &by, owner, now, &audit)
             .await?)
-    }
-
-    fn staged(&self, event: NewAuditEvent) -> Vec<NewAuditEvent> {
-        let mut batch = Vec::with_capacity(1);
-        self.audit.stage(&mut batch, event);
-        batch
-    }
-}
-
-fn owned_by(actor: InboxActor, item: &Voicemail) -> Result<(), InboxError> {
-    match actor {
-        InboxActor::Supervisor => Ok(()),
-        InboxActor::Agent(me) if item.assigned_to == Some(me) => Ok(()),
-        InboxActor::Agent(_) => Err(InboxError::Forbidden),
     }
 }

@@ -197,12 +197,16 @@ macro_rules! voicemail_store {
                 &self,
                 call_sid: &str,
                 by: &::audit::Actor,
+                owner: Option<::agents::AgentId>,
                 now: chrono::DateTime<chrono::Utc>,
                 audit: call_center::voicemail::InboxAudit<'_>,
             ) -> Result<call_center::Voicemail, call_center::VoicemailStoreError> {
                 use crate::common::unexpected;
                 let mut tx = self.write().await.map_err(unexpected("begin"))?;
                 let before = Self::kept_voicemail(&mut *tx, call_sid).await?;
+                if owner.is_some_and(|o| before.assigned_to != Some(o)) {
+                    return Err(call_center::VoicemailStoreError::NotOwner);
+                }
                 if before.state == call_center::InboxState::Done {
                     return Ok(before);
                 }

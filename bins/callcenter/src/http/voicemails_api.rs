@@ -4,8 +4,8 @@
 #![allow(unused_qualifications)] // utoipa's path macro expands qualified paths
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use agents::{AgentId, Caller};
-use call_center::{InboxActor, InboxError, InboxState, Voicemail, VoicemailInbox};
+use agents::AgentId;
+use call_center::{InboxError, InboxState, Voicemail, VoicemailInbox};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -40,13 +40,6 @@ pub struct AssignVoicemail {
     /// The agent who will handle it.
     #[schema(format = Uuid)]
     pub agent_id: String,
-}
-
-fn actor(caller: Caller) -> InboxActor {
-    match caller {
-        Caller::Admin => InboxActor::Supervisor,
-        Caller::Agent(id) => InboxActor::Agent(id),
-    }
 }
 
 impl From<InboxError> for ApiError {
@@ -95,7 +88,7 @@ pub async fn list(
         })
         .transpose()?;
     let voicemails = inbox
-        .list(actor(caller), q.state, assigned_to, q.limit.unwrap_or(50))
+        .list(caller, q.state, assigned_to, q.limit.unwrap_or(50))
         .await?;
     Ok(HttpResponse::Ok().json(VoicemailList { voicemails }))
 }
@@ -119,7 +112,7 @@ pub async fn get_voicemail(
     path: web::Path<String>,
     inbox: web::Data<VoicemailInbox>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(inbox.get(actor(caller), &path).await?))
+    Ok(HttpResponse::Ok().json(inbox.get(caller, &path).await?))
 }
 
 /// Gives a voicemail to an agent (again, to another, while it is not done); audited.
@@ -171,5 +164,5 @@ pub async fn done(
     path: web::Path<String>,
     inbox: web::Data<VoicemailInbox>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(inbox.done(actor(caller), &path).await?))
+    Ok(HttpResponse::Ok().json(inbox.done(caller, &path).await?))
 }
