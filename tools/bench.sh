@@ -74,7 +74,7 @@ load postgres-paced "$pg" 1 "$paced_calls" "$concurrency" 200 --seed 2 --time-co
 step "direct SQL versus the server: the hot path's statements in-process, same PostgreSQL, same pool size ($rounds rounds)"
 offers=$(python3 -c "import json;r=[json.loads(l) for l in open('$results')];print(max(1,round([x for x in r if x['label']=='postgres'][0]['offers_per_call'])))")
 for round in $(seq 1 "$rounds"); do
-    target/release/examples/hot_path_sql "$(scratch_db callcenter_direct)" "$ratio_calls" "$concurrency" "$offers" |
+    "${CARGO_TARGET_DIR:-target}"/release/examples/hot_path_sql "$(scratch_db callcenter_direct)" "$ratio_calls" "$concurrency" "$offers" |
         python3 -c "import json,sys;r=json.loads(sys.stdin.read());r['label']='direct-sql-$round';print(json.dumps(r))" |
         tee -a "$results"
     psql -q "$pg" -c "DROP DATABASE callcenter_direct WITH (FORCE)" >/dev/null # quiet for the next run
@@ -88,7 +88,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 step "available now among 10,000 agents"
-target/release/examples/available_now "$(scratch_db callcenter_agents)" 5000 2>"$out/available-now-plan.txt" |
+"${CARGO_TARGET_DIR:-target}"/release/examples/available_now "$(scratch_db callcenter_agents)" 5000 2>"$out/available-now-plan.txt" |
     tee -a "$results"
 cat "$out/available-now-plan.txt"
 

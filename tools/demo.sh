@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cargo build -q -p callcenter -p telnyx-sim
-bin=$root/target/debug
+bin=${CARGO_TARGET_DIR:-$root/target}/debug  # where cargo put it
 work=$(mktemp -d)
 server_pid=
 

@@ -19,7 +19,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/target/release
+bin=${CARGO_TARGET_DIR:-$root/target}/release  # where cargo put it
 out=$root/target/faults
 calls=${FAULT_CALLS:-400}
 concurrency=${FAULT_CONCURRENCY:-40}

@@ -20,7 +20,7 @@ TOKEN="fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 (
   cd "$WORK"
   TELNYX_VERIFY_SIGNATURES=false CALL_CENTER_ADMIN_TOKEN="$TOKEN" BIND_ADDR="127.0.0.1:$PORT" \
-    AUTH_FAILURE_LIMIT=100000 RUST_LOG=warn exec "$OLDPWD/target/debug/callcenter" serve
+    AUTH_FAILURE_LIMIT=100000 RUST_LOG=warn exec "${CARGO_TARGET_DIR:-$OLDPWD/target}/debug/callcenter" serve
 ) > "$WORK/server.log" 2>&1 &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT

@@ -12,7 +12,7 @@ set -euo pipefail
 label=$1 backend=$2 instances=$3 calls=$4 concurrency=$5 agents=$6
 shift 6
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/target/release
+bin=${CARGO_TARGET_DIR:-$root/target}/release  # where cargo put it
 work=$(mktemp -d)
 pids=()
 

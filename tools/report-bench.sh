@@ -6,7 +6,7 @@ set -euo pipefail
 db=$1
 calls=${2:-1000000}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/target/release
+bin=${CARGO_TARGET_DIR:-$root/target}/release  # where cargo put it
 export DATABASE_URL=$db CALL_CENTER_ADMIN_TOKEN="report-bench-$(date +%s)-0123456789" \
     TELNYX_VERIFY_SIGNATURES=false RUST_LOG=error BIND_ADDR=127.0.0.1:18190
 "$bin/callcenter" migrate >/dev/null
