@@ -7,7 +7,9 @@ independently, with `twilio.twiml.voice_response.VoiceResponse`, and written to
 them and ours and compares them as structures (element names, attributes, text).
 
 Telnyx-only names are written with Twilio's spelling here (`transcribe`,
-`transcribeCallback`); the Rust test maps them (see TELNYX_ONLY there).
+`transcribeCallback`); the Rust test maps them (see TELNYX_ONLY there). Telnyx-only
+attributes Twilio has no counterpart for (`audioUrl`, `continueOnError`) are left out of the
+comparison (TELNYX_EXTRA there).
 
 Usage:  make twilio-fixtures   (creates .venv with `twilio` from PyPI, then runs this)
 """
@@ -21,7 +23,7 @@ OUT = pathlib.Path(__file__).resolve().parent.parent / "crates/call-center/tests
 
 GREETING = "Thank you for calling. Please hold while we connect you to an agent."
 NOTICE = "This call may be recorded for quality and training purposes."
-STILL_BUSY = "All of our agents are still busy. Please continue to hold."
+PLACE = "You are number 3 in line. Your expected wait is about 2 minutes."
 NO_AGENTS = "All of our agents are busy at the moment. Please hold."
 PROMPT = ("Sorry, no one is available to take your call. Please leave a message after the beep, "
           "and press the pound key when you are done.")
@@ -62,10 +64,11 @@ def hold():
     return r
 
 
-def retry():
+def hold_segment():
     r = VoiceResponse()
-    r.say(STILL_BUSY)
-    r.redirect(f"{BASE}/dial-agents?attempt=2", method="POST")
+    r.say(PLACE)
+    r.play(f"{BASE}/hold-music.wav")
+    r.redirect(f"{BASE}/dial-agents?round=2", method="POST")
     return r
 
 
@@ -109,7 +112,7 @@ DOCUMENTS = {
     "dial_0_agents": hold(),
     "dial_1_agent": dial(1),
     "dial_3_agents": dial(3),
-    "retry": retry(),
+    "hold": hold_segment(),
     "to_voicemail": to_voicemail(),
     "voicemail": voicemail(),
     "voicemail_thanks": said_then_hangup(THANKS),

@@ -294,6 +294,29 @@ impl TestApp {
         .await
     }
 
+    /// Waits (up to 5 s) until the matcher reserved round `round` for `call`: its entry in
+    /// `GET /queue` is `reserved` (or already `ringing`) with that many offer rounds.
+    ///
+    /// # Panics
+    /// When it does not happen in time.
+    pub async fn reserved(&self, call: &str, round: i64) {
+        for _ in 0..250 {
+            let (_, queue) = self.api(Method::GET, "/queue", None).await;
+            let reserved = queue["callers"].as_array().is_some_and(|callers| {
+                callers.iter().any(|c| {
+                    c["call_sid"] == call
+                        && c["offer_rounds"] == round
+                        && (c["state"] == "reserved" || c["state"] == "ringing")
+                })
+            });
+            if reserved {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("round {round} of {call} was not reserved within 5 s");
+    }
+
     /// `/dial-agents` for round `round` of `call`, as the server signs it.
     pub fn dial_agents_url(&self, call: &str, round: i32) -> String {
         test_urls().dial_agents(call, round).as_str().to_owned()
@@ -421,6 +444,32 @@ pub fn redirect(doc: &Response) -> Option<String> {
 /// Runs `$test(app)` on SQLite and on PostgreSQL (ignored without `TEST_DATABASE_URL`).
 #[macro_export]
 macro_rules! on_both_backends {
+    (with $overrides:expr; $($test:ident),+ $(,)?) => {
+        $(
+            mod $test {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    if let Some(app) =
+                        $crate::TestApp::spawn_with($crate::Backend::Sqlite, $overrides).await
+                    {
+                        super::$test(app).await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
+                async fn postgres() {
+                    let app = $crate::TestApp::spawn_with($crate::Backend::Postgres, $overrides)
+                        .await
+                        .expect("TEST_DATABASE_URL is set");
+                    super::$test(app).await;
+                }
+            }
+        )+
+    };
     ($($test:ident),+ $(,)?) => {
         $(
             mod $test {

@@ -440,6 +440,7 @@ async fn wrap_up_and_ready(app: TestApp) {
     let (alice, alice_token) = app.agent("Alice").await;
     let (bob, bob_token) = app.agent("Bob").await;
     app.inbound("v3:w1").await;
+    app.reserved("v3:w1", 1).await;
     app.post(&app.dial_agents_url("v3:w1", 1), &[("CallSid", "v3:w1")])
         .await;
     app.leg("v3:w1", 1, &alice, "leg-a", "in-progress", 1).await;
@@ -451,6 +452,7 @@ async fn wrap_up_and_ready(app: TestApp) {
     assert_eq!(app.agent_json(&bob.id).await["wrap_up_until"], Value::Null);
 
     app.inbound("v3:w2").await;
+    app.reserved("v3:w2", 1).await;
     let dial = app
         .post(&app.dial_agents_url("v3:w2", 1), &[("CallSid", "v3:w2")])
         .await

@@ -10,14 +10,25 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use telnyx_sim::AgentJson;
 
-/// One whole answered call, each step a signed webhook.
-async fn answered_call(app: Arc<TestApp>, sid: String, agent: AgentJson, leg: String) {
+/// One whole answered call, each step a signed webhook; answered by the agent the queue
+/// reserved for it (one of `agents`).
+async fn answered_call(app: Arc<TestApp>, sid: String, agents: Arc<Vec<AgentJson>>, leg: String) {
     app.inbound(&sid).await;
-    app.post(
-        &app.dial_agents_url(sid.as_str(), 1),
-        &[("CallSid", sid.as_str())],
-    )
-    .await;
+    app.reserved(&sid, 1).await;
+    let dial = app
+        .post(
+            &app.dial_agents_url(sid.as_str(), 1),
+            &[("CallSid", sid.as_str())],
+        )
+        .await
+        .texml()
+        .unwrap();
+    let rung = e2e::rung(&dial);
+    let agent = agents
+        .iter()
+        .find(|a| rung.first() == Some(&a.sip_uri))
+        .unwrap_or_else(|| panic!("{sid}: rang {rung:?}"))
+        .clone();
     app.leg(&sid, 1, &agent, &leg, "in-progress", 2).await;
     app.leg(&sid, 1, &agent, &leg, "completed", 3).await;
     app.post(
@@ -68,26 +79,28 @@ async fn verify_until_complete(app: &TestApp, at_least: i64) -> Value {
 
 async fn concurrent_streams_leave_a_complete_chain(app: TestApp) {
     let app = Arc::new(app);
-    // One agent per stream, so each call is answered by its own agent.
+    // One agent per stream; with longest-idle each call is reserved one of them.
     let mut agents = Vec::new();
     for i in 0..20 {
         agents.push(app.agent(&format!("Agent{i}")).await.0);
     }
-    let streams = agents.iter().enumerate().map(|(i, a)| {
+    let agents = Arc::new(agents);
+    let streams = (0..20).map(|i| {
         tokio::spawn(answered_call(
             Arc::clone(&app),
             format!("v3:stream-{i}"),
-            a.clone(),
+            Arc::clone(&agents),
             format!("leg-{i}"),
         ))
     });
     for s in futures::future::join_all(streams).await {
         s.unwrap();
     }
-    // 20 agents registered; per call: received, notice, attempt opened, one entry per offer
-    // (an agent already on another call is not offered), answered, released, completed.
+    // 20 agents registered; per call: received, enqueued, notice, answered, released,
+    // completed; per round: opened and delivered; one entry per offer.
     let offers = count(&app, "SELECT count(*) FROM offers").await;
-    let expected = 20 + 20 * 6 + offers;
+    let rounds = count(&app, "SELECT count(*) FROM dial_attempts").await;
+    let expected = 20 + 20 * 6 + 2 * rounds + offers;
     let report = verify_until_complete(&app, expected).await;
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(
@@ -224,7 +237,10 @@ async fn the_recording_notice_is_played_and_audited(app: TestApp) {
     let greeting = app.inbound("v3:n1").await;
     assert!(greeting.body.contains("may be recorded"));
     let actions = entries_for(&app, "v3:n1").await;
-    assert_eq!(actions, ["call_received", "recording_notice_played"]);
+    assert_eq!(
+        actions,
+        ["call_received", "call_enqueued", "recording_notice_played"]
+    );
     app.stop().await;
 }
 
@@ -233,17 +249,21 @@ on_both_backends!(
     the_recording_notice_is_played_and_audited
 );
 
+/// One agent reserved per caller.
+const LONGEST_IDLE: &[(&str, &str)] = &[("CALL_CENTER_QUEUE_STRATEGY", "longest-idle")];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn twenty_concurrent_webhook_streams_on_postgres() {
-    if let Some(app) = TestApp::spawn(Backend::Postgres).await {
+    if let Some(app) = TestApp::spawn_with(Backend::Postgres, LONGEST_IDLE).await {
         concurrent_streams_leave_a_complete_chain(app).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_webhook_streams_on_sqlite() {
-    concurrent_streams_leave_a_complete_chain(TestApp::spawn(Backend::Sqlite).await.unwrap()).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, LONGEST_IDLE).await;
+    concurrent_streams_leave_a_complete_chain(app.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -256,6 +276,9 @@ async fn without_recording_there_is_no_notice() {
     .unwrap();
     let greeting = app.inbound("v3:n2").await;
     assert!(!greeting.body.contains("may be recorded"));
-    assert_eq!(entries_for(&app, "v3:n2").await, ["call_received"]);
+    assert_eq!(
+        entries_for(&app, "v3:n2").await,
+        ["call_received", "call_enqueued"]
+    );
     app.stop().await;
 }

@@ -24,6 +24,7 @@ async fn answered_in_round_one(app: TestApp) {
     assert!(next.starts_with(&format!(
         "{PUBLIC_BASE}/api/call-center/dial-agents?call=v3%3Ac1&round=1&mac="
     )));
+    app.reserved("v3:c1", 1).await;
     let dial = app
         .post(&next, &[("CallSid", "v3:c1")])
         .await
@@ -84,6 +85,7 @@ async fn answered_in_round_one(app: TestApp) {
 async fn answered_in_round_two(app: TestApp) {
     let (alice, _) = app.agent("Alice").await;
     app.inbound("v3:c2").await;
+    app.reserved("v3:c2", 1).await;
     app.post(&app.dial_agents_url("v3:c2", 1), &[("CallSid", "v3:c2")])
         .await;
     app.leg("v3:c2", 1, &alice, "leg-1", "no-answer", 2).await;
@@ -95,7 +97,12 @@ async fn answered_in_round_two(app: TestApp) {
         .await
         .texml()
         .unwrap();
-    assert_eq!(redirect(&retry).unwrap(), app.dial_agents_url("v3:c2", 2));
+    assert_eq!(
+        redirect(&retry).unwrap(),
+        app.dial_agents_url("v3:c2", 2),
+        "back to the hold loop"
+    );
+    app.reserved("v3:c2", 2).await;
     let dial = app
         .post(&redirect(&retry).unwrap(), &[("CallSid", "v3:c2")])
         .await
@@ -129,29 +136,27 @@ async fn answered_in_round_two(app: TestApp) {
 
 async fn no_agent_goes_to_voicemail_with_transcription(app: TestApp) {
     app.inbound("v3:c3").await;
-    for attempt in 1..=2 {
-        let hold = app
-            .post(
-                &app.dial_agents_url("v3:c3", attempt),
-                &[("CallSid", "v3:c3")],
-            )
-            .await;
-        assert!(
-            !hold.body.contains("<Dial"),
-            "no empty <Dial>: {}",
-            hold.body
-        );
-        assert!(hold.body.contains("<Pause length=\"30\"/>"));
-        let next = redirect(&hold.texml().unwrap()).unwrap();
-        assert_eq!(next, app.without_agents_url("v3:c3", attempt));
-        let after = app.post(&next, &[("CallSid", "v3:c3")]).await;
-        if attempt == 2 {
-            assert_eq!(
-                redirect(&after.texml().unwrap()).unwrap(),
-                app.voicemail_url("v3:c3")
-            );
-        }
-    }
+    let hold = app
+        .post(&app.dial_agents_url("v3:c3", 1), &[("CallSid", "v3:c3")])
+        .await;
+    assert!(
+        !hold.body.contains("<Dial") && hold.body.contains("hold-music.wav</Play>"),
+        "no empty <Dial>, the hold loop: {}",
+        hold.body
+    );
+    assert_eq!(
+        redirect(&hold.texml().unwrap()).unwrap(),
+        app.dial_agents_url("v3:c3", 1)
+    );
+    // CALL_CENTER_MAX_WAIT_SECONDS=1 here.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let after = app
+        .post(&app.dial_agents_url("v3:c3", 1), &[("CallSid", "v3:c3")])
+        .await;
+    assert_eq!(
+        redirect(&after.texml().unwrap()).unwrap(),
+        app.voicemail_url("v3:c3")
+    );
     let record = app
         .post(&app.voicemail_url("v3:c3"), &[("CallSid", "v3:c3")])
         .await;
@@ -202,8 +207,9 @@ async fn voicemail_disabled_says_goodbye(app: TestApp) {
     app.inbound("v3:c4").await;
     app.post(&app.dial_agents_url("v3:c4", 1), &[("CallSid", "v3:c4")])
         .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let bye = app
-        .post(&app.without_agents_url("v3:c4", 1), &[("CallSid", "v3:c4")])
+        .post(&app.dial_agents_url("v3:c4", 1), &[("CallSid", "v3:c4")])
         .await;
     assert!(
         bye.body.contains("<Say>") && bye.body.ends_with("<Hangup/></Response>"),
@@ -219,6 +225,7 @@ async fn caller_hangs_up_while_agents_ring(app: TestApp) {
     let (alice, _) = app.agent("Alice").await;
     let (bob, _) = app.agent("Bob").await;
     app.inbound("v3:c5").await;
+    app.reserved("v3:c5", 1).await;
     app.post(&app.dial_agents_url("v3:c5", 1), &[("CallSid", "v3:c5")])
         .await;
     app.leg("v3:c5", 1, &alice, "leg-a", "ringing", 1).await;
@@ -243,6 +250,7 @@ async fn two_agents_answering_at_once(app: TestApp) {
     for round in 0..5 {
         let sid = format!("v3:race-{round}");
         app.inbound(&sid).await;
+        app.reserved(&sid, 1).await;
         app.post(
             &app.dial_agents_url(sid.as_str(), 1),
             &[("CallSid", sid.as_str())],
@@ -306,17 +314,13 @@ async fn expired_heartbeat_is_not_rung_in_round_two(app: TestApp) {
     let (alice, _) = app.agent("Alice").await;
     let (bob, _) = app.agent("Bob").await;
     app.inbound("v3:c6").await;
+    app.reserved("v3:c6", 1).await;
     let round1 = app
         .post(&app.dial_agents_url("v3:c6", 1), &[("CallSid", "v3:c6")])
         .await
         .texml()
         .unwrap();
     assert_eq!(rung(&round1).len(), 2);
-    app.post(
-        &app.retry_dial_url("v3:c6", 1),
-        &[("CallSid", "v3:c6"), ("DialCallStatus", "no-answer")],
-    )
-    .await;
     // Alice's last heartbeat is now two minutes old (TTL 60 s): time passes for her only.
     let sql = "UPDATE agents SET last_heartbeat_at = $1 WHERE id = $2";
     let old = chrono::Utc::now() - chrono::Duration::minutes(2);
@@ -339,6 +343,12 @@ async fn expired_heartbeat_is_not_rung_in_round_two(app: TestApp) {
                 .unwrap();
         }
     }
+    app.post(
+        &app.retry_dial_url("v3:c6", 1),
+        &[("CallSid", "v3:c6"), ("DialCallStatus", "no-answer")],
+    )
+    .await;
+    app.reserved("v3:c6", 2).await;
     let round2 = app
         .post(&app.dial_agents_url("v3:c6", 2), &[("CallSid", "v3:c6")])
         .await
@@ -351,6 +361,18 @@ async fn expired_heartbeat_is_not_rung_in_round_two(app: TestApp) {
 
 async fn unknown_call_sid_is_created_on_the_spot(app: TestApp) {
     let (alice, _) = app.agent("Alice").await;
+    let hold = app
+        .post(
+            &app.dial_agents_url("v3:already-in-progress", 1),
+            &[("CallSid", "v3:already-in-progress")],
+        )
+        .await;
+    assert!(
+        hold.body.contains("<Play"),
+        "joins the queue: {}",
+        hold.body
+    );
+    app.reserved("v3:already-in-progress", 1).await;
     let dial = app
         .post(
             &app.dial_agents_url("v3:already-in-progress", 1),
@@ -419,13 +441,23 @@ async fn broken_store_answers_the_fallback_document(app: TestApp) {
 
 on_both_backends!(
     answered_in_round_one,
-    answered_in_round_two,
-    no_agent_goes_to_voicemail_with_transcription,
     caller_hangs_up_while_agents_ring,
     two_agents_answering_at_once,
-    expired_heartbeat_is_not_rung_in_round_two,
     unknown_call_sid_is_created_on_the_spot,
     broken_store_answers_the_fallback_document,
+);
+
+/// The agents are offered again at once after a miss (no no-answer delay), and a caller
+/// waits one second at most: the older round-by-round stories, fast.
+const QUICK: &[(&str, &str)] = &[
+    ("CALL_CENTER_NO_ANSWER_DELAY_SECONDS", "0"),
+    ("CALL_CENTER_MAX_WAIT_SECONDS", "1"),
+];
+
+on_both_backends!(with QUICK;
+    answered_in_round_two,
+    no_agent_goes_to_voicemail_with_transcription,
+    expired_heartbeat_is_not_rung_in_round_two,
 );
 
 mod voicemail_disabled {
@@ -434,6 +466,7 @@ mod voicemail_disabled {
     const OFF: &[(&str, &str)] = &[
         ("CALL_CENTER_VOICEMAIL_ENABLED", "false"),
         ("CALL_CENTER_MAX_DIAL_ATTEMPTS", "1"),
+        ("CALL_CENTER_MAX_WAIT_SECONDS", "1"),
     ];
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -502,8 +535,8 @@ async fn postgres_stopped_answers_the_fallback_and_recovers() {
         .post(&app.dial_agents_url("v3:pg", 1), &[("CallSid", "v3:pg")])
         .await;
     assert!(
-        dial.body.contains("<Pause"),
-        "the flow continues: {}",
+        dial.body.contains("hold-music.wav</Play>"),
+        "the flow continues (the hold loop: nobody to offer it to): {}",
         dial.body
     );
     app.stop().await;

@@ -128,6 +128,7 @@ pub fn services(
     let urls = Urls::new(&settings.webhook_base_url, keys)?;
     let ports = Ports {
         calls: store.calls(),
+        queue: store.queue(),
         agents: store.agents(),
         clock,
         audit,
@@ -406,6 +407,23 @@ fn background_jobs(data: &AppData, settings: &Settings, stop: &CancellationToken
                 }
             }
         },
+    ));
+    let pusher = settings.telnyx_api_key.clone().and_then(|key| {
+        crate::queue_jobs::Pusher::new(&settings.telnyx_api_base_url, key)
+            .map_err(|e| tracing::error!(error = %e, "the push client could not be built; offers are delivered by the hold loop only"))
+            .ok()
+    });
+    if pusher.is_none() {
+        tracing::info!(
+            "TELNYX_API_KEY is not set: reserved offers reach callers through the hold loop (no push)"
+        );
+    }
+    jobs.spawn(crate::queue_jobs::run(
+        (**data.flow).clone(),
+        pusher,
+        settings.matcher_interval,
+        data.metrics.queue.clone(),
+        stop.clone(),
     ));
     if let Some(days) = settings.retention_days {
         let flow = data.flow.clone();

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod demo_data;
 pub mod http;
+pub mod queue_jobs;
 pub mod signature;
 pub mod spool;
 pub mod telemetry;

@@ -84,6 +84,7 @@ fn offer(c: &Call, agent: AgentId, state: OfferState, talk: Option<i64>) -> Offe
         leg_duration: None,
         talk_seconds: talk,
         talk_final: talk.is_some(),
+        misses_before: 0,
     }
 }
 

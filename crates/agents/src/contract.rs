@@ -44,6 +44,10 @@ pub fn agent(
         created_at: at,
         updated_at: at,
         metrics: AgentMetrics::default(),
+        missed_in_a_row: 0,
+        offer_call_sid: None,
+        offer_ringing: false,
+        no_answer_until: None,
     }
 }
 

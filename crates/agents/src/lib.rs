@@ -42,9 +42,9 @@ mod sip;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::MemoryAgentStore;
 pub use model::{
-    Agent, AgentEffect, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness,
-    MetricsDelta, PauseReason, Presence, PresenceState, RequestedStatus, effective_status,
-    parse_keyword,
+    Activity, Agent, AgentEffect, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus,
+    Liveness, MetricsDelta, OfferMark, PauseReason, Presence, PresenceState, RequestedStatus,
+    effective_status, parse_keyword,
 };
 pub use port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit, ReleaseAudit, WrapUpAudit};
 pub use service::{

@@ -9,7 +9,8 @@ use audit::{MemoryAuditLog, NewAuditEvent};
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Agent, AgentEffect, AgentId, Candidate, EffectiveStatus, Liveness, PresenceState,
+    Agent, AgentEffect, AgentId, Candidate, EffectiveStatus, Liveness, OfferMark, Presence,
+    PresenceState,
 };
 use crate::port::{
     AgentPatch, AgentStore, AgentStoreError, PresenceAudit, ReleaseAudit, WrapUpAudit,
@@ -62,6 +63,26 @@ impl MemoryAgentStore {
             a.current_call_sid = None;
             a.idle_since = effect.wrap_up_until.unwrap_or(now);
         }
+        if effect.no_answer_until.is_some() {
+            a.no_answer_until = effect.no_answer_until.max(a.no_answer_until);
+        }
+        a.missed_in_a_row = next_missed_in_a_row(a.missed_in_a_row, &effect.delta);
+        if let Some(reason) = &effect.pause
+            && a.presence == Presence::Available
+            && a.paused_reason.is_none()
+        {
+            a.paused_reason = Some(reason.clone());
+        }
+        mark_offer(a, effect.offer, call_sid);
+    }
+
+    /// Whether `agent` holds an open offer (tests).
+    #[must_use]
+    pub fn offer_of(&self, agent: AgentId) -> Option<String> {
+        self.lock()
+            .agents
+            .get(&agent)
+            .and_then(|a| a.offer_call_sid.clone())
     }
 
     fn key_taken(inner: &Inner, key: &str, except: Option<AgentId>) -> bool {
@@ -69,6 +90,40 @@ impl MemoryAgentStore {
             .agents
             .values()
             .any(|a| a.sip_uri.key() == key && Some(a.id) != except)
+    }
+}
+
+/// Misses in a row after a change's counters: an answer resets them, a miss adds.
+fn next_missed_in_a_row(before: i32, delta: &crate::MetricsDelta) -> i32 {
+    if delta.answered > 0 {
+        0
+    } else {
+        before.saturating_add(i32::try_from(delta.missed).unwrap_or(0).max(0))
+    }
+}
+
+/// The open-offer marker after `mark` by `call_sid` (what the SQL adapters do too).
+fn mark_offer(a: &mut Agent, mark: Option<OfferMark>, call_sid: &str) {
+    match mark {
+        Some(OfferMark::Reserve) => {
+            a.offer_call_sid = Some(call_sid.to_owned());
+            a.offer_ringing = false;
+        }
+        Some(OfferMark::Ring) if a.offer_call_sid.as_deref() == Some(call_sid) => {
+            a.offer_ringing = true;
+        }
+        Some(OfferMark::Clear) if a.offer_call_sid.as_deref() == Some(call_sid) => {
+            a.offer_call_sid = None;
+            a.offer_ringing = false;
+        }
+        _ => {}
+    }
+}
+
+/// A resumed agent starts counting misses again.
+fn resumed(a: &mut Agent, next: &PresenceState) {
+    if a.paused_reason.is_some() && next.paused_reason.is_none() {
+        a.missed_in_a_row = 0;
     }
 }
 
@@ -147,6 +202,7 @@ impl AgentStore for MemoryAgentStore {
             agent.sip_uri = uri.clone();
         }
         if let Some(p) = &patch.presence {
+            resumed(agent, p);
             agent.presence = p.presence;
             agent.paused_reason.clone_from(&p.paused_reason);
         }
@@ -169,6 +225,7 @@ impl AgentStore for MemoryAgentStore {
         agent.last_heartbeat_at = Some(now);
         agent.updated_at = now;
         if let Some(p) = presence {
+            resumed(agent, p);
             agent.presence = p.presence;
             agent.paused_reason.clone_from(&p.paused_reason);
             if *p != previous {
@@ -230,7 +287,7 @@ impl AgentStore for MemoryAgentStore {
         let mut ready: Vec<&Agent> = inner
             .agents
             .values()
-            .filter(|a| a.status(liveness) == EffectiveStatus::Available)
+            .filter(|a| a.eligible(liveness))
             .collect();
         ready.sort_by_key(|a| (a.idle_since, a.id));
         Ok(ready
@@ -239,6 +296,7 @@ impl AgentStore for MemoryAgentStore {
             .map(|a| Candidate {
                 id: a.id,
                 sip_uri: a.sip_uri.clone(),
+                missed_in_a_row: a.missed_in_a_row,
             })
             .collect())
     }

@@ -359,6 +359,14 @@ pub struct Agent {
     pub updated_at: DateTime<Utc>,
     /// Counters.
     pub metrics: AgentMetrics,
+    /// Offers missed since the agent last answered or was resumed.
+    pub missed_in_a_row: i32,
+    /// The call whose offer this agent holds (reserved for it, or ringing): at most one.
+    pub offer_call_sid: Option<String>,
+    /// Whether that offer is ringing (the caller received the `<Dial>`), not only reserved.
+    pub offer_ringing: bool,
+    /// After a missed offer, not offered another before this (the no-answer delay).
+    pub no_answer_until: Option<DateTime<Utc>>,
 }
 
 impl Agent {
@@ -367,7 +375,7 @@ impl Agent {
     pub fn status(&self, liveness: &Liveness) -> EffectiveStatus {
         effective_status(
             self.presence,
-            self.current_call_sid.is_some(),
+            self.current_call_sid.is_some() || self.offer_call_sid.is_some(),
             liveness.is_fresh(self.last_heartbeat_at),
             self.paused_reason.is_some(),
             self.wrap_up_until(liveness.now).is_some(),
@@ -380,6 +388,30 @@ impl Agent {
         (self.current_call_sid.is_none() && self.idle_since > now).then_some(self.idle_since)
     }
 
+    /// What the agent is doing at `now`.
+    #[must_use]
+    pub fn activity(&self, now: DateTime<Utc>) -> Activity {
+        if self.current_call_sid.is_some() {
+            Activity::OnCall
+        } else if self.offer_call_sid.is_some() && self.offer_ringing {
+            Activity::Ringing
+        } else if self.offer_call_sid.is_some() {
+            Activity::Reserved
+        } else if self.wrap_up_until(now).is_some() {
+            Activity::WrapUp
+        } else {
+            Activity::Idle
+        }
+    }
+
+    /// Whether the matcher may offer this agent a call at `liveness` (available, no offer,
+    /// no call, wrap-up and no-answer delay over).
+    #[must_use]
+    pub fn eligible(&self, liveness: &Liveness) -> bool {
+        self.status(liveness) == EffectiveStatus::Available
+            && self.no_answer_until.is_none_or(|t| t <= liveness.now)
+    }
+
     /// What the agent last said about itself.
     #[must_use]
     pub fn presence_state(&self) -> PresenceState {
@@ -390,6 +422,36 @@ impl Agent {
     }
 }
 
+/// What an agent is doing (the `activity` of the Agent object); the contract's `status`
+/// shows all but `idle` as `busy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Activity {
+    /// Free (or paused, or offline).
+    Idle,
+    /// Reserved for a waiting caller who has not received the `<Dial>` yet.
+    Reserved,
+    /// Its phone is ringing for a caller.
+    Ringing,
+    /// On a call.
+    OnCall,
+    /// After-call work.
+    WrapUp,
+}
+
+/// How a change marks the agent's one open offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferMark {
+    /// Reserved for this call.
+    Reserve,
+    /// This call's offer now rings.
+    Ring,
+    /// This call's offer is over.
+    Clear,
+}
+
 /// An agent that can be rung now, as routing needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -397,6 +459,8 @@ pub struct Candidate {
     pub id: AgentId,
     /// Where to ring.
     pub sip_uri: SipUri,
+    /// Offers it missed since it last answered (or was resumed).
+    pub missed_in_a_row: i32,
 }
 
 /// Changes to an agent's counters, applied atomically.
@@ -411,7 +475,7 @@ pub struct MetricsDelta {
 }
 
 /// What one call-center change does to one agent, applied in the change's transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AgentEffect {
     /// The agent.
     pub agent_id: AgentId,
@@ -424,6 +488,13 @@ pub struct AgentEffect {
     /// With `release`: the end of the agent's wrap-up (its new `idle_since`); `None`: free
     /// at once.
     pub wrap_up_until: Option<DateTime<Utc>>,
+    /// Not offered a call before this (the no-answer delay after a miss).
+    pub no_answer_until: Option<DateTime<Utc>>,
+    /// The agent's open offer: reserved, ringing, or over.
+    pub offer: Option<OfferMark>,
+    /// Pause the agent with this reason if it is available and not paused (too many misses
+    /// in a row). An answer resets the count of misses in a row; a miss adds to it.
+    pub pause: Option<PauseReason>,
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use thiserror::Error;
 
 use crate::clock::Clock;
 use crate::model::{
-    Agent, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness, PauseReason,
-    Presence, PresenceState, RequestedStatus, parse_keyword,
+    Activity, Agent, AgentId, AgentMetrics, AgentName, Candidate, EffectiveStatus, Liveness,
+    PauseReason, Presence, PresenceState, RequestedStatus, parse_keyword,
 };
 use crate::port::{AgentPatch, AgentStore, AgentStoreError};
 use crate::sip::SipUri;
@@ -145,8 +145,14 @@ pub struct AgentView {
     pub sip_uri: String,
     /// Effective status.
     pub status: EffectiveStatus,
+    /// What the agent is doing (`idle`, `reserved`, `ringing`, `on_call`, `wrap_up`).
+    pub activity: Activity,
     /// Why the agent is paused (`null` when it is not).
     pub paused_reason: Option<PauseReason>,
+    /// Offers missed since it last answered or was resumed.
+    pub missed_in_a_row: i32,
+    /// After a missed offer, not offered another before this (`null`: no delay).
+    pub no_answer_until: Option<DateTime<Utc>>,
     /// When its wrap-up (after-call work) ends, while it has one (`null` otherwise).
     pub wrap_up_until: Option<DateTime<Utc>>,
     /// Last heartbeat.
@@ -168,7 +174,10 @@ impl AgentView {
             name: agent.name.as_str().to_owned(),
             sip_uri: agent.sip_uri.as_str().to_owned(),
             status: agent.status(liveness),
+            activity: agent.activity(liveness.now),
             paused_reason: agent.paused_reason.clone(),
+            missed_in_a_row: agent.missed_in_a_row,
+            no_answer_until: agent.no_answer_until.filter(|t| *t > liveness.now),
             wrap_up_until: agent.wrap_up_until(liveness.now),
             last_heartbeat_at: agent.last_heartbeat_at,
             created_at: agent.created_at,
@@ -316,6 +325,10 @@ impl AgentService {
             created_at: now,
             updated_at: now,
             metrics: AgentMetrics::default(),
+            missed_in_a_row: 0,
+            offer_call_sid: None,
+            offer_ringing: false,
+            no_answer_until: None,
         };
         let token = new_token();
         let event = self

@@ -144,6 +144,15 @@ actions! {
     VoicemailAssigned,
     /// A voicemail was marked handled.
     VoicemailDone,
+    /// The caller joined the queue (`priority`).
+    CallEnqueued,
+    /// The reserved round's `<Dial>` reached the caller (`via`: `push` or `pull`).
+    OfferDelivered,
+    /// A reservation was withdrawn before anyone answered (`reason`); the caller keeps its
+    /// place in the queue.
+    OfferWithdrawn,
+    /// A queue priority rule was set or removed (`pattern`, `priority`).
+    PriorityRuleChanged,
 }
 
 /// An event to be written, in the transaction of the change it describes.

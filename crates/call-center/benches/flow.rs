@@ -47,6 +47,7 @@ fn events(call: &str, agents: &[AgentId]) -> Vec<Event> {
         Event::DialAgents {
             call_sid: call.into(),
             round: Some(1),
+            pushed: false,
         },
         leg(call, agents, 0, LegStatus::InProgress, None),
     ];
@@ -97,7 +98,8 @@ fn setup(rt: &tokio::runtime::Runtime) -> (CallFlow, Vec<AgentId>) {
     let settings = FlowSettings::default();
     let urls = Urls::new("https://cc.example.com", UrlKeys::random()).unwrap();
     let ports = Ports {
-        calls: Arc::new(calls),
+        calls: Arc::new(calls.clone()),
+        queue: Arc::new(calls),
         agents: Arc::new(agent_store),
         clock: Arc::new(clock),
         audit: Arc::new(ChainSink),
@@ -121,6 +123,8 @@ fn whole_call(c: &mut Criterion) {
             rt.block_on(async {
                 for event in events(&call, &agents) {
                     flow.handle(&event, None).await.unwrap();
+                    // The matcher, as the server runs it after each change.
+                    flow.match_queue().await.unwrap();
                 }
             });
         });

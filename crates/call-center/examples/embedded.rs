@@ -30,6 +30,11 @@ impl Demo {
             Reply::Document(doc) => println!("--> {label}\n{}\n", doc.render_pretty()),
             Reply::Ack => println!("--> {label}: acknowledged\n"),
         }
+        // The server's matcher runs after every change: it reserves free agents for the
+        // caller at the head of the queue.
+        for (call, round) in self.flow.match_queue().await.unwrap().reserved {
+            println!("--- matcher: round {round} reserved for {call}\n");
+        }
     }
 }
 
@@ -72,7 +77,8 @@ async fn main() {
     let settings = FlowSettings::default();
     let urls = Urls::new("https://callcenter.example.com", UrlKeys::random()).unwrap();
     let ports = Ports {
-        calls: Arc::new(calls),
+        calls: Arc::new(calls.clone()),
+        queue: Arc::new(calls),
         agents: Arc::new(agent_store),
         clock: Arc::new(clock.clone()),
         audit: Arc::new(ChainSink),
@@ -97,7 +103,7 @@ async fn main() {
     let (alice, _) = agents.register(alice, Caller::Admin).await.unwrap();
     let (bob, _) = agents.register(bob, Caller::Admin).await.unwrap();
 
-    println!("=== Call 1: both agents ring, Alice answers first ===\n");
+    println!("=== Call 1: the matcher reserves both agents, Alice answers first ===\n");
     let c = "v3:call-1";
     demo.step(
         "POST /inbound",
@@ -111,10 +117,11 @@ async fn main() {
     )
     .await;
     demo.step(
-        "POST /dial-agents?attempt=1",
+        "POST /dial-agents?round=1 (the hold loop's request takes the offer)",
         Event::DialAgents {
             call_sid: c.into(),
             round: Some(1),
+            pushed: false,
         },
     )
     .await;
@@ -169,27 +176,25 @@ async fn main() {
         },
     )
     .await;
-    for attempt in 1..=2 {
-        demo.step(
-            &format!("POST /dial-agents?attempt={attempt}"),
-            Event::DialAgents {
-                call_sid: c.into(),
-                round: Some(attempt),
-            },
-        )
-        .await;
-        demo.step(
-            &format!("POST /retry-dial?attempt={attempt}"),
-            Event::DialResult {
-                call_sid: c.into(),
-                round: Some(attempt),
-                dial_call_status: None,
-                dial_call_sid: None,
-                without_agents: true,
-            },
-        )
-        .await;
-    }
+    demo.step(
+        "POST /dial-agents?round=1 (nobody free: a hold segment with the caller's place)",
+        Event::DialAgents {
+            call_sid: c.into(),
+            round: Some(1),
+            pushed: false,
+        },
+    )
+    .await;
+    clock.advance(Duration::seconds(600)); // the longest wait passes
+    demo.step(
+        "POST /dial-agents?round=1 (waited too long: on to voicemail)",
+        Event::DialAgents {
+            call_sid: c.into(),
+            round: Some(1),
+            pushed: false,
+        },
+    )
+    .await;
     demo.step("POST /voicemail", Event::Voicemail { call_sid: c.into() })
         .await;
     let recording = RecordingInfo {

@@ -6,12 +6,15 @@
 use std::sync::Arc;
 
 use agents::contract::{agent, t0};
-use agents::{AgentEffect, AgentId, AgentStore, EffectiveStatus, Liveness, MetricsDelta, Presence};
+use agents::{
+    AgentEffect, AgentId, AgentStore, EffectiveStatus, Liveness, MetricsDelta, OfferMark, Presence,
+};
 use audit::{Actor, AuditAction, AuditFilter, AuditLog, NewAuditEvent};
 use chrono::Duration;
 
-use crate::model::{Call, CallStatus, Offer, OfferState, Outcome, RoundResult};
+use crate::model::{Call, CallStatus, Delivery, Offer, OfferState, Outcome, RoundResult};
 use crate::port::{Applied, AttemptChange, CallChange, CallFilter, CallStore, Receipt, Redaction};
+use crate::queue::{PriorityRule, QueueStore};
 use crate::vocabulary::LegStatus;
 use crate::voicemail::{InboxFilter, InboxState, Voicemail, VoicemailStore, VoicemailStoreError};
 
@@ -26,6 +29,8 @@ pub struct Stores {
     pub audit: Arc<dyn AuditLog>,
     /// The voicemail inbox (over the same calls).
     pub voicemails: Arc<dyn VoicemailStore>,
+    /// The queue (over the same calls).
+    pub queue: Arc<dyn QueueStore>,
 }
 
 fn call(sid: &str) -> Call {
@@ -50,6 +55,7 @@ fn offer(sid: &str, attempt: i32, agent: AgentId, n: usize) -> Offer {
         leg_duration: None,
         talk_seconds: None,
         talk_final: false,
+        misses_before: 0,
     }
 }
 
@@ -94,7 +100,7 @@ pub fn effect(agent: AgentId, delta: MetricsDelta, engage: bool, release: bool) 
         delta,
         engage,
         release,
-        wrap_up_until: None,
+        ..AgentEffect::default()
     }
 }
 
@@ -249,7 +255,7 @@ pub async fn stale_versions_conflict(s: Stores) {
             },
             engage: true,
             release: false,
-            wrap_up_until: None,
+            ..AgentEffect::default()
         }],
         receipts: vec![Receipt {
             key: "k3".into(),
@@ -596,13 +602,17 @@ pub async fn agent_release_is_a_compare_and_set(s: Stores) {
 /// What the reconciler is shown: calls not over and silent since before the cutoff, and
 /// calls with an offer still ringing in a round that has ended (or of a call that has).
 pub async fn calls_to_reconcile(s: Stores) {
-    let a = new_agent(&s, 1).await;
-    let add = |sid: &'static str, status: CallStatus, round_open: bool, ringing: bool| {
+    // One agent per call: an agent holds at most one open offer.
+    let mut agents = Vec::new();
+    for n in 1..=5 {
+        agents.push(new_agent(&s, n).await);
+    }
+    let add = |n: usize, sid: &'static str, status: CallStatus, round_open: bool, ringing: bool| {
         let mut change = create(sid);
         change.call.status = status;
         change.call.attempts = 1;
         change.call.round_open = round_open;
-        let mut o = offer(sid, 1, a, 1);
+        let mut o = offer(sid, 1, agents[n], n + 1);
         if !ringing {
             o.state = OfferState::Missed;
         }
@@ -610,17 +620,17 @@ pub async fn calls_to_reconcile(s: Stores) {
         change
     };
     let changes = [
-        add("silent", CallStatus::Dialing, true, true),
-        add("ended-ringing", CallStatus::Completed, false, true),
-        add("closed-ringing", CallStatus::Dialing, false, true),
-        add("ended-clean", CallStatus::Completed, false, false),
-        add("dialing-now", CallStatus::Dialing, true, true),
+        add(0, "silent", CallStatus::Dialing, true, true),
+        add(1, "ended-ringing", CallStatus::Completed, false, true),
+        add(2, "closed-ringing", CallStatus::Dialing, false, true),
+        add(3, "ended-clean", CallStatus::Completed, false, false),
+        add(4, "dialing-now", CallStatus::Dialing, true, true),
     ];
     for mut change in changes {
         if change.call.call_sid == "dialing-now" {
             change.call.updated_at = t0() + Duration::hours(2);
         }
-        s.calls.apply(&change).await.unwrap();
+        assert_eq!(s.calls.apply(&change).await.unwrap(), Applied::Yes);
     }
     let found = s
         .calls
@@ -649,10 +659,11 @@ pub async fn listing_and_lookups(s: Stores) {
         }
         change.offers = vec![offer(sid, 1, a, 1)];
         change.offers[0].offered_at = change.call.started_at;
-        if *sid == "l3" {
+        if *sid != "l1" {
+            // An agent holds one open offer at a time.
             change.offers[0].state = OfferState::Missed;
         }
-        s.calls.apply(&change).await.unwrap();
+        assert_eq!(s.calls.apply(&change).await.unwrap(), Applied::Yes);
     }
     let all = s
         .calls
@@ -956,6 +967,285 @@ where
     listing_and_lookups(fresh().await).await;
     redaction_and_retention(fresh().await).await;
     voicemail_inbox(fresh().await).await;
+    one_open_offer_per_agent(fresh().await).await;
+    queue_order_and_place(fresh().await).await;
+    priority_rules(fresh().await).await;
+    misses_delays_and_pauses(fresh().await).await;
+}
+
+/// A waiting caller `sid` enqueued at `t0 + at` seconds with `priority`.
+fn enqueued(sid: &str, at: i64, priority: i32) -> CallChange {
+    let mut change = create(sid);
+    change.call.enqueued_at = Some(t0() + Duration::seconds(at));
+    change.call.priority = priority;
+    change
+}
+
+/// An agent holds at most one open (ringing) offer: a second call's offer to it conflicts;
+/// the agent row marks the offer (reserved, then ringing, then cleared); once it ended, the
+/// agent can be offered again.
+pub async fn one_open_offer_per_agent(s: Stores) {
+    let a = new_agent(&s, 1).await;
+    let reserve = |sid: &str| {
+        let mut change = create(sid);
+        change.call.round_open = true;
+        change.call.attempts = 1;
+        change.offers = vec![offer(sid, 1, a, 1)];
+        change.agents = vec![AgentEffect {
+            agent_id: a,
+            offer: Some(OfferMark::Reserve),
+            ..AgentEffect::default()
+        }];
+        change
+    };
+    assert_eq!(s.calls.apply(&reserve("o1")).await.unwrap(), Applied::Yes);
+    let held = s.agents.get(a).await.unwrap().unwrap();
+    assert_eq!(
+        (held.offer_call_sid.as_deref(), held.offer_ringing),
+        (Some("o1"), false)
+    );
+    assert_eq!(
+        s.calls.apply(&reserve("o2")).await.unwrap(),
+        Applied::Conflict,
+        "a second open offer for the same agent"
+    );
+    assert!(
+        s.calls.get("o2").await.unwrap().is_none(),
+        "nothing of it stored"
+    );
+    let liveness = Liveness::new(t0(), Duration::seconds(60));
+    assert!(
+        s.agents
+            .available_now(&liveness, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a reserved agent is not eligible"
+    );
+    let mark = |version: i64, state: OfferState, m: OfferMark| {
+        let mut change = effects_on("o1", version, vec![]);
+        change.call.round_open = true;
+        change.call.attempts = 1;
+        let mut o = offer("o1", 1, a, 1);
+        o.state = state;
+        change.offers = vec![o];
+        change.agents = vec![AgentEffect {
+            agent_id: a,
+            offer: Some(m),
+            ..AgentEffect::default()
+        }];
+        change
+    };
+    s.calls
+        .apply(&mark(2, OfferState::Ringing, OfferMark::Ring))
+        .await
+        .unwrap();
+    assert!(s.agents.get(a).await.unwrap().unwrap().offer_ringing);
+    s.calls
+        .apply(&mark(3, OfferState::Canceled, OfferMark::Clear))
+        .await
+        .unwrap();
+    let freed = s.agents.get(a).await.unwrap().unwrap();
+    assert_eq!((freed.offer_call_sid, freed.offer_ringing), (None, false));
+    assert_eq!(
+        s.agents.available_now(&liveness, 10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(s.calls.apply(&reserve("o2")).await.unwrap(), Applied::Yes);
+}
+
+/// The queue's order (priority, then `enqueued_at`, then sid), who counts as waiting, a
+/// caller's place, open rounds and pending pushes.
+pub async fn queue_order_and_place(s: Stores) {
+    for change in [
+        enqueued("q-late", 30, 0),
+        enqueued("q-early", 10, 0),
+        enqueued("q-vip", 40, 5),
+        enqueued("q-old", -700, 0),
+    ] {
+        assert_eq!(s.calls.apply(&change).await.unwrap(), Applied::Yes);
+    }
+    let mut reserved = enqueued("q-reserved", 20, 0);
+    reserved.call.round_open = true;
+    reserved.call.attempts = 1;
+    reserved.call.status = CallStatus::Dialing;
+    reserved.call.delivery = Some(Delivery::Pending);
+    reserved.call.delivery_at = Some(t0() + Duration::seconds(20));
+    s.calls.apply(&reserved).await.unwrap();
+    let mut over = enqueued("q-over", 0, 9);
+    over.call.status = CallStatus::Completed;
+    s.calls.apply(&over).await.unwrap();
+    let mut spent = enqueued("q-spent", 5, 0);
+    spent.call.attempts = 2;
+    s.calls.apply(&spent).await.unwrap();
+
+    let heads = s
+        .queue
+        .queue_heads(10, t0() - Duration::seconds(600), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        heads,
+        ["q-vip", "q-early", "q-late"],
+        "priority first, then arrival; not reserved, ended, past the longest wait or out of rounds"
+    );
+    assert_eq!(
+        s.queue
+            .queue_heads(1, t0() - Duration::seconds(600), 2)
+            .await
+            .unwrap(),
+        ["q-vip"]
+    );
+    let queued: Vec<String> = s
+        .queue
+        .queued_calls(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.call_sid)
+        .collect();
+    assert_eq!(
+        queued,
+        [
+            "q-vip",
+            "q-old",
+            "q-spent",
+            "q-early",
+            "q-reserved",
+            "q-late"
+        ]
+    );
+    let late = s.calls.get("q-late").await.unwrap().unwrap();
+    let place = s
+        .queue
+        .place(&late, t0() + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!((place.position, place.expected_wait), (6, None));
+    let vip = s.calls.get("q-vip").await.unwrap().unwrap();
+    assert_eq!(s.queue.place(&vip, t0()).await.unwrap().position, 1);
+
+    assert_eq!(
+        s.queue
+            .open_rounds_before(t0() + Duration::seconds(20), 10)
+            .await
+            .unwrap(),
+        ["q-reserved"]
+    );
+    assert!(
+        s.queue
+            .open_rounds_before(t0() + Duration::seconds(19), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.queue.pending_pushes(10).await.unwrap(), ["q-reserved"]);
+}
+
+/// Priority rules: set (replacing the same pattern, keeping its id), the longest matching
+/// pattern decides, removed; each change with its audit event.
+pub async fn priority_rules(s: Stores) {
+    let event = || {
+        vec![NewAuditEvent::new(
+            t0(),
+            Actor::Admin,
+            AuditAction::PriorityRuleChanged,
+        )]
+    };
+    let prefix = PriorityRule::new("+1555*", 5, "", t0()).unwrap();
+    let exact = PriorityRule::new("+15551234567", 10, "VIP", t0()).unwrap();
+    s.queue.put_priority_rule(&prefix, event()).await.unwrap();
+    let stored = s.queue.put_priority_rule(&exact, event()).await.unwrap();
+    assert_eq!(stored, exact);
+    assert_eq!(s.queue.priority_for("+15551234567").await.unwrap(), 10);
+    assert_eq!(s.queue.priority_for("+15559999999").await.unwrap(), 5);
+    assert_eq!(s.queue.priority_for("+4420").await.unwrap(), 0);
+    let again = PriorityRule::new("+1555*", 7, "changed", t0()).unwrap();
+    let replaced = s.queue.put_priority_rule(&again, event()).await.unwrap();
+    assert_eq!(
+        (replaced.id, replaced.priority),
+        (prefix.id, 7),
+        "same pattern, same id"
+    );
+    assert_eq!(s.queue.priority_rules().await.unwrap().len(), 2);
+    assert!(
+        s.queue
+            .remove_priority_rule(exact.id, event())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.queue
+            .remove_priority_rule(exact.id, event())
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.queue.priority_for("+15551234567").await.unwrap(), 7);
+    let audited = s
+        .audit
+        .entries(&AuditFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == AuditAction::PriorityRuleChanged)
+        .count();
+    assert_eq!(audited, 4, "three sets and one removal");
+}
+
+/// Misses in a row: counted by a miss, reset by an answer; a no-answer delay only moves
+/// forward and keeps the agent from "available now"; a pause lands only on an available
+/// agent that is not paused.
+pub async fn misses_delays_and_pauses(s: Stores) {
+    let a = new_agent(&s, 1).await;
+    s.calls.apply(&create("m1")).await.unwrap();
+    let miss = |version: i64, until: i64, pause: bool| {
+        let delta = MetricsDelta {
+            missed: 1,
+            ..MetricsDelta::default()
+        };
+        let mut e = effect(a, delta, false, false);
+        e.no_answer_until = Some(t0() + Duration::seconds(until));
+        e.pause = pause.then(|| agents::PauseReason::parse("missed-calls").unwrap());
+        effects_on("m1", version, vec![e])
+    };
+    s.calls.apply(&miss(2, 10, false)).await.unwrap();
+    s.calls.apply(&miss(3, 5, false)).await.unwrap();
+    let agent = s.agents.get(a).await.unwrap().unwrap();
+    assert_eq!(agent.missed_in_a_row, 2);
+    assert_eq!(
+        agent.no_answer_until,
+        Some(t0() + Duration::seconds(10)),
+        "only forward"
+    );
+    let at = |secs| Liveness::new(t0() + Duration::seconds(secs), Duration::seconds(600));
+    assert!(s.agents.available_now(&at(9), 10).await.unwrap().is_empty());
+    let free = s.agents.available_now(&at(10), 10).await.unwrap();
+    assert_eq!((free.len(), free[0].missed_in_a_row), (1, 2));
+    s.calls.apply(&miss(4, 11, true)).await.unwrap();
+    let paused = s.agents.get(a).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            paused.missed_in_a_row,
+            paused
+                .paused_reason
+                .as_ref()
+                .map(agents::PauseReason::as_str)
+        ),
+        (3, Some("missed-calls"))
+    );
+    let answered = MetricsDelta {
+        answered: 1,
+        ..MetricsDelta::default()
+    };
+    s.calls
+        .apply(&effects_on(
+            "m1",
+            5,
+            vec![effect(a, answered, false, false)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s.agents.get(a).await.unwrap().unwrap().missed_in_a_row, 0);
 }
 
 /// Telnyx's own documented callback examples (`../shared/telnyx-fixtures/*.form`, beside the

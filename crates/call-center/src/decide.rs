@@ -5,7 +5,7 @@
 //! and decides again. Every rule is written so that a repeated or reordered callback ends
 //! in the same state (see `docs/call-flow.md` for the state tables).
 
-use agents::{AgentEffect, AgentId, Candidate, MetricsDelta};
+use agents::{AgentEffect, AgentId, Candidate, MetricsDelta, OfferMark, PauseReason};
 use audit::{Actor, AuditAction, NewAuditEvent};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -14,9 +14,11 @@ use tracing::{debug, warn};
 
 use crate::documents;
 use crate::event::{Event, LegEvent, RecordingInfo, TranscriptionInfo};
-use crate::model::{Call, CallState, CallStatus, Offer, OfferState, Outcome, RoundResult};
+use crate::model::{
+    Call, CallState, CallStatus, Delivery, Offer, OfferState, Outcome, RoundResult,
+};
 use crate::port::{AttemptChange, CallChange};
-use crate::settings::FlowSettings;
+use crate::settings::{FlowSettings, QueueStrategy, Texts};
 use crate::urls::Urls;
 use crate::vocabulary::{CallerStatus, DialStatus, LegStatus};
 
@@ -29,8 +31,37 @@ pub struct Context<'a> {
     pub settings: &'a FlowSettings,
     /// Callback URLs.
     pub urls: &'a Urls,
-    /// Agents available now, longest idle first (read only when a round opens).
+    /// Agents eligible now, longest idle first (read only by the matcher's [`reserve`]).
     pub candidates: &'a [Candidate],
+    /// The queue priority of a new caller (from the priority rules; read only at
+    /// `/inbound`).
+    pub priority: i32,
+    /// The caller's place in the queue (read only for a waiting caller's hold request).
+    pub place: Option<QueuePlace>,
+}
+
+/// A waiting caller's place in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuePlace {
+    /// 1: next in line.
+    pub position: i64,
+    /// What recent answers suggest (`None`: no recent answers to go by).
+    pub expected_wait: Option<chrono::Duration>,
+}
+
+impl<'a> Context<'a> {
+    /// A context with nothing read from the stores.
+    #[must_use]
+    pub fn new(now: DateTime<Utc>, settings: &'a FlowSettings, urls: &'a Urls) -> Self {
+        Self {
+            now,
+            settings,
+            urls,
+            candidates: &[],
+            priority: 0,
+            place: None,
+        }
+    }
 }
 
 /// What to answer Telnyx.
@@ -51,21 +82,11 @@ pub struct Decision {
     pub reply: Reply,
 }
 
-/// Whether `event` opens a new round on `call` (`None`: a call not stored yet), and so needs
-/// the agents available now. The one definition both the service and [`decide`] use.
+/// Whether `event` is a hold request of a caller waiting in the queue, whose place the
+/// answer may announce (the service reads it then).
 #[must_use]
-pub fn opens_round(call: Option<&Call>, event: &Event, settings: &FlowSettings) -> bool {
-    let Event::DialAgents { round: attempt, .. } = event else {
-        return false;
-    };
-    let (attempts, round_open, status) = call.map_or((0, false, CallStatus::Ringing), |c| {
-        (c.attempts, c.round_open, c.status)
-    });
-    // Only a round the server signed a URL for opens; an unsigned request never does.
-    let _ = round_open;
-    attempt.is_some_and(|n| n > attempts)
-        && attempts < settings.max_attempts
-        && matches!(status, CallStatus::Ringing | CallStatus::Dialing)
+pub fn wants_place(call: Option<&Call>, event: &Event) -> bool {
+    matches!(event, Event::DialAgents { round: Some(_), .. }) && call.is_some_and(Call::is_waiting)
 }
 
 /// Decides what `event` does to the call in `state` (`None`: not stored).
@@ -87,9 +108,16 @@ pub fn decide(state: Option<&CallState>, event: &Event, ctx: &Context<'_>) -> De
             account_sid.as_deref(),
             connection_id.as_deref(),
         ),
-        Event::DialAgents { call_sid, .. } => {
-            let opens = opens_round(state.map(|s| &s.call), event, ctx.settings);
-            dial_agents(Draft::load(state, call_sid, "dial-agents", ctx), opens)
+        Event::DialAgents {
+            call_sid,
+            round,
+            pushed,
+        } => {
+            let d = Draft::load(state, call_sid, "dial-agents", ctx);
+            match round {
+                None => repeat(d),
+                Some(n) => dial_agents(d, *n, *pushed),
+            }
         }
         Event::DialResult {
             call_sid,
@@ -260,7 +288,42 @@ impl<'a> Draft<'a> {
         &mut self.effects[i]
     }
 
-    fn finish(self, reply: Reply) -> Decision {
+    /// Marks each agent's open offer from what changed: a new ringing offer reserves the
+    /// agent, an offer that stopped ringing clears it, a delivered round rings it.
+    fn mark_offers(&mut self) {
+        let before = self.before;
+        let before_offers = before.map_or(&[][..], |s| s.offers.as_slice());
+        let delivered_now = self.call.delivery == Some(Delivery::Delivered)
+            && before.is_none_or(|s| s.call.delivery != Some(Delivery::Delivered));
+        let round = self.call.attempts;
+        let marks: Vec<(AgentId, OfferMark)> = self
+            .offers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                let was = before_offers.get(i).map(|b| b.state);
+                let mark = match (was, o.state) {
+                    (None, OfferState::Ringing) => OfferMark::Reserve,
+                    (Some(OfferState::Ringing), now) if now != OfferState::Ringing => {
+                        OfferMark::Clear
+                    }
+                    (Some(OfferState::Ringing), OfferState::Ringing)
+                        if delivered_now && o.attempt == round =>
+                    {
+                        OfferMark::Ring
+                    }
+                    _ => return None,
+                };
+                Some((o.agent_id, mark))
+            })
+            .collect();
+        for (agent, mark) in marks {
+            self.effect(agent).offer = Some(mark);
+        }
+    }
+
+    fn finish(mut self, reply: Reply) -> Decision {
+        self.mark_offers();
         let before_offers = self.before.map_or(&[][..], |s| s.offers.as_slice());
         let offers: Vec<Offer> = self
             .offers
@@ -272,7 +335,14 @@ impl<'a> Draft<'a> {
         let effects: Vec<AgentEffect> = self
             .effects
             .into_iter()
-            .filter(|e| e.engage || e.release || e.delta != MetricsDelta::default())
+            .filter(|e| {
+                e.engage
+                    || e.release
+                    || e.delta != MetricsDelta::default()
+                    || e.offer.is_some()
+                    || e.pause.is_some()
+                    || e.no_answer_until.is_some()
+            })
             .collect();
         let call_changed = self.before.is_none_or(|s| s.call != self.call);
         let changed = call_changed
@@ -316,6 +386,7 @@ impl<'a> Draft<'a> {
         }
         let attempt = self.call.attempts;
         self.call.round_open = false;
+        self.call.delivery = None;
         self.attempts.push(AttemptChange::Closed {
             attempt,
             ended_at: self.now(),
@@ -339,37 +410,127 @@ impl<'a> Draft<'a> {
         let agent = self.offers[i].agent_id;
         let attempt = self.offers[i].attempt;
         self.offers[i].state = OfferState::Missed;
-        self.effect(agent).delta.missed += 1;
+        let misses = self.offers[i].misses_before.saturating_add(1);
+        let q = &self.ctx.settings.queue;
+        let delay =
+            (q.no_answer_delay > chrono::Duration::zero()).then(|| self.now() + q.no_answer_delay);
+        let pause = q.misses_to_pause > 0 && misses >= q.misses_to_pause;
+        let effect = self.effect(agent);
+        effect.delta.missed += 1;
+        effect.no_answer_until = delay;
         self.record_for(
             agent,
             AuditAction::OfferMissed,
             [("attempt", attempt.into()), ("reason", reason.into())],
         );
+        if pause {
+            self.effect(agent).pause = PauseReason::parse(MISSED_CALLS).ok();
+            self.record_for(
+                agent,
+                AuditAction::AgentStatusChanged,
+                [
+                    ("from", "available".into()),
+                    ("to", "paused".into()),
+                    ("to_reason", MISSED_CALLS.into()),
+                    ("missed_in_a_row", misses.into()),
+                ],
+            );
+        }
     }
 
-    /// What comes after an unanswered round: another round, voicemail, or goodbye.
-    fn next_step(&mut self) -> Reply {
+    /// Whether the caller may go on waiting: offer rounds left, and its longest wait not
+    /// reached.
+    fn may_wait(&self) -> bool {
+        let s = self.settings();
+        self.call.attempts < s.max_attempts
+            && self
+                .call
+                .enqueued_at
+                .is_none_or(|t| self.now() - t < s.queue.max_wait)
+    }
+
+    /// One segment of the hold loop; the caller's place is announced when it is known and
+    /// due (the first time, then only when it improved and the interval passed).
+    fn hold(&mut self, may_announce: bool) -> Reply {
+        let now = self.now();
+        let interval = self.settings().queue.position_interval;
+        let announce = self.ctx.place.filter(|p| {
+            may_announce
+                && interval > chrono::Duration::zero()
+                && match (self.call.announced_position, self.call.announced_at) {
+                    (Some(last), Some(at)) => p.position < i64::from(last) && now - at >= interval,
+                    _ => true,
+                }
+        });
+        if let Some(p) = announce {
+            self.call.announced_position = Some(i32::try_from(p.position).unwrap_or(i32::MAX));
+            self.call.announced_at = Some(now);
+        }
+        let say = announce.and_then(|p| Texts::position(p.position, p.expected_wait));
+        let (s, urls) = (self.ctx.settings, self.ctx.urls);
+        let doc = documents::hold(s, urls, &self.call.call_sid, self.call.attempts + 1, say);
+        document(doc)
+    }
+
+    /// The reserved round's `<Dial>`, delivered now by `via` (`push` or `pull`).
+    fn deliver(&mut self, via: &'static str) -> Reply {
+        if self.call.delivery != Some(Delivery::Delivered) {
+            self.call.delivery = Some(Delivery::Delivered);
+            self.call.delivery_at = Some(self.now());
+            let attempt = self.call.attempts;
+            self.record(
+                AuditAction::OfferDelivered,
+                [("attempt", attempt.into()), ("via", via.into())],
+            );
+        }
+        self.open_round_document()
+    }
+
+    fn open_round_document(&self) -> Reply {
         let (call, s, urls) = (&self.call, self.ctx.settings, self.ctx.urls);
-        let sid = call.call_sid.as_str();
-        if call.round_open {
-            return document(documents::dial(
-                s,
-                urls,
-                sid,
-                call.attempts,
-                self.offers.iter().filter(|o| o.attempt == call.attempts),
-            ));
+        document(documents::dial(
+            s,
+            urls,
+            call.call_sid.as_str(),
+            call.attempts,
+            self.offers.iter().filter(|o| o.attempt == call.attempts),
+        ))
+    }
+
+    /// Puts a caller not yet in the queue in it, with its priority; `enqueued_at` is never
+    /// changed afterwards.
+    fn enqueue(&mut self) {
+        if self.call.enqueued_at.is_some()
+            || !matches!(self.call.status, CallStatus::Ringing | CallStatus::Dialing)
+        {
+            return;
         }
-        if call.attempts < s.max_attempts {
-            return document(documents::still_busy(s, urls, sid, call.attempts + 1));
+        self.call.enqueued_at = Some(self.now());
+        self.call.priority = self.ctx.priority;
+        let priority = self.ctx.priority;
+        self.record(AuditAction::CallEnqueued, [("priority", priority.into())]);
+    }
+
+    /// What comes next for a caller without an answer: the open round's `<Dial>`, the hold
+    /// loop while it may wait, then voicemail or goodbye.
+    fn next_step(&mut self) -> Reply {
+        if self.call.round_open {
+            return self.open_round_document();
         }
+        if self.may_wait() {
+            return self.hold(true);
+        }
+        let (s, urls) = (self.ctx.settings, self.ctx.urls);
         if s.voicemail_enabled {
-            return document(documents::to_voicemail(urls, sid));
+            return document(documents::to_voicemail(urls, &self.call.call_sid));
         }
         self.call.outcome.get_or_insert(Outcome::Unanswered);
         document(documents::goodbye(s))
     }
 }
+
+/// The pause reason of an agent who missed too many offers in a row.
+pub const MISSED_CALLS: &str = "missed-calls";
 
 fn inbound(
     state: Option<&CallState>,
@@ -393,6 +554,7 @@ fn inbound(
         d.call.account_sid = account_sid.map(str::to_owned);
         d.call.connection_id = connection_id.map(str::to_owned);
     }
+    d.enqueue();
     if fresh && ctx.settings.recording_enabled {
         d.call.recording_notice_played = true;
         d.record(AuditAction::RecordingNoticePlayed, []);
@@ -402,7 +564,10 @@ fn inbound(
     d.finish(document(doc))
 }
 
-fn dial_agents(mut d: Draft<'_>, opens: bool) -> Decision {
+/// `/dial-agents` (signed, naming `round`): the hold loop's request, or the push target
+/// (`pushed`). Delivers the reserved round's `<Dial>` unless a push is delivering it;
+/// otherwise another hold segment, or voicemail when the caller may wait no longer.
+fn dial_agents(mut d: Draft<'_>, round: i32, pushed: bool) -> Decision {
     match d.call.status {
         CallStatus::Completed | CallStatus::Answered => {
             return d.finish(document(documents::hangup()));
@@ -413,24 +578,45 @@ fn dial_agents(mut d: Draft<'_>, opens: bool) -> Decision {
         }
         CallStatus::Ringing | CallStatus::Dialing => {}
     }
-    if !opens {
-        // A repeat, or a round past the last: the open round again, or the step after it.
-        let reply = d.next_step();
-        return d.finish(reply);
+    d.enqueue();
+    if d.call.round_open {
+        let claim_fresh = d.call.delivery == Some(Delivery::Pushing)
+            && d.call
+                .delivery_at
+                .is_some_and(|t| d.now() - t < d.settings().queue.push_claim_ttl);
+        if pushed && round == d.call.attempts {
+            let reply = d.deliver("push");
+            return d.finish(reply);
+        }
+        if !pushed && !claim_fresh {
+            let reply = d.deliver("pull");
+            return d.finish(reply);
+        }
+        if !pushed {
+            // A push is on its way: it will interrupt this segment.
+            let reply = d.hold(false);
+            return d.finish(reply);
+        }
     }
-    open_round(&mut d);
     let reply = d.next_step();
     d.finish(reply)
 }
 
+/// Opens round `attempts + 1` for the candidates the strategy takes: each becomes an
+/// offer, its agent reserved (one open offer per agent, the stores' unique index).
 fn open_round(d: &mut Draft<'_>) {
     let n = d.call.attempts + 1;
     let now = d.now();
     d.call.attempts = n;
     d.call.round_open = true;
     d.call.status = CallStatus::Dialing;
-    d.call.enqueued_at.get_or_insert(now);
-    let limit = d.settings().max_agents_per_round as usize;
+    d.call.delivery = Some(Delivery::Pending);
+    d.call.delivery_at = Some(now);
+    d.call.push_attempts = 0;
+    let limit = match d.settings().queue.strategy {
+        QueueStrategy::RingAll => d.settings().max_agents_per_round as usize,
+        QueueStrategy::LongestIdle => 1,
+    };
     let candidates: Vec<&Candidate> = d.ctx.candidates.iter().take(limit).collect();
     d.attempts.push(AttemptChange::Opened {
         attempt: n,
@@ -457,9 +643,91 @@ fn open_round(d: &mut Draft<'_>) {
             leg_duration: None,
             talk_seconds: None,
             talk_final: false,
+            misses_before: c.missed_in_a_row,
         });
         d.record_for(c.id, AuditAction::OfferMade, [("attempt", n.into())]);
     }
+}
+
+/// The matcher's step for one waiting caller: reserve `ctx.candidates` (as the strategy
+/// takes them) in a new round, to be delivered by push or by the caller's next hold
+/// request. `None`: the caller is not waiting (or may wait no longer), or nobody is free.
+#[must_use]
+pub fn reserve(state: &CallState, ctx: &Context<'_>) -> Option<CallChange> {
+    if !state.call.is_waiting() || ctx.candidates.is_empty() {
+        return None;
+    }
+    let mut d = Draft::from_state(state, ctx);
+    if !d.may_wait() {
+        return None;
+    }
+    open_round(&mut d);
+    d.finish(Reply::Ack).change
+}
+
+/// Withdraws a reservation nobody took up in time: not delivered within the reservation's
+/// life, or delivered and not reported within the ring time after it. The offers are
+/// canceled (no fault of the agents), the agents free; the caller keeps its place.
+#[must_use]
+pub fn withdraw(state: &CallState, ctx: &Context<'_>) -> Option<CallChange> {
+    let c = &state.call;
+    if !c.round_open || c.is_over() || c.answered_by.is_some() || c.status != CallStatus::Dialing {
+        return None;
+    }
+    let q = &ctx.settings.queue;
+    let mut life = q.reservation_ttl;
+    if c.delivery == Some(Delivery::Delivered) {
+        life += chrono::Duration::seconds(i64::from(ctx.settings.dial_timeout.get()));
+    }
+    if c.delivery_at.is_some_and(|t| ctx.now - t < life) {
+        return None;
+    }
+    let delivery = c.delivery.map(Delivery::as_str);
+    let mut d = Draft::from_state(state, ctx);
+    let attempt = d.call.attempts;
+    d.close_round(RoundResult::Withdrawn, false);
+    d.record(
+        AuditAction::OfferWithdrawn,
+        [
+            ("attempt", attempt.into()),
+            ("delivery", Value::from(delivery)),
+        ],
+    );
+    d.finish(Reply::Ack).change
+}
+
+/// A push worker claims the delivery of the open round (pending → pushing). `None`: the
+/// offer is no longer pending (delivered, withdrawn, or claimed).
+#[must_use]
+pub fn claim_push(state: &CallState, ctx: &Context<'_>) -> Option<CallChange> {
+    let c = &state.call;
+    if !c.round_open || c.delivery != Some(Delivery::Pending) {
+        return None;
+    }
+    let mut d = Draft::from_state(state, ctx);
+    d.call.delivery = Some(Delivery::Pushing);
+    d.call.delivery_at = Some(ctx.now);
+    d.finish(Reply::Ack).change
+}
+
+/// A push of round `round` failed before Telnyx accepted it: the offer is pending again
+/// for another push, or left to the hold loop after the last attempt.
+#[must_use]
+pub fn push_failed(state: &CallState, ctx: &Context<'_>, round: i32) -> Option<CallChange> {
+    let c = &state.call;
+    if !c.round_open || c.attempts != round || c.delivery != Some(Delivery::Pushing) {
+        return None;
+    }
+    let mut d = Draft::from_state(state, ctx);
+    d.call.push_attempts = d.call.push_attempts.saturating_add(1);
+    d.call.delivery = Some(
+        if d.call.push_attempts >= ctx.settings.queue.max_push_attempts {
+            Delivery::Pull
+        } else {
+            Delivery::Pending
+        },
+    );
+    d.finish(Reply::Ack).change
 }
 
 /// A request whose URL the server did not sign (or signed for another call): the document

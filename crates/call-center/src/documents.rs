@@ -3,12 +3,41 @@
 
 use texml::{
     CallProgressEvent, Dial, DialNoun, DialRecord, DtmfKeys, EventSet, HttpMethod, Pause,
-    PauseLength, Record, Redirect, Response, Sip, SipAddress,
+    PauseLength, Play, PlaySource, Record, Redirect, Response, Say, Sip, SipAddress, Url,
 };
 
 use crate::model::Offer;
 use crate::settings::FlowSettings;
 use crate::urls::{UrlKind, Urls};
+
+/// The audio of one hold segment: the configured music, or the server's own.
+fn hold_music<'a>(s: &'a FlowSettings, urls: &'a Urls) -> &'a Url {
+    s.queue
+        .hold_music
+        .as_ref()
+        .unwrap_or_else(|| urls.hold_music())
+}
+
+/// One segment of the hold loop: the caller's place when it is announced, one play of the
+/// hold music, then the next request of the loop (where the reserved offer is delivered
+/// when the push did not).
+#[must_use]
+pub fn hold(
+    s: &FlowSettings,
+    urls: &Urls,
+    call: &str,
+    next_round: i32,
+    announce: Option<Say>,
+) -> Response {
+    let mut doc = Response::new();
+    if let Some(say) = announce {
+        doc = doc.say(say);
+    }
+    let mut play = Play::new(PlaySource::Url(hold_music(s, urls).clone()));
+    play.continue_on_error = Some(true);
+    doc.verb(play)
+        .redirect(Redirect::post(urls.dial_agents(call, next_round)))
+}
 
 /// The greeting, the recording notice when `notice`, then on to round 1.
 #[must_use]
@@ -60,6 +89,7 @@ pub fn dial<'a>(
     dial = dial
         .action(urls.retry_dial(call, attempt))
         .timeout(s.dial_timeout);
+    dial.audio_url = Some(hold_music(s, urls).clone());
     if s.recording_enabled {
         dial = dial.record(DialRecord::RecordFromAnswerDual, urls.call_recording(call));
     }
@@ -78,14 +108,6 @@ pub fn hold_without_agents(s: &FlowSettings, urls: &Urls, call: &str, attempt: i
         .say(s.texts.no_agents.clone())
         .pause(pause)
         .redirect(Redirect::post(urls.round_without_agents(call, attempt)))
-}
-
-/// Between rounds.
-#[must_use]
-pub fn still_busy(s: &FlowSettings, urls: &Urls, call: &str, next_attempt: i32) -> Response {
-    Response::new()
-        .say(s.texts.still_busy.clone())
-        .redirect(Redirect::post(urls.dial_agents(call, next_attempt)))
 }
 
 /// On to voicemail.

@@ -216,13 +216,16 @@ pub enum Event {
         /// `ConnectionId`.
         connection_id: Option<String>,
     },
-    /// `/dial-agents`: open (or repeat) a round.
+    /// `/dial-agents`: the hold loop's request (the reserved offer's `<Dial>`, or another
+    /// hold segment), or the push target.
     DialAgents {
         /// `CallSid`.
         call_sid: String,
-        /// The round the server-signed URL asks for (`None`: no valid signature, so the
-        /// answer follows the call's state and opens nothing).
+        /// The round the server-signed URL names (`None`: no valid signature, so the
+        /// answer follows the call's state and changes nothing).
         round: Option<i32>,
+        /// Whether Telnyx's update-call brought the caller here (the push path).
+        pushed: bool,
     },
     /// `/retry-dial`: a `<Dial>` ended (or a round without agents timed out).
     DialResult {
@@ -464,8 +467,12 @@ pub fn from_params(
         },
         Endpoint::DialAgents => {
             let call_sid = sid(p, "CallSid")?;
-            let round = signed_for(signed, &call_sid).and_then(|s| s.round);
-            Event::DialAgents { call_sid, round }
+            let signed = signed_for(signed, &call_sid);
+            Event::DialAgents {
+                call_sid,
+                round: signed.and_then(|s| s.round),
+                pushed: signed.is_some_and(|s| s.kind == Some(UrlKind::Push)),
+            }
         }
         Endpoint::RetryDial => {
             let call_sid = sid(p, "CallSid")?;
@@ -589,7 +596,7 @@ fn voicemail_callback(p: &Params, signed: Option<&Signed>) -> Result<Event, Even
             call_sid,
             recording: RecordingInfo::read(p)?,
         },
-        UrlKind::Action | UrlKind::Hold => Event::VoicemailRecorded {
+        UrlKind::Action | UrlKind::Hold | UrlKind::Push => Event::VoicemailRecorded {
             call_sid,
             recording: RecordingInfo::read(p)?,
         },
@@ -756,7 +763,8 @@ mod tests {
             from_params(Endpoint::DialAgents, &p, Some(&signed)),
             Ok(Some(Event::DialAgents {
                 call_sid: "c".into(),
-                round: Some(2)
+                round: Some(2),
+                pushed: false,
             }))
         );
         let for_other = Signed::call("other").round(7);
@@ -764,7 +772,8 @@ mod tests {
             from_params(Endpoint::DialAgents, &p, Some(&for_other)),
             Ok(Some(Event::DialAgents {
                 call_sid: "c".into(),
-                round: None
+                round: None,
+                pushed: false,
             }))
         );
     }

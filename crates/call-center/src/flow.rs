@@ -11,14 +11,15 @@ use serde_json::Value;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-use crate::decide::{Context, Reply, decide, opens_round};
+use crate::decide::{Context, Reply, decide, wants_place};
 use crate::documents;
 use crate::event::Event;
 use crate::model::{Call, CallView};
 use crate::port::{
     Applied, CallFilter, CallStore, CallStoreError, Receipt, Redaction, SignedRequest,
 };
-use crate::settings::FlowSettings;
+use crate::queue::{PriorityRule, QueueStore, QueuedCaller, RuleError};
+use crate::settings::{FlowSettings, QueueStrategy};
 use crate::urls::Urls;
 
 /// How often a decision is retried after losing a race before giving up. Requests on one
@@ -50,6 +51,46 @@ pub enum FlowError {
     /// Too many concurrent changes to one call.
     #[error("too many concurrent changes to call {0}")]
     Contention(String),
+}
+
+/// Why a queue change was refused.
+#[derive(Debug, Error)]
+pub enum QueueError {
+    /// A bad priority rule.
+    #[error(transparent)]
+    Invalid(#[from] RuleError),
+    /// The store failed.
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+}
+
+/// Callers the matcher looks at per read of the queue's head.
+const HEADS: u32 = 8;
+/// Reservations one matcher pass makes at most (the next pass, a moment later, goes on).
+const MATCHES_PER_PASS: u32 = 256;
+/// Reservations the sweep checks, and pushes a worker claims, per pass.
+const SWEEP_BATCH: u32 = 200;
+
+/// What one matcher pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MatchPass {
+    /// Callers for whom a round was reserved (call sid, round), in the order matched.
+    pub reserved: Vec<(String, i32)>,
+    /// Reservations withdrawn (not taken up in time).
+    pub withdrawn: u64,
+}
+
+/// A push to make: redirect `call_sid` (of `account_sid`) to `url`, for `round`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushJob {
+    /// The caller's call.
+    pub call_sid: String,
+    /// The Telnyx account the call belongs to (`AccountSid` of `/inbound`).
+    pub account_sid: String,
+    /// The reserved round.
+    pub round: i32,
+    /// The push target (signed).
+    pub url: texml::Url,
 }
 
 /// Calls the reconciler repairs per pass, at most (the next pass takes the rest).
@@ -159,6 +200,8 @@ async fn back_off(n: u32) {
 #[derive(Clone)]
 pub struct CallFlow {
     calls: Arc<dyn CallStore>,
+    queue: Arc<dyn QueueStore>,
+    wake: Arc<tokio::sync::Notify>,
     agents: Arc<dyn AgentStore>,
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditSink>,
@@ -181,6 +224,8 @@ impl std::fmt::Debug for CallFlow {
 pub struct Ports {
     /// Calls.
     pub calls: Arc<dyn CallStore>,
+    /// The queue (usually the same store as `calls`).
+    pub queue: Arc<dyn QueueStore>,
     /// Agents (read for routing).
     pub agents: Arc<dyn AgentStore>,
     /// Time.
@@ -195,6 +240,8 @@ impl CallFlow {
     pub fn new(ports: Ports, settings: FlowSettings, urls: Urls, heartbeat_ttl: Duration) -> Self {
         Self {
             calls: ports.calls,
+            queue: ports.queue,
+            wake: Arc::default(),
             agents: ports.agents,
             clock: ports.clock,
             audit: ports.audit,
@@ -310,20 +357,24 @@ impl CallFlow {
         }
         let duplicate = !snapshot.seen.is_empty();
         let state = snapshot.state.as_ref();
-        let candidates = if !duplicate && opens_round(state.map(|s| &s.call), event, &self.settings)
-        {
-            let liveness = Liveness::new(now, self.heartbeat_ttl);
-            self.agents
-                .available_now(&liveness, self.settings.max_agents_per_round)
-                .await?
-        } else {
-            Vec::new()
+        let priority = match event {
+            Event::Inbound { from, .. }
+                if !duplicate && state.is_none_or(|s| s.call.enqueued_at.is_none()) =>
+            {
+                self.queue.priority_for(from).await?
+            }
+            _ => 0,
+        };
+        let place = match state {
+            Some(s) if !duplicate && wants_place(Some(&s.call), event) => {
+                Some(self.queue.place(&s.call, now).await?)
+            }
+            _ => None,
         };
         let ctx = Context {
-            now,
-            settings: &self.settings,
-            urls: &self.urls,
-            candidates: &candidates,
+            priority,
+            place,
+            ..Context::new(now, &self.settings, &self.urls)
         };
         let decision = decide(state, event, &ctx);
         if duplicate {
@@ -354,11 +405,14 @@ impl CallFlow {
             self.audit.stage(&mut change.audit, e);
         }
         match self.calls.apply(&change).await? {
-            Applied::Yes => Ok(Some(Handled {
-                reply: decision.reply,
-                duplicate: false,
-                applied: true,
-            })),
+            Applied::Yes => {
+                self.wake.notify_one();
+                Ok(Some(Handled {
+                    reply: decision.reply,
+                    duplicate: false,
+                    applied: true,
+                }))
+            }
             Applied::Conflict => {
                 debug!(call_sid, "lost a race; deciding again");
                 Ok(None)
@@ -516,12 +570,7 @@ impl CallFlow {
         let Some(state) = self.calls.load(sid, &[]).await?.state else {
             return Ok(false);
         };
-        let ctx = Context {
-            now,
-            settings: &self.settings,
-            urls: &self.urls,
-            candidates: &[],
-        };
+        let ctx = Context::new(now, &self.settings, &self.urls);
         let Some(mut change) = crate::decide::repair(&state, &ctx, silent_before) else {
             return Ok(false);
         };
@@ -569,6 +618,263 @@ impl CallFlow {
             }
         }
         Ok(released)
+    }
+
+    /// Wakes the matcher (a change was applied: a caller may have joined the queue, an
+    /// agent may be free).
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Waits until [`CallFlow::nudge`] was called (or a change applied) since the last wait.
+    pub async fn nudged(&self) {
+        self.wake.notified().await;
+    }
+
+    /// One matcher pass: withdraws reservations nobody took up, then, while the queue's
+    /// head has a caller and an agent is eligible, reserves agents for the head caller
+    /// (one versioned change per caller; an agent taken meanwhile by another instance
+    /// makes the change conflict, and the head is read again). Safe on several instances
+    /// at once.
+    ///
+    /// # Errors
+    /// [`FlowError::Calls`], [`FlowError::Agents`].
+    pub async fn match_queue(&self) -> Result<MatchPass, FlowError> {
+        let mut pass = MatchPass {
+            withdrawn: self.withdraw_stale().await?,
+            ..MatchPass::default()
+        };
+        let s = &self.settings;
+        let cap = match s.queue.strategy {
+            QueueStrategy::RingAll => s.max_agents_per_round,
+            QueueStrategy::LongestIdle => 1,
+        };
+        let mut tries = 0;
+        while tries < MATCHES_PER_PASS {
+            tries += 1;
+            let now = self.clock.now();
+            let heads = self
+                .queue
+                .queue_heads(HEADS, now - s.queue.max_wait, s.max_attempts)
+                .await?;
+            if heads.is_empty() {
+                break;
+            }
+            let liveness = Liveness::new(now, self.heartbeat_ttl);
+            let candidates = self.agents.available_now(&liveness, cap).await?;
+            if candidates.is_empty() {
+                break;
+            }
+            let mut outcome = None;
+            for sid in &heads {
+                match self.reserve_for(sid, &candidates, now).await? {
+                    Some(Applied::Yes) => {
+                        let round = self.calls.get(sid).await?.map_or(0, |c| c.attempts);
+                        pass.reserved.push((sid.clone(), round));
+                        outcome = Some(Applied::Yes);
+                        break;
+                    }
+                    // An agent or the caller moved meanwhile: read the head again.
+                    Some(Applied::Conflict) => {
+                        outcome = Some(Applied::Conflict);
+                        break;
+                    }
+                    // Not waiting any more (answered, in voicemail, gone): the next one.
+                    None => {}
+                }
+            }
+            if outcome.is_none() {
+                break;
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Reserves `candidates` for `call_sid` if it still waits (`None`: it does not).
+    async fn reserve_for(
+        &self,
+        call_sid: &str,
+        candidates: &[agents::Candidate],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Applied>, FlowError> {
+        let _turn = self.turns.take(call_sid).await;
+        let Some(state) = self.calls.load(call_sid, &[]).await?.state else {
+            return Ok(None);
+        };
+        let ctx = Context {
+            candidates,
+            ..Context::new(now, &self.settings, &self.urls)
+        };
+        let Some(change) = crate::decide::reserve(&state, &ctx) else {
+            return Ok(None);
+        };
+        Ok(Some(self.apply_staged(change).await?))
+    }
+
+    /// Stages a change's audit events and applies it.
+    async fn apply_staged(
+        &self,
+        mut change: crate::port::CallChange,
+    ) -> Result<Applied, FlowError> {
+        for e in std::mem::take(&mut change.audit) {
+            self.audit.stage(&mut change.audit, e);
+        }
+        let applied = self.calls.apply(&change).await?;
+        if applied == Applied::Yes {
+            self.wake.notify_one();
+        }
+        Ok(applied)
+    }
+
+    /// Withdraws the reservations nobody took up within their life; how many.
+    async fn withdraw_stale(&self) -> Result<u64, FlowError> {
+        let now = self.clock.now();
+        let before = now - self.settings.queue.reservation_ttl;
+        let mut withdrawn = 0;
+        for sid in self.queue.open_rounds_before(before, SWEEP_BATCH).await? {
+            let _turn = self.turns.take(&sid).await;
+            let Some(state) = self.calls.load(&sid, &[]).await?.state else {
+                continue;
+            };
+            let ctx = Context::new(now, &self.settings, &self.urls);
+            let Some(change) = crate::decide::withdraw(&state, &ctx) else {
+                continue;
+            };
+            if self.apply_staged(change).await? == Applied::Yes {
+                info!(call = %sid, "reservation withdrawn: not taken up in time");
+                withdrawn += 1;
+            }
+        }
+        Ok(withdrawn)
+    }
+
+    /// Claims the pending pushes (pending → pushing, each a versioned change, so one worker
+    /// on one instance gets each); the jobs to send.
+    ///
+    /// # Errors
+    /// [`FlowError::Calls`].
+    pub async fn claim_pushes(&self) -> Result<Vec<PushJob>, FlowError> {
+        let mut jobs = Vec::new();
+        for sid in self.queue.pending_pushes(SWEEP_BATCH).await? {
+            let _turn = self.turns.take(&sid).await;
+            let Some(state) = self.calls.load(&sid, &[]).await?.state else {
+                continue;
+            };
+            let Some(account_sid) = state.call.account_sid.clone() else {
+                continue;
+            };
+            let ctx = Context::new(self.clock.now(), &self.settings, &self.urls);
+            let Some(change) = crate::decide::claim_push(&state, &ctx) else {
+                continue;
+            };
+            let round = change.call.attempts;
+            if self.apply_staged(change).await? == Applied::Yes {
+                jobs.push(PushJob {
+                    url: self.urls.pushed_offer(&sid, round),
+                    call_sid: sid,
+                    account_sid,
+                    round,
+                });
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// A push Telnyx did not accept: the offer is pending again, or left to the hold loop
+    /// after the last attempt. (An accepted push needs nothing: the redirected request
+    /// delivers the offer.)
+    ///
+    /// # Errors
+    /// [`FlowError::Calls`].
+    pub async fn push_failed(&self, job: &PushJob) -> Result<(), FlowError> {
+        for lost in 0..MAX_TRIES {
+            let turn = self.turns.take(&job.call_sid).await;
+            let Some(state) = self.calls.load(&job.call_sid, &[]).await?.state else {
+                return Ok(());
+            };
+            let ctx = Context::new(self.clock.now(), &self.settings, &self.urls);
+            let Some(change) = crate::decide::push_failed(&state, &ctx, job.round) else {
+                return Ok(());
+            };
+            if self.apply_staged(change).await? == Applied::Yes {
+                return Ok(());
+            }
+            drop(turn);
+            back_off(lost).await;
+        }
+        Err(FlowError::Contention(job.call_sid.clone()))
+    }
+
+    /// Everyone in the queue, in order, with their place and wait (at most `limit`).
+    ///
+    /// # Errors
+    /// [`FlowError::Calls`].
+    pub async fn queue(&self, limit: u32) -> Result<Vec<QueuedCaller>, FlowError> {
+        let calls = self.queue.queued_calls(limit).await?;
+        Ok(QueuedCaller::list(&calls, self.clock.now()))
+    }
+
+    /// The priority rules, by pattern.
+    ///
+    /// # Errors
+    /// [`FlowError::Calls`].
+    pub async fn priority_rules(&self) -> Result<Vec<PriorityRule>, FlowError> {
+        Ok(self.queue.priority_rules().await?)
+    }
+
+    /// Sets the priority of callers matching `pattern` (replacing the rule for the same
+    /// pattern), audited as `priority_rule_changed` by `actor`.
+    ///
+    /// # Errors
+    /// [`QueueError::Invalid`] for a bad pattern, priority or label; store failures.
+    pub async fn set_priority_rule(
+        &self,
+        pattern: &str,
+        priority: i32,
+        label: &str,
+        actor: Actor,
+    ) -> Result<PriorityRule, QueueError> {
+        let now = self.clock.now();
+        let rule = PriorityRule::new(pattern, priority, label, now)?;
+        let event = NewAuditEvent::new(now, actor, AuditAction::PriorityRuleChanged).data([
+            ("pattern", Value::from(pattern)),
+            ("priority", Value::from(priority)),
+        ]);
+        let stored = self
+            .queue
+            .put_priority_rule(&rule, self.audit.staged(event))
+            .await
+            .map_err(FlowError::from)?;
+        Ok(stored)
+    }
+
+    /// Removes priority rule `id`, audited by `actor`; whether it existed.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn remove_priority_rule(
+        &self,
+        id: uuid::Uuid,
+        actor: Actor,
+    ) -> Result<bool, FlowError> {
+        let now = self.clock.now();
+        let rule = self
+            .queue
+            .priority_rules()
+            .await?
+            .into_iter()
+            .find(|r| r.id == id);
+        let Some(rule) = rule else {
+            return Ok(false);
+        };
+        let event = NewAuditEvent::new(now, actor, AuditAction::PriorityRuleChanged).data([
+            ("pattern", Value::from(rule.pattern.as_str())),
+            ("priority", Value::Null),
+        ]);
+        Ok(self
+            .queue
+            .remove_priority_rule(id, self.audit.staged(event))
+            .await?)
     }
 
     /// Forgets receipts older than `age` (they only guard against repeats within Telnyx's

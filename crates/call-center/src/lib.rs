@@ -31,6 +31,7 @@ mod flow;
 mod memory;
 mod model;
 mod port;
+pub mod queue;
 pub mod reports;
 mod settings;
 mod urls;
@@ -41,25 +42,35 @@ pub mod voicemail;
 pub mod contract;
 
 pub use agents::AgentEffect;
-pub use decide::{Context, Decision, Reply, decide, opens_round, repair};
+pub use decide::{
+    Context, Decision, MISSED_CALLS, QueuePlace, Reply, claim_push, decide, push_failed, repair,
+    reserve, wants_place, withdraw,
+};
 pub use event::{
     Endpoint, Event, EventError, LegEvent, Params, RecordingInfo, TranscriptionInfo, check_sid,
     from_call_control, from_params, mask_number,
 };
-pub use flow::{CallFlow, FlowError, Handled, Ports, Reconciliation};
+pub use flow::{
+    CallFlow, FlowError, Handled, MatchPass, Ports, PushJob, QueueError, Reconciliation,
+};
 pub use memory::MemoryCallStore;
 pub use model::{
-    Attempt, Call, CallState, CallStatus, CallView, Offer, OfferState, Outcome, RoundResult,
-    VoicemailView,
+    Attempt, Call, CallState, CallStatus, CallView, Delivery, Offer, OfferState, Outcome,
+    RoundResult, VoicemailView,
 };
 pub use port::{
     Applied, AttemptChange, CallChange, CallFilter, CallStore, CallStoreError, Receipt, Redaction,
     SignedRequest, Snapshot,
 };
-pub use settings::{
-    DEFAULT_GREETING, DEFAULT_RECORDING_NOTICE, FlowSettings, SettingsError, Texts,
+pub use queue::{
+    NumberPattern, PRIORITY_RANGE, PriorityRule, QueueStore, QueuedCaller, QueuedState, RuleError,
+    expected_wait, priority_of,
 };
-pub use urls::{Signed, UrlError, UrlKey, UrlKeys, UrlKind, Urls};
+pub use settings::{
+    DEFAULT_GREETING, DEFAULT_RECORDING_NOTICE, FlowSettings, QueueSettings, QueueStrategy,
+    SettingsError, Texts,
+};
+pub use urls::{HOLD_MUSIC_PATH, Signed, UrlError, UrlKey, UrlKeys, UrlKind, Urls};
 pub use vocabulary::{CallerStatus, DialStatus, LegStatus};
 pub use voicemail::{
     InboxError, InboxFilter, InboxState, Voicemail, VoicemailInbox, VoicemailStore,

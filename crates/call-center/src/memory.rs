@@ -30,6 +30,7 @@ struct InboxRow {
 #[derive(Debug, Default)]
 struct Inner {
     calls: HashMap<String, CallState>,
+    rules: Vec<crate::queue::PriorityRule>,
     inbox: HashMap<String, InboxRow>,
     receipts: HashMap<String, (String, DateTime<Utc>)>,
     fail: bool,
@@ -63,6 +64,24 @@ impl MemoryCallStore {
     /// Makes every later call fail (to test the fallback path); `false` heals it.
     pub fn set_failing(&self, fail: bool) {
         self.lock().fail = fail;
+    }
+
+    /// Whether `change` opens an offer for an agent that holds an open offer of another
+    /// call (or of another round of this call).
+    fn takes_an_open_offer(inner: &Inner, change: &CallChange) -> bool {
+        change
+            .offers
+            .iter()
+            .filter(|o| o.state == OfferState::Ringing)
+            .any(|new| {
+                inner.calls.values().any(|s| {
+                    s.offers.iter().any(|o| {
+                        o.agent_id == new.agent_id
+                            && o.state == OfferState::Ringing
+                            && (o.call_sid != new.call_sid || o.attempt != new.attempt)
+                    })
+                })
+            })
     }
 
     fn check(inner: &Inner) -> Result<(), CallStoreError> {
@@ -112,6 +131,10 @@ impl CallStore for MemoryCallStore {
                 .iter()
                 .any(|r| inner.receipts.contains_key(&r.key))
         {
+            return Ok(Applied::Conflict);
+        }
+        if Self::takes_an_open_offer(&inner, change) {
+            // As the stores' unique index on open offers per agent: another call holds one.
             return Ok(Applied::Conflict);
         }
         let state = inner
@@ -382,5 +405,182 @@ impl VoicemailStore for MemoryCallStore {
         inner
             .voicemail(call_sid)
             .ok_or(VoicemailStoreError::NotFound)
+    }
+}
+
+/// Queue order: priority (higher first), then `enqueued_at`, then the sid.
+fn queue_key(c: &Call) -> (std::cmp::Reverse<i32>, Option<DateTime<Utc>>, &str) {
+    (
+        std::cmp::Reverse(c.priority),
+        c.enqueued_at,
+        c.call_sid.as_str(),
+    )
+}
+
+fn in_queue(c: &Call) -> bool {
+    matches!(
+        c.status,
+        crate::model::CallStatus::Ringing | crate::model::CallStatus::Dialing
+    ) && c.enqueued_at.is_some()
+}
+
+#[async_trait]
+impl crate::queue::QueueStore for MemoryCallStore {
+    async fn priority_for(&self, number: &str) -> Result<i32, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        Ok(crate::queue::priority_of(&inner.rules, number))
+    }
+
+    async fn priority_rules(&self) -> Result<Vec<crate::queue::PriorityRule>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        let mut rules = inner.rules.clone();
+        rules.sort_by(|a, b| a.pattern.as_str().cmp(b.pattern.as_str()));
+        Ok(rules)
+    }
+
+    async fn put_priority_rule(
+        &self,
+        rule: &crate::queue::PriorityRule,
+        audit: Vec<NewAuditEvent>,
+    ) -> Result<crate::queue::PriorityRule, CallStoreError> {
+        let mut inner = self.lock();
+        Self::check(&inner)?;
+        let stored = match inner.rules.iter_mut().find(|r| r.pattern == rule.pattern) {
+            Some(r) => {
+                r.priority = rule.priority;
+                r.label.clone_from(&rule.label);
+                r.clone()
+            }
+            None => {
+                inner.rules.push(rule.clone());
+                rule.clone()
+            }
+        };
+        self.audit.push(audit);
+        Ok(stored)
+    }
+
+    async fn remove_priority_rule(
+        &self,
+        id: uuid::Uuid,
+        audit: Vec<NewAuditEvent>,
+    ) -> Result<bool, CallStoreError> {
+        let mut inner = self.lock();
+        Self::check(&inner)?;
+        let before = inner.rules.len();
+        inner.rules.retain(|r| r.id != id);
+        let removed = inner.rules.len() < before;
+        if removed {
+            self.audit.push(audit);
+        }
+        Ok(removed)
+    }
+
+    async fn queue_heads(
+        &self,
+        limit: u32,
+        enqueued_after: DateTime<Utc>,
+        max_rounds: i32,
+    ) -> Result<Vec<String>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        let mut heads: Vec<&Call> = inner
+            .calls
+            .values()
+            .map(|s| &s.call)
+            .filter(|c| {
+                c.is_waiting()
+                    && c.attempts < max_rounds
+                    && c.enqueued_at.is_some_and(|t| t >= enqueued_after)
+            })
+            .collect();
+        heads.sort_by(|a, b| queue_key(a).cmp(&queue_key(b)));
+        Ok(heads
+            .into_iter()
+            .take(limit as usize)
+            .map(|c| c.call_sid.clone())
+            .collect())
+    }
+
+    async fn queued_calls(&self, limit: u32) -> Result<Vec<Call>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        let mut calls: Vec<&Call> = inner
+            .calls
+            .values()
+            .map(|s| &s.call)
+            .filter(|c| in_queue(c))
+            .collect();
+        calls.sort_by(|a, b| queue_key(a).cmp(&queue_key(b)));
+        Ok(calls.into_iter().take(limit as usize).cloned().collect())
+    }
+
+    async fn place(
+        &self,
+        call: &Call,
+        now: DateTime<Utc>,
+    ) -> Result<crate::decide::QueuePlace, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        let key = queue_key(call);
+        let ahead = inner
+            .calls
+            .values()
+            .filter(|s| in_queue(&s.call) && queue_key(&s.call) < key)
+            .count();
+        let since = now - crate::queue::EXPECTED_WAIT_WINDOW;
+        let answered = inner
+            .calls
+            .values()
+            .filter(|s| s.call.answered_at.is_some_and(|t| t >= since))
+            .count();
+        let position = i64::try_from(ahead).unwrap_or(i64::MAX - 1) + 1;
+        Ok(crate::decide::QueuePlace {
+            position,
+            expected_wait: crate::queue::expected_wait(
+                position,
+                i64::try_from(answered).unwrap_or(i64::MAX),
+            ),
+        })
+    }
+
+    async fn open_rounds_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<String>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        let mut open: Vec<&Call> = inner
+            .calls
+            .values()
+            .map(|s| &s.call)
+            .filter(|c| c.round_open && in_queue(c) && c.delivery_at.is_some_and(|t| t <= before))
+            .collect();
+        open.sort_by_key(|c| c.delivery_at);
+        Ok(open
+            .into_iter()
+            .take(limit as usize)
+            .map(|c| c.call_sid.clone())
+            .collect())
+    }
+
+    async fn pending_pushes(&self, limit: u32) -> Result<Vec<String>, CallStoreError> {
+        let inner = self.lock();
+        Self::check(&inner)?;
+        let mut pending: Vec<&Call> = inner
+            .calls
+            .values()
+            .map(|s| &s.call)
+            .filter(|c| c.round_open && c.delivery == Some(crate::model::Delivery::Pending))
+            .collect();
+        pending.sort_by_key(|c| c.delivery_at);
+        Ok(pending
+            .into_iter()
+            .take(limit as usize)
+            .map(|c| c.call_sid.clone())
+            .collect())
     }
 }

@@ -80,6 +80,23 @@ stored_enum!(
     }
 );
 
+stored_enum!(
+    /// How the open round's offer reaches the caller (the `delivery` of a call): exactly one
+    /// path delivers it, the push (Telnyx's REST update-call) or the caller's next hold
+    /// request (pull).
+    Delivery {
+        /// Reserved, not delivered: a push may claim it, or the next hold request takes it.
+        Pending,
+        /// A push worker claimed it and is asking Telnyx to redirect the call; the hold
+        /// request leaves it alone until the claim is older than the reservation's life.
+        Pushing,
+        /// Pushes failed: only the caller's next hold request delivers it.
+        Pull,
+        /// The caller received the `<Dial>`.
+        Delivered,
+    }
+);
+
 /// How a round ended (the `result` of a `dial_attempts` row; kebab-case as Telnyx spells
 /// its statuses).
 #[derive(
@@ -105,6 +122,9 @@ pub enum RoundResult {
     NoVoicemail,
     /// Nobody could be rung: the round was a hold message.
     NoAgents,
+    /// The reservation was withdrawn: the offer was not delivered, or the `<Dial>` never
+    /// reported, within the reservation's life.
+    Withdrawn,
 }
 
 impl RoundResult {
@@ -172,6 +192,19 @@ pub struct Call {
     pub updated_at: DateTime<Utc>,
     /// When the caller started waiting for an agent (never reset).
     pub enqueued_at: Option<DateTime<Utc>>,
+    /// Queue priority: higher first, then `enqueued_at` (0 unless a priority rule matched
+    /// the caller's number).
+    pub priority: i32,
+    /// How the open round's offer reaches the caller (`None`: no round reserved).
+    pub delivery: Option<Delivery>,
+    /// When `delivery` last changed (the reservation's clock).
+    pub delivery_at: Option<DateTime<Utc>>,
+    /// Failed pushes of the current offer.
+    pub push_attempts: i32,
+    /// The queue position last announced to the caller.
+    pub announced_position: Option<i32>,
+    /// When it was announced.
+    pub announced_at: Option<DateTime<Utc>>,
 }
 
 impl Call {
@@ -206,7 +239,22 @@ impl Call {
             version: 0,
             updated_at: now,
             enqueued_at: None,
+            priority: 0,
+            delivery: None,
+            delivery_at: None,
+            push_attempts: 0,
+            announced_position: None,
+            announced_at: None,
         }
+    }
+
+    /// Whether the caller waits in the queue: greeted, not answered, not in voicemail, no
+    /// round reserved for them.
+    #[must_use]
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.status, CallStatus::Ringing | CallStatus::Dialing)
+            && !self.round_open
+            && self.enqueued_at.is_some()
     }
 
     /// Whether the caller's call has ended.
@@ -248,6 +296,9 @@ pub struct Offer {
     /// Whether `talk_seconds` came from the leg itself (final) or from the caller's hang-up
     /// (provisional, corrected when the leg reports).
     pub talk_final: bool,
+    /// The agent's misses in a row when the offer was made (one open offer per agent, so
+    /// nothing else changes it until this offer ends).
+    pub misses_before: i32,
 }
 
 /// One round as stored for reporting.

@@ -36,8 +36,6 @@ pub struct Texts {
     pub greeting: Say,
     /// Played after the greeting when recording is on.
     pub recording_notice: Say,
-    /// Before each retry round.
-    pub still_busy: Say,
     /// When a round finds nobody to ring.
     pub no_agents: Say,
     /// Before the beep.
@@ -48,6 +46,28 @@ pub struct Texts {
     pub goodbye: Say,
     /// When something broke.
     pub apology: Say,
+}
+
+impl Texts {
+    /// The caller's place in line, and the expected wait when there is one.
+    #[must_use]
+    pub fn position(position: i64, expected_wait: Option<chrono::Duration>) -> Option<Say> {
+        let place = if position <= 1 {
+            "You are next in line.".to_owned()
+        } else {
+            format!("You are number {position} in line.")
+        };
+        let wait = match expected_wait.map(|w| w.num_seconds()) {
+            Some(s) if s < 60 => " Your expected wait is less than a minute.".to_owned(),
+            Some(s) => {
+                let minutes = (s + 59) / 60;
+                let unit = if minutes == 1 { "minute" } else { "minutes" };
+                format!(" Your expected wait is about {minutes} {unit}.")
+            }
+            None => String::new(),
+        };
+        Say::new(format!("{place}{wait}")).ok()
+    }
 }
 
 fn say(name: &'static str, text: &str) -> Result<Say, SettingsError> {
@@ -71,10 +91,6 @@ impl Texts {
         Ok(Self {
             greeting: say("CALL_CENTER_GREETING", greeting)?,
             recording_notice: say("CALL_CENTER_RECORDING_NOTICE", recording_notice)?,
-            still_busy: say(
-                "still_busy",
-                "All of our agents are still busy. Please continue to hold.",
-            )?,
             no_agents: say(
                 "no_agents",
                 "All of our agents are busy at the moment. Please hold.",
@@ -128,6 +144,58 @@ pub struct FlowSettings {
     /// After an answered call's leg ends, the agent is not offered a call for this long
     /// (after-call work; it may end it early). Zero: free at once.
     pub wrap_up: chrono::Duration,
+    /// The queue: hold loop, matcher, push.
+    pub queue: QueueSettings,
+}
+
+/// How the matcher picks agents for the head caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
+pub enum QueueStrategy {
+    /// Every eligible agent at once (capped by `max_agents_per_round`), first answer wins.
+    RingAll,
+    /// The eligible agent idle the longest, alone.
+    LongestIdle,
+}
+
+/// The queue's behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// The audio of one hold segment (`None`: the server's own, at `/hold-music.wav`).
+    pub hold_music: Option<texml::Url>,
+    /// Between position announcements, at least; zero: never announced.
+    pub position_interval: chrono::Duration,
+    /// The longest a caller waits before voicemail (or goodbye).
+    pub max_wait: chrono::Duration,
+    /// After a missed offer, the agent is not offered another for this long.
+    pub no_answer_delay: chrono::Duration,
+    /// Misses in a row that pause an agent (`missed-calls`); 0: never.
+    pub misses_to_pause: i32,
+    /// Which agents a match reserves.
+    pub strategy: QueueStrategy,
+    /// A reservation not delivered (or a delivered `<Dial>` not reported, after its ring
+    /// time) within this is withdrawn; the caller keeps its place.
+    pub reservation_ttl: chrono::Duration,
+    /// A push claim older than this is taken over by the caller's next hold request.
+    pub push_claim_ttl: chrono::Duration,
+    /// Failed pushes of one offer before it is left to the hold loop.
+    pub max_push_attempts: i32,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            hold_music: None,
+            position_interval: chrono::Duration::seconds(30),
+            max_wait: chrono::Duration::seconds(600),
+            no_answer_delay: chrono::Duration::seconds(10),
+            misses_to_pause: 3,
+            strategy: QueueStrategy::RingAll,
+            reservation_ttl: chrono::Duration::seconds(30),
+            push_claim_ttl: chrono::Duration::seconds(10),
+            max_push_attempts: 3,
+        }
+    }
 }
 
 /// The default of [`FlowSettings::max_call_length`]: 5 hours.
@@ -173,6 +241,7 @@ impl FlowSettings {
             texts,
             max_call_length: DEFAULT_MAX_CALL_LENGTH,
             wrap_up: chrono::Duration::zero(),
+            queue: QueueSettings::default(),
         })
     }
 }

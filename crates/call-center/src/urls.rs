@@ -104,6 +104,9 @@ pub enum UrlKind {
     Transcription,
     /// The end of a round that rang nobody (a hold message, then this redirect).
     Hold,
+    /// The push target: Telnyx's REST update-call redirected the waiting caller here to
+    /// receive its reserved offer.
+    Push,
 }
 
 /// What a server-written URL says, under its MAC.
@@ -265,7 +268,11 @@ pub struct Urls {
     voicemail: Url,
     voicemail_callback: Url,
     events: Url,
+    hold_music: Url,
 }
+
+/// Where the server serves its own hold music, under `{base}/api/call-center`.
+pub const HOLD_MUSIC_PATH: &str = "/hold-music.wav";
 
 impl Urls {
     /// The URLs under `{base}/api/call-center`, signed with `keys`. `https://x.example` and
@@ -291,7 +298,26 @@ impl Urls {
             voicemail: parse(Endpoint::Voicemail)?,
             voicemail_callback: parse(Endpoint::VoicemailCallback)?,
             events: parse(Endpoint::Events)?,
+            hold_music: Url::parse(&format!("{base}{HOLD_MUSIC_PATH}")).map_err(|source| {
+                SettingsError::Texml {
+                    name: "WEBHOOK_BASE_URL",
+                    source,
+                }
+            })?,
         })
+    }
+
+    /// The server's own hold music (public, cacheable, unsigned).
+    #[must_use]
+    pub fn hold_music(&self) -> &Url {
+        &self.hold_music
+    }
+
+    /// The push target: `/dial-agents` for the offer of round `round`, marked as pushed.
+    #[must_use]
+    pub fn pushed_offer(&self, call: &str, round: i32) -> Url {
+        let s = Signed::call(call).round(round).kind(UrlKind::Push);
+        self.signed(&self.dial_agents, Endpoint::DialAgents, &s)
     }
 
     /// The keys (to verify requests).
@@ -311,7 +337,8 @@ impl Urls {
         )
     }
 
-    /// `/dial-agents`: round `round` of `call`.
+    /// `/dial-agents`: the hold loop's next request (`round`: the round the caller waits
+    /// for, one past its last).
     #[must_use]
     pub fn dial_agents(&self, call: &str, round: i32) -> Url {
         let s = Signed::call(call).round(round);

@@ -104,7 +104,7 @@ async fn the_reconciler_frees_agents_held_by_ended_or_unknown_calls() {
         delta: MetricsDelta::default(),
         engage: true,
         release: false,
-        wrap_up_until: None,
+        ..AgentEffect::default()
     };
     // States no callback order produces, made directly in the store.
     w.agent_store
@@ -291,6 +291,7 @@ async fn a_burst_of_callbacks_on_one_call_from_two_instances_never_gives_up() {
     let other = CallFlow::new(
         Ports {
             calls: std::sync::Arc::new(w.calls.clone()),
+            queue: std::sync::Arc::new(w.calls.clone()),
             agents: std::sync::Arc::new(w.agent_store.clone()),
             clock: std::sync::Arc::new(w.clock.clone()),
             audit: std::sync::Arc::new(audit::ChainSink),

@@ -93,10 +93,18 @@ async fn answered_in_round_two() {
         .await;
     let next = w.doc(dial_result("c2", 1, Some("no-answer"), None)).await;
     assert!(
-        next.contains("still busy") && next.contains("dial-agents?call=c2&amp;round=2&amp;mac="),
-        "{next}"
+        next.contains("<Play continueOnError=\"true\">https://cc.example.com/api/call-center/hold-music.wav</Play>")
+            && next.contains("dial-agents?call=c2&amp;round=2&amp;mac="),
+        "back to the hold loop: {next}"
     );
-    w.send(dial_agents("c2", 2)).await;
+    assert!(
+        w.call("c2").await.is_waiting(),
+        "Alice is in her no-answer delay: nobody is reserved"
+    );
+    w.tick(10);
+    assert_eq!(w.sweep().await.reserved, vec![("c2".to_owned(), 2)]);
+    let dial = w.doc(dial_agents("c2", 2)).await;
+    assert!(dial.contains("sip:alice@"), "{dial}");
     w.send(leg("c2", 2, &alice, "l2", LegStatus::InProgress, 2))
         .await;
     w.send(leg("c2", 2, &alice, "l2", LegStatus::Completed, 3))
@@ -124,18 +132,23 @@ async fn no_agent_at_all_goes_to_voicemail_with_transcription() {
     let hold = w.doc(dial_agents("c3", 1)).await;
     assert!(!hold.contains("<Dial"), "no empty <Dial>");
     assert!(
-        hold.contains(r#"<Pause length="30"/>"#)
-            && hold.contains("retry-dial?call=c3&amp;round=1&amp;kind=hold&amp;mac="),
+        hold.contains("<Say>You are next in line.</Say>")
+            && hold.contains("hold-music.wav</Play>")
+            && hold.contains("dial-agents?call=c3&amp;round=1&amp;mac="),
         "{hold}"
     );
+    w.tick(30);
+    let again = w.doc(dial_agents("c3", 1)).await;
     assert!(
-        w.doc(dial_result("c3", 1, None, None))
-            .await
-            .contains("dial-agents?call=c3&amp;round=2&amp;mac=")
+        !again.contains("<Say>"),
+        "the place is said again only when it improved: {again}"
     );
-    w.send(dial_agents("c3", 2)).await;
-    let to_vm = w.doc(dial_result("c3", 2, None, None)).await;
-    assert!(to_vm.contains("/voicemail?call=c3&amp;mac="), "{to_vm}");
+    w.tick(570);
+    let to_vm = w.doc(dial_agents("c3", 1)).await;
+    assert!(
+        to_vm.contains("/voicemail?call=c3&amp;mac="),
+        "the longest wait reached: {to_vm}"
+    );
     let record = w.doc(voicemail("c3")).await;
     for attr in [
         r#"transcription="true""#,
@@ -186,7 +199,8 @@ async fn voicemail_disabled_says_goodbye_and_hangs_up() {
     let w = World::new(settings);
     w.send(inbound("c4")).await;
     w.send(dial_agents("c4", 1)).await;
-    let bye = w.doc(dial_result("c4", 1, None, None)).await;
+    w.tick(600);
+    let bye = w.doc(dial_agents("c4", 1)).await;
     assert!(
         bye.contains("Please try again later") && bye.ends_with("<Hangup/></Response>"),
         "{bye}"
@@ -290,6 +304,8 @@ async fn an_agent_whose_heartbeat_expired_is_not_rung_in_round_two() {
         .unwrap();
     w.tick(20); // Alice's heartbeat is now 65 s old, Bob's 20 s.
     w.send(dial_result("c6", 1, Some("no-answer"), None)).await;
+    w.tick(10); // the no-answer delay
+    w.sweep().await;
     let round2 = w.doc(dial_agents("c6", 2)).await;
     assert!(
         !round2.contains("alice") && round2.contains("bob"),
@@ -317,8 +333,10 @@ async fn a_failing_store_is_an_error_and_the_fallback_is_a_safe_document() {
 async fn an_unknown_call_is_created_on_the_spot_by_an_instruction_never_by_a_status_callback() {
     let w = World::default();
     let alice = w.agent("Alice").await;
+    let hold = w.doc(dial_agents("ghost", 1)).await;
+    assert!(hold.contains("<Play"), "joins the queue: {hold}");
     let dial = w.doc(dial_agents("ghost", 1)).await;
-    assert!(dial.contains("sip:alice@"));
+    assert!(dial.contains("sip:alice@"), "{dial}");
     let call = w.call("ghost").await;
     assert_eq!((call.status, call.attempts), (CallStatus::Dialing, 1));
     w.send(leg("ghost", 1, &alice, "lg", LegStatus::InProgress, 1))
@@ -379,9 +397,11 @@ async fn the_audit_trail_of_a_call_is_complete_and_verifies() {
         actions,
         [
             AuditAction::CallReceived,
+            AuditAction::CallEnqueued,
             AuditAction::RecordingNoticePlayed,
             AuditAction::AttemptOpened,
             AuditAction::OfferMade,
+            AuditAction::OfferDelivered,
             AuditAction::CallAnswered,
             AuditAction::AgentReleased,
             AuditAction::CallCompleted,

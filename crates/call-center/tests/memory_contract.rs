@@ -16,7 +16,8 @@ async fn fresh() -> Stores {
         calls: Arc::new(calls.clone()),
         agents: Arc::new(agents),
         audit: Arc::new(audit),
-        voicemails: Arc::new(calls),
+        voicemails: Arc::new(calls.clone()),
+        queue: Arc::new(calls),
     }
 }
 

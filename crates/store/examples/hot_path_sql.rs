@@ -59,6 +59,7 @@ impl Bench {
             Event::DialAgents {
                 call_sid: call.clone(),
                 round: Some(1),
+                pushed: false,
             },
         ];
         for (i, (agent, sip)) in self.agents.iter().enumerate() {
@@ -151,6 +152,7 @@ async fn main() {
     let urls = Urls::new("https://cc.example.com", UrlKeys::random()).unwrap();
     let ports = Ports {
         calls: store.calls(),
+        queue: store.queue(),
         agents: store.agents(),
         clock,
         audit: Arc::new(ChainSink),

@@ -142,6 +142,7 @@ macro_rules! backend {
         crate::audit::audit_log!($store, $db);
         crate::reports::report_store!($store, $db);
         crate::voicemails::voicemail_store!($store, $db, $lock);
+        crate::queue::queue_store!($store, $db);
     };
 }
 
@@ -203,7 +204,9 @@ pub(crate) mod sql {
         AGENT_UPDATE = format!(
             "UPDATE agents SET name = COALESCE($2, name), sip_uri = COALESCE($3, sip_uri), \
              sip_key = COALESCE($4, sip_key), presence = COALESCE($5, presence), \
-             paused_reason = CASE WHEN $5 IS NULL THEN paused_reason ELSE $7 END, updated_at = $6 \
+             paused_reason = CASE WHEN $5 IS NULL THEN paused_reason ELSE $7 END, updated_at = $6, \
+             missed_in_a_row = CASE WHEN $5 IS NOT NULL AND $7 IS NULL AND paused_reason IS NOT NULL \
+                 THEN 0 ELSE missed_in_a_row END \
              WHERE id = $1 RETURNING {}",
             AgentRow::columns(None)
         )
@@ -213,7 +216,9 @@ pub(crate) mod sql {
         /// `$4`, null: none).
         AGENT_HEARTBEAT = format!(
             "UPDATE agents SET last_heartbeat_at = $2, updated_at = $2, presence = COALESCE($3, presence), \
-             paused_reason = CASE WHEN $3 IS NULL THEN paused_reason ELSE $4 END \
+             paused_reason = CASE WHEN $3 IS NULL THEN paused_reason ELSE $4 END, \
+             missed_in_a_row = CASE WHEN $3 IS NOT NULL AND $4 IS NULL AND paused_reason IS NOT NULL \
+                 THEN 0 ELSE missed_in_a_row END \
              WHERE id = $1 RETURNING {}",
             AgentRow::columns(None)
         )
@@ -226,15 +231,16 @@ pub(crate) mod sql {
         /// Agents effectively available at cutoff `$1` and time `$2`.
         AGENTS_AVAILABLE = format!(
             "{}WHERE presence = 'available' AND paused_reason IS NULL AND current_call_sid IS NULL \
-             AND last_heartbeat_at >= $1 AND idle_since <= $2 ORDER BY created_at, id",
+             AND offer_call_sid IS NULL AND last_heartbeat_at >= $1 AND idle_since <= $2 \
+             ORDER BY created_at, id",
             AgentRow::select()
         )
     );
     statement!(
-        /// Agents effectively busy at cutoff `$1` and time `$2` (on a call, said busy, or
-        /// wrapping up).
+        /// Agents effectively busy at cutoff `$1` and time `$2` (on a call, holding an offer,
+        /// said busy, or wrapping up).
         AGENTS_BUSY = format!(
-            "{}WHERE current_call_sid IS NOT NULL \
+            "{}WHERE current_call_sid IS NOT NULL OR offer_call_sid IS NOT NULL \
              OR (presence <> 'offline' AND paused_reason IS NULL AND last_heartbeat_at >= $1 \
                  AND (presence = 'busy' OR idle_since > $2)) \
              ORDER BY created_at, id",
@@ -244,7 +250,8 @@ pub(crate) mod sql {
     statement!(
         /// Agents effectively paused at cutoff `$1`.
         AGENTS_PAUSED = format!(
-            "{}WHERE current_call_sid IS NULL AND presence <> 'offline' AND paused_reason IS NOT NULL \
+            "{}WHERE current_call_sid IS NULL AND offer_call_sid IS NULL AND presence <> 'offline' \
+             AND paused_reason IS NOT NULL \
              AND last_heartbeat_at >= $1 ORDER BY created_at, id",
             AgentRow::select()
         )
@@ -252,16 +259,19 @@ pub(crate) mod sql {
     statement!(
         /// Agents effectively offline at cutoff `$1`.
         AGENTS_OFFLINE = format!(
-            "{}WHERE current_call_sid IS NULL AND (presence = 'offline' OR last_heartbeat_at IS NULL \
+            "{}WHERE current_call_sid IS NULL AND offer_call_sid IS NULL \
+             AND (presence = 'offline' OR last_heartbeat_at IS NULL \
              OR last_heartbeat_at < $1) ORDER BY created_at, id",
             AgentRow::select()
         )
     );
-    /// "Available now": presence available, not paused, fresh heartbeat (cutoff `$1`), no
-    /// call, wrap-up over (time `$3`); longest idle first (the plan is in docs/agents.md).
-    pub const AVAILABLE_NOW: &str = "SELECT id, sip_uri FROM agents \
+    /// "Available now" (eligible for an offer): presence available, not paused, fresh
+    /// heartbeat (cutoff `$1`), no call, no open offer, wrap-up and no-answer delay over
+    /// (time `$3`); longest idle first (the plan is in docs/agents.md).
+    pub const AVAILABLE_NOW: &str = "SELECT id, sip_uri, missed_in_a_row FROM agents \
          WHERE presence = 'available' AND paused_reason IS NULL AND current_call_sid IS NULL \
-         AND idle_since <= $3 AND last_heartbeat_at >= $1 ORDER BY idle_since, id LIMIT $2";
+         AND offer_call_sid IS NULL AND idle_since <= $3 AND last_heartbeat_at >= $1 \
+         AND (no_answer_until IS NULL OR no_answer_until <= $3) ORDER BY idle_since, id LIMIT $2";
     statement!(
         /// One call.
         CALL_BY_SID = format!("{}WHERE call_sid = $1", CallRow::select())

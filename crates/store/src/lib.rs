@@ -20,6 +20,7 @@ mod reports;
 mod rows;
 #[macro_use]
 mod schema;
+mod queue;
 pub mod sqlite;
 mod types;
 mod voicemails;
@@ -223,6 +224,15 @@ impl Store {
     /// The voicemail inbox port.
     #[must_use]
     pub fn voicemails(&self) -> Arc<dyn call_center::VoicemailStore> {
+        match &self.inner {
+            Inner::Sqlite(s) => Arc::new(s.clone()),
+            Inner::Postgres(p) => Arc::new(p.clone()),
+        }
+    }
+
+    /// The queue port.
+    #[must_use]
+    pub fn queue(&self) -> Arc<dyn call_center::QueueStore> {
         match &self.inner {
             Inner::Sqlite(s) => Arc::new(s.clone()),
             Inner::Postgres(p) => Arc::new(p.clone()),

@@ -51,6 +51,10 @@ impl TryFrom<AgentRow> for Agent {
                 calls_missed: r.calls_missed,
                 total_talk_seconds: r.total_talk_seconds,
             },
+            missed_in_a_row: r.missed_in_a_row,
+            offer_call_sid: r.offer_call_sid,
+            offer_ringing: r.offer_ringing,
+            no_answer_until: time(r.no_answer_until),
         })
     }
 }
@@ -72,6 +76,10 @@ impl From<&Agent> for AgentRow {
             total_talk_seconds: a.metrics.total_talk_seconds,
             created_at: SqlTime(a.created_at),
             updated_at: SqlTime(a.updated_at),
+            missed_in_a_row: a.missed_in_a_row,
+            offer_call_sid: a.offer_call_sid.clone(),
+            offer_ringing: a.offer_ringing,
+            no_answer_until: sql_time(a.no_answer_until),
         }
     }
 }
@@ -111,6 +119,16 @@ impl TryFrom<CallRow> for Call {
             version: r.version,
             updated_at: r.updated_at.0,
             enqueued_at: time(r.enqueued_at),
+            priority: r.priority,
+            delivery: r
+                .delivery
+                .as_deref()
+                .map(|d| parsed("delivery", d))
+                .transpose()?,
+            delivery_at: time(r.delivery_at),
+            push_attempts: r.push_attempts,
+            announced_position: r.announced_position,
+            announced_at: time(r.announced_at),
         })
     }
 }
@@ -145,6 +163,12 @@ impl From<&Call> for CallRow {
             version: c.version,
             updated_at: SqlTime(c.updated_at),
             enqueued_at: sql_time(c.enqueued_at),
+            priority: c.priority,
+            delivery: c.delivery.map(|d| d.as_str().to_owned()),
+            delivery_at: sql_time(c.delivery_at),
+            push_attempts: c.push_attempts,
+            announced_position: c.announced_position,
+            announced_at: sql_time(c.announced_at),
         }
     }
 }
@@ -171,6 +195,7 @@ impl TryFrom<OfferRow> for Offer {
             leg_duration: r.leg_duration,
             talk_seconds: r.talk_seconds,
             talk_final: r.talk_final,
+            misses_before: r.misses_before,
         })
     }
 }
@@ -192,6 +217,7 @@ impl From<&Offer> for OfferRow {
             leg_duration: o.leg_duration,
             talk_seconds: o.talk_seconds,
             talk_final: o.talk_final,
+            misses_before: o.misses_before,
         }
     }
 }
@@ -229,6 +255,15 @@ pub(crate) fn rounds(
     (opened, closed)
 }
 
+/// How an [`agents::OfferMark`] is bound (`reserve`, `ring`, `clear`).
+fn offer_mark(m: agents::OfferMark) -> &'static str {
+    match m {
+        agents::OfferMark::Reserve => "reserve",
+        agents::OfferMark::Ring => "ring",
+        agents::OfferMark::Clear => "clear",
+    }
+}
+
 /// The agent effects of a change, as bound.
 pub(crate) fn effects(effects: &[AgentEffect]) -> Vec<EffectRow> {
     effects
@@ -241,6 +276,9 @@ pub(crate) fn effects(effects: &[AgentEffect]) -> Vec<EffectRow> {
             engage: e.engage,
             release: e.release,
             wrap_up_until: sql_time(e.wrap_up_until),
+            no_answer_until: sql_time(e.no_answer_until),
+            pause: e.pause.as_ref().map(|p| p.as_str().to_owned()),
+            offer: e.offer.map(|m| offer_mark(m).to_owned()),
         })
         .collect()
 }

@@ -183,6 +183,10 @@ table! {
         total_talk_seconds: i64 => "int8",
         created_at: SqlTime => "timestamptz",
         updated_at: SqlTime => "timestamptz",
+        missed_in_a_row: i32 => "int4",
+        offer_call_sid: Option<String> => "text",
+        offer_ringing: bool => "bool",
+        no_answer_until: Option<SqlTime> => "timestamptz",
     }
 }
 
@@ -216,6 +220,12 @@ table! {
         version: i64 => "int8",
         updated_at: SqlTime => "timestamptz",
         enqueued_at: Option<SqlTime> => "timestamptz",
+        priority: i32 => "int4",
+        delivery: Option<String> => "text",
+        delivery_at: Option<SqlTime> => "timestamptz",
+        push_attempts: i32 => "int4",
+        announced_position: Option<i32> => "int4",
+        announced_at: Option<SqlTime> => "timestamptz",
     }
 }
 
@@ -236,6 +246,7 @@ table! {
         leg_duration: Option<i64> => "int8",
         talk_seconds: Option<i64> => "int8",
         talk_final: bool => "bool",
+        misses_before: i32 => "int4",
     }
 }
 
@@ -294,6 +305,9 @@ table! {
         engage: bool => "bool",
         release: bool => "bool",
         wrap_up_until: Option<SqlTime> => "timestamptz",
+        no_answer_until: Option<SqlTime> => "timestamptz",
+        pause: Option<String> => "text",
+        offer: Option<String> => "text",
     }
 }
 

@@ -51,6 +51,7 @@ async fn call_contract(postgres: bool) {
                 agents: s.agents(),
                 audit: s.audit(),
                 voicemails: s.voicemails(),
+                queue: s.queue(),
             }
         }
     })

@@ -204,6 +204,9 @@ pub struct Play {
     pub source: PlaySource,
     /// `loop`.
     pub loop_count: Option<PlayLoop>,
+    /// `continueOnError`: go on with the document when the audio cannot be played
+    /// (Telnyx's default, false, ends the script).
+    pub continue_on_error: Option<bool>,
 }
 
 impl Play {
@@ -213,6 +216,7 @@ impl Play {
         Self {
             source,
             loop_count: None,
+            continue_on_error: None,
         }
     }
 }
@@ -510,6 +514,9 @@ pub struct Dial {
     pub recording_status_callback_event: Option<EventSet<RecordingEvent>>,
     /// `ringTone`.
     pub ring_tone: Option<Token>,
+    /// `audioUrl` (Telnyx-only): audio the caller hears instead of ringback while the
+    /// nouns ring; overrides `ringTone`.
+    pub audio_url: Option<Url>,
     /// `answerOnBridge`.
     pub answer_on_bridge: Option<bool>,
     nouns: Vec<DialNoun>,
@@ -539,6 +546,7 @@ impl Dial {
             recording_status_callback_method: None,
             recording_status_callback_event: None,
             ring_tone: None,
+            audio_url: None,
             answer_on_bridge: None,
             nouns,
         })

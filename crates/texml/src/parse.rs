@@ -306,6 +306,7 @@ fn play(ctx: &mut Ctx, el: &Element) -> Result<Option<Play>, ParseError> {
     let loop_count = a.get(ctx, "loop", ranged(PlayLoop::check))?;
     let media = a.get(ctx, "mediaStorage", boolean)?.unwrap_or(false);
     let digits = a.get(ctx, "digits", |s| Digits::new(s))?;
+    let continue_on_error = a.get(ctx, "continueOnError", boolean)?;
     a.finish(ctx)?;
     no_children(ctx, el)?;
     let source = match (digits, media) {
@@ -316,7 +317,11 @@ fn play(ctx: &mut Ctx, el: &Element) -> Result<Option<Play>, ParseError> {
         .map(PlaySource::Media),
         _ => body(ctx, el, "an audio URL", trimmed_url)?.map(PlaySource::Url),
     };
-    Ok(source.map(|source| Play { source, loop_count }))
+    Ok(source.map(|source| Play {
+        source,
+        loop_count,
+        continue_on_error,
+    }))
 }
 
 fn pause(ctx: &mut Ctx, el: &Element) -> Result<Option<Pause>, ParseError> {
@@ -376,6 +381,7 @@ fn dial(ctx: &mut Ctx, el: &Element) -> Result<Option<Dial>, ParseError> {
     let recording_status_callback_event =
         a.get(ctx, "recordingStatusCallbackEvent", EventSet::parse)?;
     let ring_tone = a.get(ctx, "ringTone", |s| Token::new(s))?;
+    let audio_url = a.get(ctx, "audioUrl", url)?;
     let answer_on_bridge = a.get(ctx, "answerOnBridge", boolean)?;
     a.finish(ctx)?;
     no_text(ctx, el)?;
@@ -406,6 +412,7 @@ fn dial(ctx: &mut Ctx, el: &Element) -> Result<Option<Dial>, ParseError> {
     d.recording_status_callback_method = recording_status_callback_method;
     d.recording_status_callback_event = recording_status_callback_event;
     d.ring_tone = ring_tone;
+    d.audio_url = audio_url;
     d.answer_on_bridge = answer_on_bridge;
     Ok(Some(d))
 }

@@ -308,7 +308,9 @@ fn say<'a>(out: &mut impl Out<'a>, s: &'a Say) {
 }
 
 fn play<'a>(out: &mut impl Out<'a>, p: &'a Play) {
-    let attrs = A::new().opt("loop", p.loop_count);
+    let attrs = A::new()
+        .opt("loop", p.loop_count)
+        .opt("continueOnError", p.continue_on_error);
     match &p.source {
         PlaySource::Url(u) => out.leaf("Play", attrs, u.as_str()),
         PlaySource::Media(name) => {
@@ -369,6 +371,7 @@ fn dial<'a>(out: &mut impl Out<'a>, d: &'a Dial) {
             d.recording_status_callback_event.as_ref(),
         )
         .opt("ringTone", d.ring_tone.as_ref())
+        .opt("audioUrl", d.audio_url.as_ref())
         .opt("answerOnBridge", d.answer_on_bridge);
     out.open("Dial", attrs);
     for n in d.nouns() {

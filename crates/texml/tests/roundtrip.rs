@@ -87,10 +87,16 @@ fn play() -> impl Strategy<Value = Play> {
         clean_text().prop_map(|t| PlaySource::Media(Text::new(t).unwrap())),
         "[0-9*#w]{1,8}".prop_map(|d| PlaySource::Digits(Digits::new(d).unwrap())),
     ];
-    (source, proptest::option::of(0u32..=1000)).prop_map(|(source, n)| Play {
+    (
         source,
-        loop_count: n.map(|n| PlayLoop::new(n).unwrap()),
-    })
+        proptest::option::of(0u32..=1000),
+        proptest::option::of(any::<bool>()),
+    )
+        .prop_map(|(source, n, continue_on_error)| Play {
+            source,
+            loop_count: n.map(|n| PlayLoop::new(n).unwrap()),
+            continue_on_error,
+        })
 }
 
 fn pause() -> impl Strategy<Value = Pause> {

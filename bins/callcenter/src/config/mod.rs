@@ -133,6 +133,12 @@ pub struct Settings {
     pub max_call_length: Duration,
     /// `CALL_CENTER_WRAP_UP_SECONDS`.
     pub wrap_up: Duration,
+    /// The queue's settings (`CALL_CENTER_QUEUE_STRATEGY` and its siblings).
+    pub queue: call_center::QueueSettings,
+    /// `TELNYX_API_BASE_URL`.
+    pub telnyx_api_base_url: String,
+    /// `CALL_CENTER_MATCHER_INTERVAL_MS`.
+    pub matcher_interval: Duration,
     pub webhook_deadline: Duration,
     pub statement_timeout: Duration,
     pub spool_dir: std::path::PathBuf,
@@ -224,6 +230,9 @@ impl Settings {
             trusted_proxies: read_trusted_proxies(r),
             max_call_length: r.duration(&t::CALL_CENTER_MAX_CALL_SECONDS),
             wrap_up: r.duration(&t::CALL_CENTER_WRAP_UP_SECONDS),
+            queue: read_queue(r),
+            telnyx_api_base_url: read_api_base_url(r),
+            matcher_interval: r.duration(&t::CALL_CENTER_MATCHER_INTERVAL_MS),
             webhook_deadline: r.duration(&t::WEBHOOK_DEADLINE_MS),
             statement_timeout: r.duration(&t::DATABASE_STATEMENT_TIMEOUT_MS),
             spool_dir: read_spool_dir(r, &database_url),
@@ -264,6 +273,7 @@ impl Settings {
         flow.max_call_length =
             chrono::Duration::from_std(self.max_call_length).unwrap_or(flow.max_call_length);
         flow.wrap_up = chrono::Duration::from_std(self.wrap_up).unwrap_or(flow.wrap_up);
+        flow.queue = self.queue.clone();
         flow.voicemail_max_length = texml::MaxLength::new(seconds(self.voicemail_max_length))
             .map_err(|source| call_center::SettingsError::Texml {
                 name: "CALL_CENTER_VOICEMAIL_MAX_LENGTH",
@@ -351,6 +361,46 @@ fn read_bind_addr(r: &mut Reader<'_>) -> SocketAddr {
         r.problem(&t::BIND_ADDR, &raw, "not an address");
         SocketAddr::from(([127, 0, 0, 1], 8080))
     })
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+fn read_queue(r: &mut Reader<'_>) -> call_center::QueueSettings {
+    let strategy = match r.choice(&t::CALL_CENTER_QUEUE_STRATEGY) {
+        "longest-idle" => call_center::QueueStrategy::LongestIdle,
+        _ => call_center::QueueStrategy::RingAll,
+    };
+    let hold_music = r.optional(&t::CALL_CENTER_HOLD_MUSIC_URL).and_then(|u| {
+        let parsed = texml::Url::parse(&u).ok();
+        if parsed.is_none() {
+            r.problem(
+                &t::CALL_CENTER_HOLD_MUSIC_URL,
+                &u,
+                "not an absolute http(s) URL",
+            );
+        }
+        parsed
+    });
+    call_center::QueueSettings {
+        hold_music,
+        position_interval: chrono_duration(r.duration(&t::CALL_CENTER_POSITION_INTERVAL_SECONDS)),
+        max_wait: chrono_duration(r.duration(&t::CALL_CENTER_MAX_WAIT_SECONDS)),
+        no_answer_delay: chrono_duration(r.duration(&t::CALL_CENTER_NO_ANSWER_DELAY_SECONDS)),
+        misses_to_pause: r.int(&t::CALL_CENTER_MISSES_TO_PAUSE, 3),
+        strategy,
+        reservation_ttl: chrono_duration(r.duration(&t::CALL_CENTER_RESERVATION_SECONDS)),
+        ..call_center::QueueSettings::default()
+    }
+}
+
+fn read_api_base_url(r: &mut Reader<'_>) -> String {
+    let url = r.text(&t::TELNYX_API_BASE_URL);
+    if texml::Url::parse(&url).is_err() {
+        r.problem(&t::TELNYX_API_BASE_URL, &url, "not an absolute http(s) URL");
+    }
+    url.trim_end_matches('/').to_owned()
 }
 
 fn read_base_url(r: &mut Reader<'_>) -> String {

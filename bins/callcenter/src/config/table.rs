@@ -314,7 +314,9 @@ specs! {
         int(1, 3600, Unit::Seconds),
         "Clock skew accepted on telnyx-timestamp, past or future.";
     TELNYX_API_KEY = Contract "TELNYX_API_KEY" default "": Kind::Secret("a Telnyx API key"),
-        "Telnyx REST API key (secret; never logged). Not needed by the current features.";
+        "Telnyx REST API key (secret; never logged). With it, a caller for whom agents were \
+         reserved is redirected to the offer at once (REST update-call, the push); without it \
+         (or when a push fails) the caller's next hold-loop request collects it.";
     CALL_CENTER_NUMBER = Contract "CALL_CENTER_NUMBER" default "":
         Kind::Text("+ and 2 to 15 digits (E.164)"),
         "The public number. Informational.";
@@ -323,7 +325,8 @@ specs! {
         "Outbound voice profile id for agent legs. Informational.";
     CALL_CENTER_MAX_DIAL_ATTEMPTS = Contract "CALL_CENTER_MAX_DIAL_ATTEMPTS" default "2":
         int(1, 10, Unit::Count),
-        "Dial rounds before voicemail (or goodbye).";
+        "Offer rounds a caller gets (each rings the agents reserved for it) before voicemail \
+         (or goodbye).";
     CALL_CENTER_DIAL_TIMEOUT = Contract "CALL_CENTER_DIAL_TIMEOUT" default "30":
         int(5, 120, Unit::Seconds),
         "Ring time per round (Telnyx's <Dial timeout> range).";
@@ -366,6 +369,38 @@ specs! {
         "After-call work: once an answered call's agent leg ends, the agent is offered no \
          call for this long (status busy, wrap_up_until in the agent object) unless it ends \
          the wrap-up early with POST /agents/{id}/ready. 0: free at once.";
+    CALL_CENTER_QUEUE_STRATEGY = Flow "CALL_CENTER_QUEUE_STRATEGY" default "ring-all":
+        Kind::Choice(&["ring-all", "longest-idle"]),
+        "Which eligible agents a match reserves for the caller at the head of the queue: \
+         ring-all (all of them, up to CALL_CENTER_MAX_AGENTS_PER_ROUND; first answer wins) or \
+         longest-idle (the one idle longest).";
+    CALL_CENTER_MAX_WAIT_SECONDS = Flow "CALL_CENTER_MAX_WAIT_SECONDS" default "600":
+        int(1, 86_400, Unit::Seconds),
+        "The longest a caller waits in the queue before voicemail (or goodbye); checked at \
+         each hold segment.";
+    CALL_CENTER_NO_ANSWER_DELAY_SECONDS = Flow "CALL_CENTER_NO_ANSWER_DELAY_SECONDS"
+        default "10": int(0, 3600, Unit::Seconds),
+        "After an agent misses an offer (no answer, declined, failed), it is offered no call \
+         for this long.";
+    CALL_CENTER_MISSES_TO_PAUSE = Flow "CALL_CENTER_MISSES_TO_PAUSE" default "3":
+        int(0, 100, Unit::Count),
+        "Offers missed in a row that pause an agent with reason missed-calls (audited; the \
+         agent or an admin resumes it). 0: never.";
+    CALL_CENTER_POSITION_INTERVAL_SECONDS = Flow "CALL_CENTER_POSITION_INTERVAL_SECONDS"
+        default "30": int(0, 3600, Unit::Seconds),
+        "A waiting caller hears its place in line (and the expected wait, from the last 15 \
+         minutes' answers) when it joins, then at most this often and only when the place \
+         improved. 0: never.";
+    CALL_CENTER_HOLD_MUSIC_URL = Flow "CALL_CENTER_HOLD_MUSIC_URL" default ""
+        computed "the server's own 10 s piece at WEBHOOK_BASE_URL/api/call-center/hold-music.wav":
+        Kind::Text("an absolute http(s) URL of an MP3 or WAV"),
+        "One hold segment: played once per hold-loop request. Keep it short (10 to 20 s): \
+         without a push, a reserved offer waits for the end of the segment.";
+    CALL_CENTER_RESERVATION_SECONDS = Flow "CALL_CENTER_RESERVATION_SECONDS" default "30":
+        int(5, 600, Unit::Seconds),
+        "A reservation the caller has not taken up within this long (or a delivered <Dial> \
+         not reported within its ring time plus this) is withdrawn: the agents are freed and \
+         the caller keeps its place. Longer than one hold segment.";
     CALL_CENTER_PAUSE_REASONS = Flow "CALL_CENTER_PAUSE_REASONS"
         default "break,lunch,meeting,training,other":
         Kind::Text("comma-separated codes of 1 to 32 lowercase letters, digits or '-'"),
@@ -413,6 +448,14 @@ specs! {
         computed "4 on SQLite (one writer at a time; more connections only cost memory), 10 on PostgreSQL":
         int(1, 500, Unit::Count),
         "Database pool size.";
+    TELNYX_API_BASE_URL = Operations "TELNYX_API_BASE_URL" default "https://api.telnyx.com":
+        Kind::Text("an absolute http(s) URL"),
+        "Where Telnyx's REST API is (the push: POST {base}/v2/texml/Accounts/{AccountSid}/Calls/{CallSid}). \
+         Tests and the simulator point it at a fake on loopback.";
+    CALL_CENTER_MATCHER_INTERVAL_MS = Operations "CALL_CENTER_MATCHER_INTERVAL_MS" default "250":
+        int(20, 10_000, Unit::Milliseconds),
+        "The matcher runs after every change this instance applies and at least this often \
+         (changes made by other instances, wrap-ups and delays ending, reservations expiring).";
     LOG_FORMAT = Operations "LOG_FORMAT" default "human": Kind::Choice(&["human", "json"]),
         "json: one JSON object per line, with the request id of each request's lines.";
     RUST_LOG = Operations "RUST_LOG" default "info,sqlx=warn":

@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use agents::{
     AgentChanges, AgentService, AgentView, Caller, EffectiveStatus, NewAgent, RequestedStatus,
 };
+use call_center::CallFlow;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -126,6 +127,7 @@ pub async fn register(
     req: HttpRequest,
     body: web::Bytes,
     agents: web::Data<AgentService>,
+    flow: web::Data<CallFlow>,
 ) -> Result<HttpResponse, ApiError> {
     let input: RegisterAgent = json::body(&req, &body)?;
     let new = NewAgent {
@@ -135,6 +137,7 @@ pub async fn register(
         reason: input.reason.as_deref(),
     };
     let (agent, heartbeat_token) = agents.register(new, Caller::Admin).await?;
+    flow.nudge();
     Ok(HttpResponse::Created().json(Registered {
         agent,
         heartbeat_token,
@@ -163,6 +166,7 @@ pub async fn heartbeat(
     req: HttpRequest,
     body: web::Bytes,
     agents: web::Data<AgentService>,
+    flow: web::Data<CallFlow>,
 ) -> Result<HttpResponse, ApiError> {
     let input: Heartbeat = json::body(&req, &body)?;
     let agent = agents
@@ -173,6 +177,10 @@ pub async fn heartbeat(
             input.reason.as_deref(),
         )
         .await?;
+    if input.status.is_some() {
+        // A change of presence may free an agent for a waiting caller.
+        flow.nudge();
+    }
     Ok(HttpResponse::Ok().json(agent))
 }
 
@@ -245,6 +253,7 @@ pub async fn update(
     path: web::Path<String>,
     body: web::Bytes,
     agents: web::Data<AgentService>,
+    flow: web::Data<CallFlow>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     let input: UpdateAgent = json::body(&req, &body)?;
@@ -262,7 +271,9 @@ pub async fn update(
         status: input.status.map(RequestedStatus::as_str),
         reason: input.reason.as_deref(),
     };
-    Ok(HttpResponse::Ok().json(agents.update(id, changes).await?))
+    let agent = agents.update(id, changes).await?;
+    flow.nudge();
+    Ok(HttpResponse::Ok().json(agent))
 }
 
 /// Removes an agent.
@@ -308,8 +319,10 @@ pub async fn release(
     _: Admin,
     path: web::Path<String>,
     agents: web::Data<AgentService>,
+    flow: web::Data<CallFlow>,
 ) -> Result<HttpResponse, ApiError> {
     let agent = agents.release(path_id(&path)?, Caller::Admin).await?;
+    flow.nudge();
     Ok(HttpResponse::Ok().json(agent))
 }
 
@@ -333,7 +346,9 @@ pub async fn ready(
     AdminOrAgent(caller): AdminOrAgent,
     path: web::Path<String>,
     agents: web::Data<AgentService>,
+    flow: web::Data<CallFlow>,
 ) -> Result<HttpResponse, ApiError> {
     let agent = agents.ready(caller, path_id(&path)?).await?;
+    flow.nudge();
     Ok(HttpResponse::Ok().json(agent))
 }

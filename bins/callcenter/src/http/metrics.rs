@@ -40,6 +40,20 @@ pub struct Metrics {
     pub reconciled: IntCounterVec,
     /// Audit entries sealed into the chain since start.
     pub audit_sealed: IntGauge,
+    /// The queue: reservations made and withdrawn, pushes by result.
+    pub queue: QueueMetrics,
+}
+
+/// The queue's counters.
+#[derive(Clone)]
+pub struct QueueMetrics {
+    /// Rounds reserved by this instance's matcher.
+    pub reserved: IntCounter,
+    /// Reservations withdrawn (not taken up in time).
+    pub withdrawn: IntCounter,
+    /// Pushes (REST update-call) by result: `accepted`, `refused` (Telnyx answered an
+    /// error), `unreachable` (never sent), `unknown` (sent, no answer).
+    pub pushes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -113,6 +127,26 @@ impl Metrics {
             "callcenter_audit_sealed_total",
             "Audit entries sealed into the hash chain since start",
         )?;
+        let queue = QueueMetrics {
+            reserved: IntCounter::new(
+                "callcenter_queue_reservations_total",
+                "Offer rounds the matcher reserved for waiting callers",
+            )?,
+            withdrawn: IntCounter::new(
+                "callcenter_queue_withdrawn_total",
+                "Reservations withdrawn because nobody took them up in time",
+            )?,
+            pushes: IntCounterVec::new(
+                Opts::new(
+                    "callcenter_queue_pushes_total",
+                    "Pushes (Telnyx REST update-call) by result: accepted, refused, unreachable, unknown",
+                ),
+                &["result"],
+            )?,
+        };
+        registry.register(Box::new(queue.reserved.clone()))?;
+        registry.register(Box::new(queue.withdrawn.clone()))?;
+        registry.register(Box::new(queue.pushes.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(signature_verification.clone()))?;
@@ -133,6 +167,7 @@ impl Metrics {
             spool,
             reconciled,
             audit_sealed,
+            queue,
         })
     }
 

@@ -5,10 +5,12 @@ pub mod audit_api;
 pub mod auth;
 pub mod calls_api;
 pub mod context;
+pub mod hold_music;
 mod json;
 pub mod metrics;
 pub mod ops;
 pub mod problem;
+pub mod queue_api;
 pub mod reports_api;
 mod schemas;
 pub mod state;
@@ -52,6 +54,7 @@ pub const API_PREFIX: &str = "/api/call-center";
         (name = "reports", description = "Contact-center metrics over a time range"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "voicemails", description = "The voicemail inbox: assign, mark done"),
+        (name = "queue", description = "The queue of waiting callers and its priority rules"),
     )
 )]
 struct ApiDoc;
@@ -106,9 +109,17 @@ fn api_scope() -> scope::Scope<
         .service(voicemails_api::get_voicemail)
         .service(voicemails_api::assign)
         .service(voicemails_api::done)
+        .service(queue_api::queue)
+        .service(queue_api::rules)
+        .service(queue_api::set_rule)
+        .service(queue_api::remove_rule)
         .map(|s| {
             s.configure(telnyx::configure)
                 .route("/openapi.json", web::get().to(ops::openapi))
+                .route(
+                    call_center::HOLD_MUSIC_PATH,
+                    web::get().to(hold_music::serve),
+                )
         })
 }
 

@@ -38,6 +38,7 @@ pub fn offers(n: usize) -> Vec<Offer> {
             leg_duration: None,
             talk_seconds: None,
             talk_final: false,
+            misses_before: 0,
         })
         .collect()
 }
@@ -78,7 +79,17 @@ pub fn documents() -> Vec<(&'static str, Response)> {
             "dial_3_agents_without_recording",
             documents::dial(&no_rec, &urls, c, 1, &offers(3)),
         ),
-        ("retry", documents::still_busy(&s, &urls, c, 2)),
+        (
+            "hold",
+            documents::hold(
+                &s,
+                &urls,
+                c,
+                2,
+                call_center::Texts::position(3, Some(chrono::Duration::seconds(100))),
+            ),
+        ),
+        ("hold_quiet", documents::hold(&s, &urls, c, 2, None)),
         ("to_voicemail", documents::to_voicemail(&urls, c)),
         ("voicemail", documents::voicemail(&s, &urls, c)),
         ("voicemail_thanks", documents::voicemail_thanks(&s)),

@@ -38,6 +38,7 @@ impl World {
         let urls = Urls::new(BASE, UrlKeys::random()).unwrap();
         let ports = Ports {
             calls: Arc::new(calls.clone()),
+            queue: Arc::new(calls.clone()),
             agents: Arc::new(agent_store.clone()),
             clock: Arc::new(clock.clone()),
             audit: Arc::new(ChainSink),
@@ -72,8 +73,17 @@ impl World {
         self.agents.get(&a.id.to_string()).await.unwrap()
     }
 
+    /// Handles `event`, then runs the matcher as the server's background matcher does
+    /// after every applied change.
     pub async fn send(&self, event: Event) -> Handled {
-        self.flow.handle(&event, None).await.unwrap()
+        let handled = self.flow.handle(&event, None).await.unwrap();
+        self.flow.match_queue().await.unwrap();
+        handled
+    }
+
+    /// One matcher pass (the server's periodic sweep).
+    pub async fn sweep(&self) -> MatchPass {
+        self.flow.match_queue().await.unwrap()
     }
 
     pub async fn doc(&self, event: Event) -> String {
@@ -106,6 +116,16 @@ pub fn dial_agents(sid: &str, attempt: i32) -> Event {
     Event::DialAgents {
         call_sid: sid.into(),
         round: Some(attempt),
+        pushed: false,
+    }
+}
+
+/// The push target for round `attempt` (Telnyx's update-call redirected the caller).
+pub fn pushed_offer(sid: &str, attempt: i32) -> Event {
+    Event::DialAgents {
+        call_sid: sid.into(),
+        round: Some(attempt),
+        pushed: true,
     }
 }
 

@@ -166,7 +166,20 @@ agent_effects AS (
             WHEN e.release AND g.current_call_sid = $1 THEN NULL
             ELSE g.current_call_sid END,
         idle_since = CASE WHEN e.release AND g.current_call_sid = $1
-            THEN COALESCE(e.wrap_up_until, ${now}) ELSE g.idle_since END
+            THEN COALESCE(e.wrap_up_until, ${now}) ELSE g.idle_since END,
+        no_answer_until = GREATEST(g.no_answer_until, e.no_answer_until),
+        missed_in_a_row = CASE WHEN e.answered > 0 THEN 0 ELSE g.missed_in_a_row + e.missed END,
+        paused_reason = CASE WHEN e.pause IS NOT NULL AND g.presence = 'available'
+            AND g.paused_reason IS NULL THEN e.pause ELSE g.paused_reason END,
+        offer_ringing = CASE
+            WHEN e.offer = 'reserve' THEN false
+            WHEN e.offer = 'ring' AND g.offer_call_sid = $1 THEN true
+            WHEN e.offer = 'clear' AND g.offer_call_sid = $1 THEN false
+            ELSE g.offer_ringing END,
+        offer_call_sid = CASE
+            WHEN e.offer = 'reserve' THEN $1
+            WHEN e.offer = 'clear' AND g.offer_call_sid = $1 THEN NULL
+            ELSE g.offer_call_sid END
     FROM {effects} JOIN agent_locks l ON l.id = e.agent_id
     WHERE g.id = e.agent_id
 ),
@@ -254,7 +267,8 @@ impl PgStore {
             }
             Err(e)
                 if is_unique_violation(&e, "webhook_receipts")
-                    || is_unique_violation(&e, "calls_pkey") =>
+                    || is_unique_violation(&e, "calls_pkey")
+                    || is_unique_violation(&e, "offers_one_open_per_agent") =>
             {
                 Ok(Applied::Conflict)
             }
