@@ -10,7 +10,10 @@
 //! c8 abandoned after 20 s.
 //!   offered 3, answered 1 (within T), abandoned 1 (within T), unanswered 1
 //!   SL = 1 / (3 − 1) = 50.00 %, ASA = 20.00, AHT = 60.00, abandonment = 33.33 %
-//! Both days: SL = 2 / (8 − 2) = 33.33 %, ASA = 20.00, AHT = 120.00, abandonment = 37.50 %.
+//! Both days: SL = 2 / (8 − 2) = 33.33 %, ASA = 20.00, AHT = 120.00, abandonment = 37.50 %,
+//! abandoned callers' mean wait (5 + 45 + 20) / 3 = 23.33 s, offers per call 15 / 8 = 1.88.
+//! (Waits run from `enqueued_at`; these fixture calls, like calls from before the queue,
+//! have none, so from their start.)
 //! Offers: Ann day 1 answered 1, missed 3, canceled 1 (rate 25.00); day 2 answered 1,
 //! missed 1, canceled 1 (rate 50.00). Bob day 1 answered 1, missed 2, canceled 2 (33.33);
 //! day 2 late 1, missed 1 (0.00). Both days: Ann 8 offers, 2/6 = 33.33; Bob 7, 1/4 = 25.00.
@@ -331,10 +334,10 @@ fn expected_summary(f: &Fixture) -> Value {
         "from": "2026-11-02T00:00:00Z", "to": "2026-11-04T00:00:00Z",
         "offered": 8, "answered": 3, "abandoned": 3, "voicemail": 1, "unanswered": 1, "failed": 0,
         "service_level_seconds": 20, "service_level_pct": 33.33, "asa_seconds": 20.0, "aht_seconds": 120.0,
-        "abandonment_rate_pct": 37.5,
+        "abandonment_rate_pct": 37.5, "abandoned_wait_avg_seconds": 23.33, "offers_per_call": 1.88,
         "agents": [
-            {"agent_id": f.ann.to_string(), "name": "Ann", "offers": 8, "answered": 2, "missed": 4, "talk_seconds": 160, "answer_rate_pct": 33.33},
-            {"agent_id": f.bob.to_string(), "name": "Bob", "offers": 7, "answered": 1, "missed": 3, "talk_seconds": 200, "answer_rate_pct": 25.0},
+            {"agent_id": f.ann.to_string(), "name": "Ann", "offers": 8, "answered": 2, "missed": 4, "talk_seconds": 160, "answer_rate_pct": 33.33, "pauses_for_misses": 0},
+            {"agent_id": f.bob.to_string(), "name": "Bob", "offers": 7, "answered": 1, "missed": 3, "talk_seconds": 200, "answer_rate_pct": 25.0, "pauses_for_misses": 0},
         ]
     })
 }

@@ -52,6 +52,10 @@ pub struct CallTotals {
     pub talk_sum: i64,
     /// Answered calls with a talk time.
     pub talk_count: i64,
+    /// Sum of waits of abandoned calls (joining the queue to hanging up), seconds.
+    pub abandon_wait_sum: f64,
+    /// Offers made to agents for these calls.
+    pub offers: i64,
 }
 
 /// One agent's offers over a range.
@@ -69,6 +73,8 @@ pub struct AgentTotals {
     pub missed: i64,
     /// Talk seconds of answered offers.
     pub talk_seconds: i64,
+    /// Times it was paused after missing offers in a row (in the range).
+    pub pauses_for_misses: i64,
 }
 
 /// Where the sums come from.
@@ -140,6 +146,8 @@ pub struct AgentSummary {
     pub talk_seconds: i64,
     /// answered ÷ (answered + missed) × 100.
     pub answer_rate_pct: Option<f64>,
+    /// Times it was paused (`missed-calls`) after missing offers in a row.
+    pub pauses_for_misses: i64,
 }
 
 /// The summary of contract section 3.
@@ -172,6 +180,10 @@ pub struct Summary {
     pub aht_seconds: Option<f64>,
     /// Abandoned ÷ offered × 100.
     pub abandonment_rate_pct: Option<f64>,
+    /// Mean wait of abandoned calls (joining the queue to hanging up), seconds.
+    pub abandoned_wait_avg_seconds: Option<f64>,
+    /// Offers made to agents ÷ offered calls.
+    pub offers_per_call: Option<f64>,
     /// Per agent.
     pub agents: Vec<AgentSummary>,
 }
@@ -201,6 +213,9 @@ impl Summary {
             #[allow(clippy::cast_precision_loss)]
             aht_seconds: mean(t.talk_sum as f64, t.talk_count),
             abandonment_rate_pct: pct(t.abandoned, t.offered),
+            abandoned_wait_avg_seconds: mean(t.abandon_wait_sum, t.abandoned),
+            #[allow(clippy::cast_precision_loss)]
+            offers_per_call: mean(t.offers as f64, t.offered),
             agents: agents
                 .iter()
                 .map(|a| AgentSummary {
@@ -211,6 +226,7 @@ impl Summary {
                     missed: a.missed,
                     talk_seconds: a.talk_seconds,
                     answer_rate_pct: pct(a.answered, a.answered + a.missed),
+                    pauses_for_misses: a.pauses_for_misses,
                 })
                 .collect(),
         }
@@ -259,12 +275,16 @@ mod tests {
             answer_wait_sum: 70.0,
             talk_sum: 600,
             talk_count: 6,
+            abandon_wait_sum: 45.0,
+            offers: 25,
         };
         let s = Summary::new(DateTime::UNIX_EPOCH, DateTime::UNIX_EPOCH, 20, &t, &[]);
         assert_eq!(s.service_level_pct, Some(44.44), "4 / (10 - 1)");
         assert_eq!(s.asa_seconds, Some(11.67));
         assert_eq!(s.aht_seconds, Some(100.0));
         assert_eq!(s.abandonment_rate_pct, Some(30.0));
+        assert_eq!(s.abandoned_wait_avg_seconds, Some(15.0));
+        assert_eq!(s.offers_per_call, Some(2.5));
         let empty = Summary::new(
             DateTime::UNIX_EPOCH,
             DateTime::UNIX_EPOCH,

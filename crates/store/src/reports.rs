@@ -18,7 +18,10 @@ pub(crate) const CALL_TOTALS: &str = "SELECT
             AS answer_wait_sum,
         CAST(COALESCE(sum(talk_seconds) FILTER (WHERE outcome = 'answered' AND talk_seconds IS NOT NULL), 0)
             AS BIGINT) AS talk_sum,
-        count(*) FILTER (WHERE outcome = 'answered' AND talk_seconds IS NOT NULL) AS talk_count
+        count(*) FILTER (WHERE outcome = 'answered' AND talk_seconds IS NOT NULL) AS talk_count,
+        CAST(COALESCE(sum(wait_seconds) FILTER (WHERE outcome = 'abandoned'), 0) AS DOUBLE PRECISION)
+            AS abandon_wait_sum,
+        CAST(COALESCE(sum(offers), 0) AS BIGINT) AS offers
     FROM report_calls WHERE started_at >= $1 AND started_at < $2";
 
 /// Per agent rung in `[$1, $2)`.
@@ -26,7 +29,10 @@ pub(crate) const AGENT_TOTALS: &str = "SELECT o.agent_id, a.name,
         count(*) AS offers,
         count(*) FILTER (WHERE o.state = 'answered') AS answered,
         count(*) FILTER (WHERE o.state = 'missed') AS missed,
-        CAST(COALESCE(sum(o.talk_seconds) FILTER (WHERE o.state = 'answered'), 0) AS BIGINT) AS talk_seconds
+        CAST(COALESCE(sum(o.talk_seconds) FILTER (WHERE o.state = 'answered'), 0) AS BIGINT) AS talk_seconds,
+        (SELECT count(*) FROM audit_log l WHERE l.agent_id = o.agent_id
+            AND l.action = 'agent_status_changed' AND l.data LIKE '%\"to_reason\":\"missed-calls\"%'
+            AND l.occurred_at >= $1 AND l.occurred_at < $2) AS pauses_for_misses
     FROM offers o LEFT JOIN agents a ON a.id = o.agent_id
     WHERE o.offered_at >= $1 AND o.offered_at < $2
     GROUP BY o.agent_id, a.name
@@ -46,6 +52,8 @@ pub(crate) struct CallTotalsRow {
     answer_wait_sum: f64,
     talk_sum: i64,
     talk_count: i64,
+    abandon_wait_sum: f64,
+    offers: i64,
 }
 
 impl From<CallTotalsRow> for CallTotals {
@@ -62,6 +70,8 @@ impl From<CallTotalsRow> for CallTotals {
             answer_wait_sum: r.answer_wait_sum,
             talk_sum: r.talk_sum,
             talk_count: r.talk_count,
+            abandon_wait_sum: r.abandon_wait_sum,
+            offers: r.offers,
         }
     }
 }
@@ -75,6 +85,7 @@ pub(crate) struct AgentTotalsRow {
     answered: i64,
     missed: i64,
     talk_seconds: i64,
+    pauses_for_misses: i64,
 }
 
 impl From<AgentTotalsRow> for AgentTotals {
@@ -86,6 +97,7 @@ impl From<AgentTotalsRow> for AgentTotals {
             answered: r.answered,
             missed: r.missed,
             talk_seconds: r.talk_seconds,
+            pauses_for_misses: r.pauses_for_misses,
         }
     }
 }
