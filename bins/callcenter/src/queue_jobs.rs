@@ -131,6 +131,9 @@ pub async fn run(
             Ok(pass) => {
                 metrics.reserved.inc_by(pass.reserved.len() as u64);
                 metrics.withdrawn.inc_by(pass.withdrawn);
+                for t in &pass.match_times {
+                    metrics.match_seconds.observe(t.as_secs_f64());
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %crate::telemetry::chain(&e), "matcher pass failed; will retry");

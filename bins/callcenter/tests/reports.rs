@@ -88,6 +88,7 @@ fn offer(c: &Call, agent: AgentId, state: OfferState, talk: Option<i64>) -> Offe
         talk_seconds: talk,
         talk_final: talk.is_some(),
         misses_before: 0,
+        closed_at: None,
     }
 }
 

@@ -59,7 +59,9 @@ impl MemoryAgentStore {
         if effect.engage && a.current_call_sid.is_none() {
             a.current_call_sid = Some(call_sid.to_owned());
         }
-        if effect.release && a.current_call_sid.as_deref() == Some(call_sid) {
+        let held_by_offer =
+            a.current_call_sid.is_none() && a.offer_call_sid.as_deref() == Some(call_sid);
+        if effect.release && (a.current_call_sid.as_deref() == Some(call_sid) || held_by_offer) {
             a.current_call_sid = None;
             a.idle_since = effect.wrap_up_until.unwrap_or(now);
         }
@@ -74,6 +76,16 @@ impl MemoryAgentStore {
             a.paused_reason = Some(reason.clone());
         }
         mark_offer(a, effect.offer, call_sid);
+    }
+
+    /// Whether a change made at `now` may reserve `agent` for `call_sid` (see
+    /// [`Agent::reservable`]); an unknown agent may not.
+    #[must_use]
+    pub fn reservable(&self, agent: AgentId, call_sid: &str, now: DateTime<Utc>) -> bool {
+        self.lock()
+            .agents
+            .get(&agent)
+            .is_some_and(|a| a.reservable(call_sid, now))
     }
 
     /// Whether `agent` holds an open offer (tests).

@@ -412,6 +412,23 @@ impl Agent {
             && self.no_answer_until.is_none_or(|t| t <= liveness.now)
     }
 
+    /// Whether a change made at `now` may reserve this agent for `call_sid`: what the
+    /// stores re-check inside the reserving transaction, since the matcher read its
+    /// candidates before (a miss, a pause or another reservation may have come between).
+    /// Heartbeat freshness is not re-checked: an agent gone stale since simply misses.
+    #[must_use]
+    pub fn reservable(&self, call_sid: &str, now: DateTime<Utc>) -> bool {
+        self.presence == Presence::Available
+            && self.paused_reason.is_none()
+            && self.current_call_sid.is_none()
+            && self
+                .offer_call_sid
+                .as_deref()
+                .is_none_or(|held| held == call_sid)
+            && self.idle_since <= now
+            && self.no_answer_until.is_none_or(|t| t <= now)
+    }
+
     /// What the agent last said about itself.
     #[must_use]
     pub fn presence_state(&self) -> PresenceState {
@@ -483,7 +500,9 @@ pub struct AgentEffect {
     pub delta: MetricsDelta,
     /// Give the agent this call if it holds none (a compare-and-set).
     pub engage: bool,
-    /// Free the agent if it holds this call.
+    /// Free the agent if it holds this call, and start its wrap-up; also the wrap-up of an
+    /// agent that holds no call but this call's open offer (an answer learned only after
+    /// the talk ended).
     pub release: bool,
     /// With `release`: the end of the agent's wrap-up (its new `idle_since`); `None`: free
     /// at once.

@@ -52,6 +52,7 @@ fn offer(sid: &str, attempt: i32, agent: AgentId, n: usize) -> Offer {
         offered_at: t0(),
         answered_at: None,
         ended_at: None,
+        closed_at: None,
         leg_duration: None,
         talk_seconds: None,
         talk_final: false,
@@ -600,7 +601,8 @@ pub async fn agent_release_is_a_compare_and_set(s: Stores) {
 }
 
 /// What the reconciler is shown: calls not over and silent since before the cutoff, and
-/// calls with an offer still ringing in a round that has ended (or of a call that has).
+/// calls with an offer still ringing in a round that has ended (or of a call that has),
+/// quiet for the legs' grace.
 pub async fn calls_to_reconcile(s: Stores) {
     // One agent per call: an agent holds at most one open offer.
     let mut agents = Vec::new();
@@ -632,19 +634,37 @@ pub async fn calls_to_reconcile(s: Stores) {
         }
         assert_eq!(s.calls.apply(&change).await.unwrap(), Applied::Yes);
     }
+    let later = t0() + Duration::seconds(1);
     let found = s
         .calls
-        .calls_to_reconcile(t0() + Duration::hours(1), 10)
+        .calls_to_reconcile(t0() + Duration::hours(1), later, 10)
         .await
         .unwrap();
     assert_eq!(found, ["closed-ringing", "ended-ringing", "silent"]);
-    let found = s.calls.calls_to_reconcile(t0(), 10).await.unwrap();
+    let found = s.calls.calls_to_reconcile(t0(), later, 10).await.unwrap();
     assert_eq!(
         found,
         ["closed-ringing", "ended-ringing"],
         "silent only before the cutoff"
     );
-    assert_eq!(s.calls.calls_to_reconcile(t0(), 1).await.unwrap().len(), 1);
+    let found = s
+        .calls
+        .calls_to_reconcile(t0() + Duration::hours(1), t0(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        ["closed-ringing", "silent"],
+        "strays only once their legs had the grace to report (closed-ringing is silent too)"
+    );
+    assert_eq!(
+        s.calls
+            .calls_to_reconcile(t0(), later, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// Listing: newest first, by status, limited; a bound leg finds its call.
@@ -971,6 +991,7 @@ where
     queue_order_and_place(fresh().await).await;
     priority_rules(fresh().await).await;
     misses_delays_and_pauses(fresh().await).await;
+    stale_reservations_conflict(fresh().await).await;
 }
 
 /// A waiting caller `sid` enqueued at `t0 + at` seconds with `priority`.
@@ -1246,6 +1267,64 @@ pub async fn misses_delays_and_pauses(s: Stores) {
         .await
         .unwrap();
     assert_eq!(s.agents.get(a).await.unwrap().unwrap().missed_in_a_row, 0);
+}
+
+/// The matcher reads its candidates before it reserves them: a reservation of an agent
+/// that stopped being reservable in between (a no-answer delay, a pause, a call taken)
+/// conflicts and stores nothing; the others still reserve.
+pub async fn stale_reservations_conflict(s: Stores) {
+    let (delayed, paused, busy, free) = (
+        new_agent(&s, 1).await,
+        new_agent(&s, 2).await,
+        new_agent(&s, 3).await,
+        new_agent(&s, 4).await,
+    );
+    s.calls.apply(&create("m1")).await.unwrap();
+    let missed = MetricsDelta {
+        missed: 1,
+        ..MetricsDelta::default()
+    };
+    let mut delay = effect(delayed, missed, false, false);
+    delay.no_answer_until = Some(t0() + Duration::seconds(30));
+    let mut pause = effect(paused, missed, false, false);
+    pause.pause = Some(agents::PauseReason::parse("missed-calls").unwrap());
+    let engage = effect(busy, MetricsDelta::default(), true, false);
+    s.calls
+        .apply(&effects_on("m1", 2, vec![delay, pause, engage]))
+        .await
+        .unwrap();
+    let reserve = |sid: &str, agent: AgentId, n: usize| {
+        let mut change = create(sid);
+        change.call.round_open = true;
+        change.call.attempts = 1;
+        change.offers = vec![offer(sid, 1, agent, n)];
+        change.agents = vec![AgentEffect {
+            agent_id: agent,
+            offer: Some(OfferMark::Reserve),
+            ..AgentEffect::default()
+        }];
+        change
+    };
+    for (sid, agent, n, why) in [
+        ("r1", delayed, 1, "in its no-answer delay"),
+        ("r2", paused, 2, "paused"),
+        ("r3", busy, 3, "on a call"),
+    ] {
+        assert_eq!(
+            s.calls.apply(&reserve(sid, agent, n)).await.unwrap(),
+            Applied::Conflict,
+            "an agent {why}"
+        );
+        assert!(s.calls.get(sid).await.unwrap().is_none(), "nothing stored");
+        assert_eq!(
+            s.agents.get(agent).await.unwrap().unwrap().offer_call_sid,
+            None
+        );
+    }
+    assert_eq!(
+        s.calls.apply(&reserve("r4", free, 4)).await.unwrap(),
+        Applied::Yes
+    );
 }
 
 /// Telnyx's own documented callback examples (`../shared/telnyx-fixtures/*.form`, beside the

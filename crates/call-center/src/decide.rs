@@ -317,6 +317,12 @@ impl<'a> Draft<'a> {
                 Some((o.agent_id, mark))
             })
             .collect();
+        let now = self.now();
+        for o in &mut self.offers {
+            if o.state != OfferState::Ringing && o.closed_at.is_none() {
+                o.closed_at = Some(now);
+            }
+        }
         for (agent, mark) in marks {
             self.effect(agent).offer = Some(mark);
         }
@@ -381,23 +387,11 @@ impl<'a> Draft<'a> {
 
     /// Closes the open round: offers still ringing become missed (`missed`), or canceled.
     fn close_round(&mut self, result: RoundResult, missed: bool) {
-        if !self.call.round_open {
+        if !self.end_round(result) {
             return;
         }
         let attempt = self.call.attempts;
-        self.call.round_open = false;
-        self.call.delivery = None;
-        self.attempts.push(AttemptChange::Closed {
-            attempt,
-            ended_at: self.now(),
-            result,
-        });
-        let ringing: Vec<usize> = (0..self.offers.len())
-            .filter(|&i| {
-                self.offers[i].attempt == attempt && self.offers[i].state == OfferState::Ringing
-            })
-            .collect();
-        for i in ringing {
+        for i in self.ringing(attempt) {
             if missed {
                 self.miss(i, result.as_str());
             } else {
@@ -406,10 +400,45 @@ impl<'a> Draft<'a> {
         }
     }
 
+    /// Ends the open round (`false`: none was open) and leaves its offers as they are:
+    /// the ringing ones wait for their legs' own reports.
+    fn end_round(&mut self, result: RoundResult) -> bool {
+        if !self.call.round_open {
+            return false;
+        }
+        self.call.round_open = false;
+        self.call.delivery = None;
+        self.attempts.push(AttemptChange::Closed {
+            attempt: self.call.attempts,
+            ended_at: self.now(),
+            result,
+        });
+        true
+    }
+
+    /// The offers of round `attempt` still ringing.
+    fn ringing(&self, attempt: i32) -> Vec<usize> {
+        (0..self.offers.len())
+            .filter(|&i| {
+                self.offers[i].attempt == attempt && self.offers[i].state == OfferState::Ringing
+            })
+            .collect()
+    }
+
+    /// Whether offer `i`'s round is over (a later round, the round closed, the call over).
+    fn round_over(&self, i: usize) -> bool {
+        self.offers[i].attempt < self.call.attempts || !self.call.round_open || self.call.is_over()
+    }
+
+    /// Offer `i` was missed: counted, and the agent's no-answer delay starts now. Its
+    /// `ended_at` says when the server learned it (a leg's late report may turn an offer
+    /// canceled earlier into a miss).
     fn miss(&mut self, i: usize, reason: &str) {
         let agent = self.offers[i].agent_id;
         let attempt = self.offers[i].attempt;
+        let now = self.now();
         self.offers[i].state = OfferState::Missed;
+        self.offers[i].ended_at.get_or_insert(now);
         let misses = self.offers[i].misses_before.saturating_add(1);
         let q = &self.ctx.settings.queue;
         let delay =
@@ -640,6 +669,7 @@ fn open_round(d: &mut Draft<'_>) {
             offered_at: now,
             answered_at: None,
             ended_at: None,
+            closed_at: None,
             leg_duration: None,
             talk_seconds: None,
             talk_final: false,
@@ -766,7 +796,14 @@ fn round_ended(
         return d.finish(document(documents::hangup()));
     }
     if d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
-        d.close_round(RoundResult::Answered, false);
+        if d.call.answered_by.is_some() {
+            d.close_round(RoundResult::Answered, false);
+        } else {
+            // Bridged to a leg whose own callbacks have not arrived: which agent talked is
+            // not known yet, so none is freed; each offer closes when its leg reports
+            // (the winner's with its wrap-up), or after the reconciler's grace.
+            d.end_round(RoundResult::Answered);
+        }
         return d.finish(document(documents::hangup()));
     }
     if d.call.status == CallStatus::Voicemail {
@@ -1058,7 +1095,14 @@ fn leg_status(mut d: Draft<'_>, leg: &LegEvent) -> Decision {
                 d.miss(i, leg.status.as_str());
             }
         }
-        LegStatus::Canceled => leg_ended(&mut d, i, leg.status),
+        LegStatus::Canceled => {
+            leg_ended(&mut d, i, leg.status);
+            if d.offers[i].state == OfferState::Ringing && d.round_over(i) {
+                // Kept ringing for its leg's report (the round ended before its winner
+                // was known): this agent did not take the call.
+                d.offers[i].state = OfferState::Canceled;
+            }
+        }
     }
     d.finish(Reply::Ack)
 }
@@ -1138,9 +1182,18 @@ fn win(d: &mut Draft<'_>, i: usize) {
         d.call.status = CallStatus::Answered;
     }
     let leg_done = d.offers[i].leg_status == Some(LegStatus::Completed);
+    let wrap_up = d.settings().wrap_up;
     let effect = d.effect(agent);
     effect.delta.answered += 1;
     effect.engage = !over && !leg_done;
+    if over && !leg_done {
+        // Learned after the caller's call ended: the talk is over, the wrap-up starts now
+        // (the leg's own report still counts the talk time).
+        d.offers[i].ended_at.get_or_insert(now);
+        let effect = d.effect(agent);
+        effect.release = true;
+        effect.wrap_up_until = (wrap_up > chrono::Duration::zero()).then(|| now + wrap_up);
+    }
     d.record_for(
         agent,
         AuditAction::CallAnswered,
@@ -1148,6 +1201,11 @@ fn win(d: &mut Draft<'_>, i: usize) {
     );
     if attempt == d.call.attempts {
         d.close_round(RoundResult::Answered, false);
+    }
+    // A round ended before its winner was known kept its offers ringing: the others are
+    // released now.
+    for other in d.ringing(attempt) {
+        d.offers[other].state = OfferState::Canceled;
     }
     if leg_done {
         finish_talk(d, i, true);
@@ -1257,13 +1315,15 @@ pub const STRAY_OFFER: &str = "an offer still ringing in a round that had ended"
 /// `reconciled` with its reason:
 /// - a call not over and silent since before `stale_before` is closed as if it had ended
 ///   at its last sign of life: outcome, talk time and agent release as at a hang-up;
-/// - an offer still ringing in a round that has ended (or of a call that has) is canceled
-///   (nobody knows it rang; a leg that did still reports its own end).
+/// - an offer still ringing in a round that has ended (or of a call that has), the call
+///   quiet since before `stray_before`, is canceled (its leg never reported; a leg that
+///   does later still reports its own end).
 #[must_use]
 pub fn repair(
     state: &CallState,
     ctx: &Context<'_>,
     stale_before: DateTime<Utc>,
+    stray_before: DateTime<Utc>,
 ) -> Option<CallChange> {
     let silent = !state.call.is_over() && state.call.updated_at < stale_before;
     let at = if silent {
@@ -1279,7 +1339,9 @@ pub fn repair(
         end_call(&mut d, CallerStatus::Completed);
         d.record(AuditAction::Reconciled, [("reason", SILENT_CALL.into())]);
     }
-    cancel_stray_offers(&mut d);
+    if silent || state.call.updated_at < stray_before {
+        cancel_stray_offers(&mut d);
+    }
     d.finish(Reply::Ack).change
 }
 

@@ -78,6 +78,9 @@ pub struct MatchPass {
     pub reserved: Vec<(String, i32)>,
     /// Reservations withdrawn (not taken up in time).
     pub withdrawn: u64,
+    /// How long each match took (read the head and the eligible agents, reserve), in
+    /// order: what the matcher benchmark and the `callcenter_match_seconds` metric report.
+    pub match_times: Vec<std::time::Duration>,
 }
 
 /// A push to make: redirect `call_sid` (of `account_sid`) to `url`, for `round`.
@@ -95,6 +98,11 @@ pub struct PushJob {
 
 /// Calls the reconciler repairs per pass, at most (the next pass takes the rest).
 const RECONCILE_BATCH: u32 = 500;
+/// How long an offer may stay ringing after its round ended before the reconciler cancels
+/// it: the time its leg has to report its own end. A round answered by a leg the server
+/// did not know yet (its callbacks behind the caller's `<Dial action>`) keeps its agents
+/// held until their legs report, so a late answer still gets its wrap-up.
+const LEG_REPORT_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 /// What one pass of [`CallFlow::reconcile`] repaired.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -453,7 +461,8 @@ impl CallFlow {
     /// # Errors
     /// [`FlowError::Calls`].
     pub async fn call(&self, call_sid: &str) -> Result<Option<CallView>, FlowError> {
-        Ok(self.calls.get(call_sid).await?.as_ref().map(CallView::from))
+        let snapshot = self.calls.load(call_sid, &[]).await?;
+        Ok(snapshot.state.as_ref().map(CallView::from))
     }
 
     /// Calls, newest first.
@@ -539,13 +548,17 @@ impl CallFlow {
     pub async fn reconcile(&self) -> Result<Reconciliation, FlowError> {
         let now = self.clock.now();
         let silent_before = now - self.settings.max_call_length;
+        let stray_before = now - LEG_REPORT_GRACE;
         let mut done = Reconciliation::default();
         let sids = self
             .calls
-            .calls_to_reconcile(silent_before, RECONCILE_BATCH)
+            .calls_to_reconcile(silent_before, stray_before, RECONCILE_BATCH)
             .await?;
         for sid in sids {
-            if self.repair_call(&sid, now, silent_before).await? {
+            if self
+                .repair_call(&sid, now, silent_before, stray_before)
+                .await?
+            {
                 done.calls += 1;
             }
         }
@@ -565,13 +578,15 @@ impl CallFlow {
         sid: &str,
         now: DateTime<Utc>,
         silent_before: DateTime<Utc>,
+        stray_before: DateTime<Utc>,
     ) -> Result<bool, FlowError> {
         let _turn = self.turns.take(sid).await;
         let Some(state) = self.calls.load(sid, &[]).await?.state else {
             return Ok(false);
         };
         let ctx = Context::new(now, &self.settings, &self.urls);
-        let Some(mut change) = crate::decide::repair(&state, &ctx, silent_before) else {
+        let Some(mut change) = crate::decide::repair(&state, &ctx, silent_before, stray_before)
+        else {
             return Ok(false);
         };
         for e in std::mem::take(&mut change.audit) {
@@ -652,6 +667,7 @@ impl CallFlow {
         let mut tries = 0;
         while tries < MATCHES_PER_PASS {
             tries += 1;
+            let started = std::time::Instant::now();
             let now = self.clock.now();
             let heads = self
                 .queue
@@ -686,6 +702,7 @@ impl CallFlow {
             if outcome.is_none() {
                 break;
             }
+            pass.match_times.push(started.elapsed());
         }
         Ok(pass)
     }

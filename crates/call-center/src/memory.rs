@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use agents::{AgentId, MemoryAgentStore};
+use agents::{AgentId, MemoryAgentStore, OfferMark};
 use async_trait::async_trait;
 use audit::{Actor, MemoryAuditLog, NewAuditEvent};
 use chrono::{DateTime, Utc};
@@ -84,6 +84,18 @@ impl MemoryCallStore {
             })
     }
 
+    /// Whether every agent `change` reserves may still be reserved.
+    fn reservations_hold(&self, change: &CallChange) -> bool {
+        change
+            .agents
+            .iter()
+            .filter(|e| e.offer == Some(OfferMark::Reserve))
+            .all(|e| {
+                self.agents
+                    .reservable(e.agent_id, &change.call.call_sid, change.call.updated_at)
+            })
+    }
+
     fn check(inner: &Inner) -> Result<(), CallStoreError> {
         if inner.fail {
             return Err(CallStoreError::Unexpected(anyhow::anyhow!(
@@ -133,8 +145,9 @@ impl CallStore for MemoryCallStore {
         {
             return Ok(Applied::Conflict);
         }
-        if Self::takes_an_open_offer(&inner, change) {
-            // As the stores' unique index on open offers per agent: another call holds one.
+        if Self::takes_an_open_offer(&inner, change) || !self.reservations_hold(change) {
+            // As the stores' unique index on open offers per agent and their re-check of a
+            // reserved agent's eligibility inside the transaction.
             return Ok(Applied::Conflict);
         }
         let state = inner
@@ -251,6 +264,7 @@ impl CallStore for MemoryCallStore {
     async fn calls_to_reconcile(
         &self,
         silent_before: DateTime<Utc>,
+        stray_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<String>, CallStoreError> {
         let inner = self.lock();
@@ -261,10 +275,11 @@ impl CallStore for MemoryCallStore {
             .filter(|s| {
                 let c = &s.call;
                 let silent = !c.is_over() && c.updated_at < silent_before;
-                let stray = s.offers.iter().any(|o| {
-                    o.state == OfferState::Ringing
-                        && (c.is_over() || !c.round_open || o.attempt < c.attempts)
-                });
+                let stray = c.updated_at < stray_before
+                    && s.offers.iter().any(|o| {
+                        o.state == OfferState::Ringing
+                            && (c.is_over() || !c.round_open || o.attempt < c.attempts)
+                    });
                 silent || stray
             })
             .map(|s| s.call.call_sid.clone())

@@ -289,6 +289,9 @@ pub struct Offer {
     pub answered_at: Option<DateTime<Utc>>,
     /// When the leg ended.
     pub ended_at: Option<DateTime<Utc>>,
+    /// When the offer stopped being open (answered, missed, canceled, withdrawn): the
+    /// agent's reservation ends here.
+    pub closed_at: Option<DateTime<Utc>>,
     /// The leg's `CallDuration` from its completed callback.
     pub leg_duration: Option<i64>,
     /// Talk seconds counted for this offer so far.
@@ -338,6 +341,8 @@ impl CallState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VoicemailView {
+    /// When the caller reached voicemail (left the queue).
+    pub started_at: Option<DateTime<Utc>>,
     /// Recording URL.
     pub recording_url: Option<String>,
     /// Length in seconds.
@@ -376,6 +381,56 @@ pub struct CallView {
     pub recording_url: Option<String>,
     /// Voicemail, when the call reached it.
     pub voicemail: Option<VoicemailView>,
+    /// When the caller joined the queue (`null` before it did, or for calls from before the
+    /// queue).
+    pub enqueued_at: Option<DateTime<Utc>>,
+    /// Queue priority (higher first).
+    pub priority: i32,
+    /// The offers made to agents, every round (only in the single-call view; empty in lists).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offers: Vec<OfferView>,
+}
+
+/// One offer to one agent, as the single-call view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OfferView {
+    /// The round, from 1.
+    pub attempt: i32,
+    /// The agent.
+    pub agent_id: AgentId,
+    /// `ringing`, `answered`, `missed`, `canceled`, `late`.
+    pub state: OfferState,
+    /// When the agent was reserved for it.
+    pub offered_at: DateTime<Utc>,
+    /// When it stopped being open (`null` while open).
+    pub closed_at: Option<DateTime<Utc>>,
+    /// When the agent answered.
+    pub answered_at: Option<DateTime<Utc>>,
+    /// When the agent's leg ended.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Offer> for OfferView {
+    fn from(o: &Offer) -> Self {
+        Self {
+            attempt: o.attempt,
+            agent_id: o.agent_id,
+            state: o.state,
+            offered_at: o.offered_at,
+            closed_at: o.closed_at,
+            answered_at: o.answered_at,
+            ended_at: o.ended_at,
+        }
+    }
+}
+
+impl From<&CallState> for CallView {
+    fn from(s: &CallState) -> Self {
+        let mut view = Self::from(&s.call);
+        view.offers = s.offers.iter().map(OfferView::from).collect();
+        view
+    }
 }
 
 impl From<&Call> for CallView {
@@ -398,10 +453,14 @@ impl From<&Call> for CallView {
             talk_seconds: c.talk_seconds,
             recording_url: c.recording_url.clone(),
             voicemail: reached_voicemail.then(|| VoicemailView {
+                started_at: c.voicemail_started_at,
                 recording_url: c.voicemail_recording_url.clone(),
                 duration_seconds: c.voicemail_duration_seconds,
                 transcription: c.voicemail_transcription.clone(),
             }),
+            enqueued_at: c.enqueued_at,
+            priority: c.priority,
+            offers: Vec::new(),
         }
     }
 }

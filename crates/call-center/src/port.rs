@@ -197,13 +197,15 @@ pub trait CallStore: Send + Sync {
 
     /// Calls the reconciler should look at, at most `limit`: calls not over whose last
     /// change is older than `silent_before`, and calls with an offer still ringing in a
-    /// round that has ended (or of a call that has).
+    /// round that has ended (or of a call that has) whose last change is older than
+    /// `stray_before` (its leg had that long to report its own end).
     ///
     /// # Errors
     /// [`CallStoreError::Unexpected`].
     async fn calls_to_reconcile(
         &self,
         silent_before: DateTime<Utc>,
+        stray_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<String>, CallStoreError>;
 

@@ -186,6 +186,12 @@ async fn offers_left_ringing_in_an_ended_round_are_canceled() {
     };
     assert_eq!(w.calls.apply(&change).await.unwrap(), Applied::Yes);
 
+    assert_eq!(
+        w.flow.reconcile().await.unwrap().calls,
+        0,
+        "its leg may still report"
+    );
+    w.clock.advance(Duration::seconds(31));
     assert_eq!(w.flow.reconcile().await.unwrap().calls, 1);
     let offers = w.calls.load("c4", &[]).await.unwrap().state.unwrap().offers;
     assert_eq!(offers[0].state, OfferState::Canceled);

@@ -283,3 +283,49 @@ async fn the_longest_wait_sends_the_caller_to_voicemail() {
             .contains("/voicemail?call=c1")
     );
 }
+
+#[tokio::test]
+async fn a_round_bridged_to_a_leg_not_yet_known_keeps_its_agents_until_their_legs_report() {
+    let w = World::new(FlowSettings {
+        wrap_up: chrono::Duration::seconds(30),
+        ..FlowSettings::default()
+    });
+    let (ann, ben) = (w.agent("Ann").await, w.agent("Ben").await);
+    w.send(inbound("c1")).await;
+    w.send(dial_agents("c1", 1)).await;
+    // `<Dial action>` first: bridged to Ben's leg, whose callbacks are still on their way.
+    w.tick(20);
+    w.send(dial_result("c1", 1, Some("completed"), Some("lb")))
+        .await;
+    w.send(call_status("c1", "completed")).await;
+    w.send(inbound("c2")).await;
+    assert!(
+        w.call("c2").await.is_waiting() && !w.call("c2").await.round_open,
+        "nobody knows who talked: neither agent is offered c2 yet"
+    );
+    // Ann's leg reports it was canceled: she did not talk, and takes c2 at once.
+    w.send(leg("c1", 1, &ann, "la", LegStatus::Canceled, 4))
+        .await;
+    assert_eq!(w.agent_view(&ann).await.activity, Activity::Reserved);
+    assert!(w.call("c2").await.round_open);
+    // Ben's leg reports its answer and its end: his wrap-up starts from then.
+    w.send(leg("c1", 1, &ben, "lb", LegStatus::InProgress, 2))
+        .await;
+    w.send(leg("c1", 1, &ben, "lb", LegStatus::Completed, 3))
+        .await;
+    let ben_now = w.agent_view(&ben).await;
+    assert_eq!(ben_now.activity, Activity::WrapUp);
+    assert_eq!(
+        (
+            ben_now.metrics.calls_answered,
+            ben_now.metrics.total_talk_seconds
+        ),
+        (1, 42)
+    );
+    assert_eq!(w.agent_view(&ann).await.metrics.calls_missed, 0);
+    let c1 = w.call("c1").await;
+    assert_eq!(
+        (c1.outcome, c1.answered_by),
+        (Some(Outcome::Answered), Some(ben.id))
+    );
+}

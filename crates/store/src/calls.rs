@@ -145,6 +145,7 @@ macro_rules! call_store {
             async fn calls_to_reconcile(
                 &self,
                 silent_before: chrono::DateTime<chrono::Utc>,
+                stray_before: chrono::DateTime<chrono::Utc>,
                 limit: u32,
             ) -> Result<Vec<String>, call_center::CallStoreError> {
                 // Calls not over are few (those in progress), found by calls_status_started_at;
@@ -154,12 +155,13 @@ macro_rules! call_store {
                      WHERE status IN ('ringing', 'dialing', 'answered', 'voicemail') AND updated_at < $1 \
                      UNION \
                      SELECT o.call_sid FROM offers o JOIN calls c ON c.call_sid = o.call_sid \
-                     WHERE o.state = 'ringing' \
+                     WHERE o.state = 'ringing' AND c.updated_at < $3 \
                      AND (c.status = 'completed' OR NOT c.round_open OR o.attempt < c.attempts) \
                      ORDER BY 1 LIMIT $2",
                 )
                 .bind(crate::types::SqlTime(silent_before))
                 .bind(i64::from(limit))
+                .bind(crate::types::SqlTime(stray_before))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(crate::common::unexpected("reconciler scan"))?)

@@ -162,6 +162,14 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error, hint: &str) -> bool {
         && (db.constraint().is_none_or(|c| c.contains(hint)) || db.message().contains(hint))
 }
 
+/// A serialization failure (SQLSTATE 40001), which PostgreSQL's apply statement also raises
+/// when an agent it reserves is no longer reservable: the change is decided again.
+pub(crate) fn is_serialization_failure(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .is_some_and(|c| c == "40001")
+}
+
 /// An agent write's error: a taken SIP URI, or anything else.
 pub(crate) fn agent_write_error(e: sqlx::Error) -> AgentStoreError {
     if is_unique_violation(&e, "sip_key") {

@@ -54,6 +54,8 @@ pub struct QueueMetrics {
     /// Pushes (REST update-call) by result: `accepted`, `refused` (Telnyx answered an
     /// error), `unreachable` (never sent), `unknown` (sent, no answer).
     pub pushes: IntCounterVec,
+    /// How long each match took (the head, the eligible agents, the reservation).
+    pub match_seconds: prometheus::Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -143,10 +145,18 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            match_seconds: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "callcenter_match_seconds",
+                    "Time per match of the queue's matcher: read the head and the eligible agents, reserve",
+                )
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]),
+            )?,
         };
         registry.register(Box::new(queue.reserved.clone()))?;
         registry.register(Box::new(queue.withdrawn.clone()))?;
         registry.register(Box::new(queue.pushes.clone()))?;
+        registry.register(Box::new(queue.match_seconds.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(signature_verification.clone()))?;

@@ -35,6 +35,7 @@ pub fn offers(n: usize) -> Vec<Offer> {
             offered_at: at,
             answered_at: None,
             ended_at: None,
+            closed_at: None,
             leg_duration: None,
             talk_seconds: None,
             talk_final: false,

@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgArguments, PgRow};
 
 use super::PgStore;
-use crate::common::{is_unique_violation, unexpected};
+use crate::common::{is_serialization_failure, is_unique_violation, unexpected};
 use crate::schema::{
     AuditEventRow, CallRow, EffectRow, OfferRow, ReceiptRow, RoundClosedRow, RoundOpenedRow, Table,
     offer_upsert_suffix,
@@ -152,7 +152,11 @@ rounds_closed AS (
       AND EXISTS (SELECT 1 FROM call_row)
 ),
 agent_locks AS MATERIALIZED (
-    SELECT g.id FROM agents g
+    SELECT g.id, (g.presence = 'available' AND g.paused_reason IS NULL
+        AND g.current_call_sid IS NULL AND (g.offer_call_sid IS NULL OR g.offer_call_sid = $1)
+        AND g.idle_since <= ${now}
+        AND (g.no_answer_until IS NULL OR g.no_answer_until <= ${now})) AS reservable
+    FROM agents g
     WHERE g.id IN (SELECT e.agent_id FROM {effects}) AND EXISTS (SELECT 1 FROM call_row)
     ORDER BY g.id FOR UPDATE OF g
 ),
@@ -165,7 +169,8 @@ agent_effects AS (
             WHEN e.engage AND g.current_call_sid IS NULL THEN $1
             WHEN e.release AND g.current_call_sid = $1 THEN NULL
             ELSE g.current_call_sid END,
-        idle_since = CASE WHEN e.release AND g.current_call_sid = $1
+        idle_since = CASE WHEN e.release AND (g.current_call_sid = $1
+                OR (g.current_call_sid IS NULL AND g.offer_call_sid = $1))
             THEN COALESCE(e.wrap_up_until, ${now}) ELSE g.idle_since END,
         no_answer_until = GREATEST(g.no_answer_until, e.no_answer_until),
         missed_in_a_row = CASE WHEN e.answered > 0 THEN 0 ELSE g.missed_in_a_row + e.missed END,
@@ -187,7 +192,10 @@ audit AS (
     INSERT INTO audit_log ({audit_cols}) SELECT {audit_cols}
     FROM unnest({audit_arrays}) WITH ORDINALITY AS t({audit_cols}, n) {applied} ORDER BY t.n
 )
-SELECT count(*) AS applied FROM call_row",
+SELECT (SELECT count(*) FROM call_row) + reservation_conflict((
+    SELECT count(*) FROM {effects} LEFT JOIN agent_locks l ON l.id = e.agent_id
+    WHERE e.offer = 'reserve' AND (l.id IS NULL OR NOT l.reservable)
+      AND EXISTS (SELECT 1 FROM call_row))) AS applied",
         now = l.now,
         receipt_cols = ReceiptRow::columns(None),
         receipts = ReceiptRow::unnest(l.receipts, "r"),
@@ -268,7 +276,8 @@ impl PgStore {
             Err(e)
                 if is_unique_violation(&e, "webhook_receipts")
                     || is_unique_violation(&e, "calls_pkey")
-                    || is_unique_violation(&e, "offers_one_open_per_agent") =>
+                    || is_unique_violation(&e, "offers_one_open_per_agent")
+                    || is_serialization_failure(&e) =>
             {
                 Ok(Applied::Conflict)
             }

@@ -3,6 +3,7 @@
 
 use std::sync::LazyLock;
 
+use agents::OfferMark;
 use call_center::{Applied, CallChange, CallState, Receipt, Snapshot};
 use sqlx::SqliteConnection;
 
@@ -51,7 +52,9 @@ static INSERT_RECEIPT: LazyLock<&'static str> =
 const AGENT_EFFECT: &str = "UPDATE agents SET
         calls_answered = calls_answered + $2, calls_missed = calls_missed + $3,
         total_talk_seconds = total_talk_seconds + $4,
-        idle_since = CASE WHEN $6 AND current_call_sid = $11 THEN COALESCE($7, $12) ELSE idle_since END,
+        idle_since = CASE WHEN $6 AND (current_call_sid = $11
+                OR (current_call_sid IS NULL AND offer_call_sid = $11))
+            THEN COALESCE($7, $12) ELSE idle_since END,
         current_call_sid = CASE
             WHEN $5 AND current_call_sid IS NULL THEN $11
             WHEN $6 AND current_call_sid = $11 THEN NULL
@@ -70,7 +73,10 @@ const AGENT_EFFECT: &str = "UPDATE agents SET
             WHEN $10 = 'reserve' THEN $11
             WHEN $10 = 'clear' AND offer_call_sid = $11 THEN NULL
             ELSE offer_call_sid END
-    WHERE id = $1";
+    WHERE id = $1 AND ($10 IS NULL OR $10 <> 'reserve' OR (presence = 'available'
+        AND paused_reason IS NULL AND current_call_sid IS NULL
+        AND (offer_call_sid IS NULL OR offer_call_sid = $11)
+        AND idle_since <= $12 AND (no_answer_until IS NULL OR no_answer_until <= $12)))";
 
 impl SqliteStore {
     pub(crate) async fn load_snapshot(
@@ -172,7 +178,8 @@ async fn write_call(conn: &mut SqliteConnection, change: &CallChange) -> Result<
 }
 
 /// The writes of [`SqliteStore::apply_change`] inside the transaction; `false` when the
-/// call row was not at the expected version.
+/// call row was not at the expected version or an agent it reserves is no longer
+/// reservable (see [`agents::Agent::reservable`]; the caller then rolls back).
 async fn apply_in(conn: &mut SqliteConnection, change: &CallChange) -> Result<bool, sqlx::Error> {
     if !write_call(conn, change).await? {
         return Ok(false);
@@ -198,13 +205,22 @@ async fn apply_in(conn: &mut SqliteConnection, change: &CallChange) -> Result<bo
             .execute(&mut *conn)
             .await?;
     }
-    for effect in crate::rows::effects(&change.agents) {
-        effect
+    for (effect, row) in change
+        .agents
+        .iter()
+        .zip(crate::rows::effects(&change.agents))
+    {
+        let written = row
             .bind(sqlx::query(AGENT_EFFECT))
             .bind(&change.call.call_sid)
             .bind(SqlTime(now))
             .execute(&mut *conn)
             .await?;
+        if effect.offer == Some(OfferMark::Reserve) && written.rows_affected() == 0 {
+            // The agent stopped being reservable since the matcher read it (a miss, a
+            // pause, another reservation): the whole change is a conflict.
+            return Ok(false);
+        }
     }
     SqliteStore::insert_audit(conn, &change.audit).await?;
     Ok(true)
