@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: help run test test-pg ci lint fmt guard bench demo faults fuzz-api twilio-fixtures signature-fixtures
+.PHONY: help run test test-pg ci lint fmt guard bench demo faults queue-acceptance fuzz-api twilio-fixtures signature-fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ bench: ## Criterion benchmarks and load runs (SQLite, PostgreSQL, two instances)
 
 faults: ## Load under faults on PostgreSQL: restart, a 10 s stall, SIGKILL of the server, one of two instances killed (about 6 min)
 	./tools/faults.sh
+
+queue-acceptance: ## The queue's acceptance runs: 2,000 simulated calls, 5 agents, on SQLite, PostgreSQL, two instances and with 30% of pushes failing (about 20 min)
+	./tools/queue-acceptance.sh
 
 demo: ## A server on SQLite, 5 simulated agents and 20 simulated calls with a trace; exit 0 when consistent
 	./tools/demo.sh

@@ -11,8 +11,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use texml::{Dial, DialNoun, Record, Verb};
 
-use crate::agents::Softphones;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::agents::{SimAgent, Softphones};
 use crate::client::{Answer, Server};
+use crate::rest::FakeTelnyxApi;
 use crate::scenario::Scenario;
 use crate::stats::Stats;
 
@@ -56,6 +59,31 @@ pub struct CallDriver<'a> {
     seq: u64,
     /// The caller's number in the run.
     n: usize,
+    /// Telnyx's REST API, when the run plays it.
+    api: Option<&'a FakeTelnyxApi>,
+    /// URLs the server pushed to this call through the REST update-call.
+    pushes: Option<UnboundedReceiver<String>>,
+    /// Since when the caller waits for an agent (timeline seconds).
+    waiting_since: Option<f64>,
+    /// When this caller gives up waiting (timeline seconds), if it does.
+    gives_up_at: Option<f64>,
+    /// Agents the server may offer again after the current `<Dial>` (reordered
+    /// callbacks: known when the dial ends), with the delay.
+    ready_later: Vec<(String, f64)>,
+    /// Agents of a bridged round, ready once the held callbacks are delivered.
+    ready_at_flush: Vec<(String, f64)>,
+    /// Agents that missed in the current `<Dial>` (callbacks held back).
+    missed_later: Vec<String>,
+    /// Agents that missed in a bridged round, their delay from the delivery.
+    missed_at_flush: Vec<String>,
+}
+
+/// What interrupted a wait.
+enum Interrupted {
+    /// The server redirected the call (REST update-call) to this URL.
+    Pushed(String),
+    /// The caller hung up.
+    GaveUp,
 }
 
 enum DialEnd {
@@ -99,6 +127,131 @@ impl<'a> CallDriver<'a> {
             trace: Vec::new(),
             seq: 0,
             n,
+            api: None,
+            pushes: None,
+            waiting_since: None,
+            gives_up_at: None,
+            ready_later: Vec::new(),
+            ready_at_flush: Vec::new(),
+            missed_later: Vec::new(),
+            missed_at_flush: Vec::new(),
+        }
+    }
+
+    /// Plays Telnyx's REST API too: the server's update-calls reach this caller.
+    #[must_use]
+    pub fn with_api(mut self, api: Option<&'a FakeTelnyxApi>) -> Self {
+        self.api = api;
+        self
+    }
+
+    /// Whether a document keeps the caller waiting in the queue (a greeting or a hold
+    /// segment, ending in a `<Redirect>`) rather than ringing agents, recording or ending.
+    fn keeps_waiting(doc: &texml::Response) -> bool {
+        let redirect = doc.verbs.iter().any(|v| matches!(v, Verb::Redirect(_)));
+        let settled = doc.verbs.iter().any(|v| {
+            matches!(
+                v,
+                Verb::Dial(_) | Verb::Record(_) | Verb::Hangup(_) | Verb::Reject(_)
+            )
+        });
+        redirect && !settled
+    }
+
+    fn wait_starts(&mut self) {
+        if self.waiting_since.is_some() {
+            return;
+        }
+        let now = self.phones.timeline.now();
+        self.waiting_since = Some(now);
+        let gives_up = self
+            .rng
+            .random_bool(self.scenario.abandon_probability.clamp(0.0, 1.0));
+        if gives_up && self.gives_up_at.is_none() {
+            let patience = self
+                .rng
+                .random_range(1.0..self.scenario.patience_max.max(1.1));
+            self.gives_up_at = Some(now + self.scenario.real(patience).as_secs_f64());
+        }
+    }
+
+    fn wait_ends(&mut self) {
+        if let Some(from) = self.waiting_since.take() {
+            self.phones.timeline.waited(&self.truth.call_sid, from);
+        }
+    }
+
+    /// Sleeps `simulated` seconds of a verb, unless the server pushes a new URL or the
+    /// waiting caller gives up first.
+    async fn interruptible(&mut self, simulated: f64) -> Option<Interrupted> {
+        let sleep = tokio::time::sleep(self.scenario.real(simulated));
+        let give_up = self
+            .gives_up_at
+            .filter(|_| self.waiting_since.is_some())
+            .map(|at| (at - self.phones.timeline.now()).max(0.0));
+        let give_up = async move {
+            match give_up {
+                Some(s) => tokio::time::sleep(std::time::Duration::from_secs_f64(s)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let pushed = async {
+            match self.pushes.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => None,
+            () = give_up => Some(Interrupted::GaveUp),
+            Some(url) = pushed => Some(Interrupted::Pushed(url)),
+        }
+    }
+
+    /// A push that arrived while the call was ringing agents or recording: Telnyx would
+    /// have torn that down; the server must never do it.
+    fn no_push_during(&mut self, verb: &str) {
+        if let Some(url) = self.pushes.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            self.stats.anomaly(&format!("push during <{verb}>"));
+            self.note(format!(
+                "  ANOMALY: pushed {} during <{verb}>",
+                crate::stats::endpoint(&url)
+            ));
+        }
+    }
+
+    /// The server may offer `agent` again after `delay` seconds (now, or when the dial
+    /// ends when callbacks are held back).
+    fn agent_ready(&mut self, agent: &SimAgent, delay: f64) {
+        if self.scenario.reorder {
+            self.ready_later.push((agent.id.clone(), delay));
+        } else {
+            self.phones.timeline.ready_after(&agent.id, delay);
+        }
+    }
+
+    /// An agent missed an offer: ready after the no-answer delay, or paused (its softphone
+    /// resumes it at the next heartbeat).
+    fn agent_missed(&mut self, agent: &SimAgent) {
+        let q = self.scenario.server_queue;
+        // A resume (after a pause for misses) does not end the last miss's no-answer delay,
+        // which starts when the server learns of the miss (with callbacks held back: when
+        // the dial ends, or when they are delivered).
+        if self.scenario.reorder {
+            self.missed_later.push(agent.id.clone());
+        } else {
+            agent.resume_not_before(self.phones.timeline.now() + q.no_answer_delay);
+        }
+        if !agent.missed(q.misses_to_pause) {
+            self.agent_ready(agent, q.no_answer_delay);
+        }
+    }
+
+    /// The server learns now of these agents' misses: their no-answer delays start.
+    fn delay_from_now(&self, agents: &[String]) {
+        let until = self.phones.timeline.now() + self.scenario.server_queue.no_answer_delay;
+        for a in self.phones.list.iter().filter(|a| agents.contains(&a.id)) {
+            a.resume_not_before(until);
         }
     }
 
@@ -232,6 +385,9 @@ impl<'a> CallDriver<'a> {
             self.sleep(self.scenario.ramp_up * share).await;
         }
         let started = Instant::now();
+        if let Some(api) = self.api {
+            self.pushes = Some(api.call_started(&self.truth.call_sid));
+        }
         let mut extra = vec![("CallStatus", "ringing".to_owned())];
         let mut url = "/api/call-center/inbound".to_owned();
         let mut outcome: Option<&'static str> = None;
@@ -243,21 +399,46 @@ impl<'a> CallDriver<'a> {
                 crate::stats::endpoint(&url),
                 summarize(&doc)
             ));
+            if Self::keeps_waiting(&doc) {
+                self.wait_starts();
+            } else {
+                self.wait_ends();
+            }
             let mut next = None;
             for verb in &doc.verbs {
-                match verb {
-                    Verb::Say(s) => self.sleep(Scenario::speech(s.text.as_str())).await,
-                    Verb::Pause(p) => {
-                        self.sleep(f64::from(p.length.map_or(1, texml::PauseLength::get)))
-                            .await
+                let length = match verb {
+                    Verb::Say(s) => Some(Scenario::speech(s.text.as_str())),
+                    Verb::Pause(p) => Some(f64::from(p.length.map_or(1, texml::PauseLength::get))),
+                    Verb::Play(_) => Some(self.scenario.play_seconds),
+                    _ => None,
+                };
+                if let Some(length) = length {
+                    match self.interruptible(length).await {
+                        None => continue,
+                        Some(Interrupted::Pushed(u)) => {
+                            self.stats.push_followed();
+                            self.note(format!("  pushed to {}", crate::stats::endpoint(&u)));
+                            next = Some((u, vec![("CallStatus", "in-progress".to_owned())]));
+                            break;
+                        }
+                        Some(Interrupted::GaveUp) => {
+                            self.note("  the caller gave up waiting".to_owned());
+                            self.wait_ends();
+                            outcome = Some("abandoned");
+                            break 'call;
+                        }
                     }
-                    Verb::Play(_) => self.sleep(2.0).await,
+                }
+                match verb {
+                    Verb::Say(_) | Verb::Pause(_) | Verb::Play(_) => {}
                     Verb::Redirect(r) => {
                         next = Some((r.url.as_str().to_owned(), Vec::new()));
                         break;
                     }
                     Verb::Dial(d) => {
-                        match self.dial(d).await? {
+                        let end = self.dial(d).await?;
+                        self.no_push_during("Dial");
+                        match end {
                             DialEnd::Action(u, p) => next = Some((u, p)),
                             DialEnd::CallerHungUp => {
                                 outcome = Some("abandoned");
@@ -268,6 +449,7 @@ impl<'a> CallDriver<'a> {
                     }
                     Verb::Record(r) => {
                         next = Some(self.record(r).await?);
+                        self.no_push_during("Record");
                         break;
                     }
                     Verb::Hangup(_) | Verb::Reject(_) => break 'call,
@@ -281,6 +463,10 @@ impl<'a> CallDriver<'a> {
                 }
                 None => break,
             }
+        }
+        self.wait_ends();
+        if let Some(api) = self.api {
+            api.hang_up(&self.truth.call_sid);
         }
         let outcome = outcome.unwrap_or(if self.truth.answered_by.is_some() {
             "answered"
@@ -317,6 +503,11 @@ impl<'a> CallDriver<'a> {
         for cb in &pending {
             self.deliver(cb, false).await?;
         }
+        for (agent, delay) in std::mem::take(&mut self.ready_at_flush) {
+            self.phones.timeline.ready_after(&agent, delay);
+        }
+        let missed = std::mem::take(&mut self.missed_at_flush);
+        self.delay_from_now(&missed);
         Ok(())
     }
 
@@ -357,7 +548,31 @@ impl<'a> CallDriver<'a> {
 
     /// Rings every `<Sip>` at once: each agent answers, declines or lets it ring; the
     /// first to answer (and free) wins; the caller may hang up while they ring.
+    ///
+    /// With callbacks held back, the server learns of a bridged round's winner only from
+    /// the legs' own callbacks (it keeps the round's agents until they report): their
+    /// readiness waits for the flush. An unanswered round's `<Dial action>` settles its
+    /// agents at once.
     async fn dial(&mut self, d: &Dial) -> anyhow::Result<DialEnd> {
+        let end = self.ring(d).await;
+        let ready = std::mem::take(&mut self.ready_later);
+        let bridged = matches!(&end, Ok(DialEnd::Action(_, params))
+            if params.iter().any(|(k, v)| *k == "DialCallStatus" && v == "completed"));
+        let missed = std::mem::take(&mut self.missed_later);
+        if bridged {
+            self.ready_at_flush.extend(ready);
+            self.missed_at_flush.extend(missed);
+        } else {
+            for (agent, delay) in ready {
+                self.phones.timeline.ready_after(&agent, delay);
+            }
+            self.delay_from_now(&missed);
+        }
+        end
+    }
+
+    async fn ring(&mut self, d: &Dial) -> anyhow::Result<DialEnd> {
+        let rang_at = self.phones.timeline.now();
         let timeout = f64::from(d.timeout.map_or(30, texml::DialTimeout::get));
         let action = d
             .action
@@ -368,7 +583,7 @@ impl<'a> CallDriver<'a> {
             sid: String,
             sip: String,
             callback: String,
-            agent: Option<Arc<crate::agents::SimAgent>>,
+            agent: Option<Arc<SimAgent>>,
             decline_at: Option<f64>,
             answer_at: Option<f64>,
         }
@@ -442,18 +657,25 @@ impl<'a> CallDriver<'a> {
                 // Declined, or the agent is already on another call: busy.
                 ended[i] = true;
                 self.leg(&cb, &sid, &sip, "busy", None).await?;
-                if let Some(a) = &legs[i].agent {
+                if let Some(a) = legs[i].agent.clone() {
+                    self.phones.timeline.busy(&a.id, rang_at);
                     self.truth.misses.push(a.id.clone());
+                    self.agent_missed(&a);
                 }
                 continue;
             }
-            // The winner: the other legs stop ringing.
+            // The winner: Telnyx stops the other legs at once (their callbacks follow).
+            let answered_at = self.phones.timeline.now();
             let agent = legs[i].agent.clone().context("winner without agent")?;
             self.leg(&cb, &sid, &sip, "in-progress", None).await?;
             for (j, other) in legs.iter().enumerate() {
                 if j != i && !ended[j] {
                     let (c, s, p) = (other.callback.clone(), other.sid.clone(), other.sip.clone());
                     self.leg(&c, &s, &p, "canceled", None).await?;
+                    if let Some(a) = &other.agent {
+                        self.phones.timeline.busy_until(&a.id, rang_at, answered_at);
+                        self.agent_ready(a, 0.0);
+                    }
                 }
             }
             let talk = i64::from(
@@ -470,6 +692,9 @@ impl<'a> CallDriver<'a> {
             #[allow(clippy::cast_precision_loss)]
             self.sleep(talk as f64).await;
             self.leg(&cb, &sid, &sip, "completed", Some(talk)).await?;
+            self.phones.timeline.busy(&agent.id, rang_at);
+            agent.answered();
+            self.agent_ready(&agent, self.scenario.server_queue.wrap_up);
             agent.free();
             self.truth.answered_by = Some(agent.id.clone());
             self.truth.talk_seconds = Some(talk);
@@ -484,21 +709,31 @@ impl<'a> CallDriver<'a> {
         if let Some(h) = hangup_at {
             self.sleep(h - clock).await;
             self.note(format!("  the caller hung up after {h:.1} s of ringing"));
+            let hung_up_at = self.phones.timeline.now();
             for (i, l) in legs.iter().enumerate() {
                 if !ended[i] {
                     let (c, s, p) = (l.callback.clone(), l.sid.clone(), l.sip.clone());
                     self.leg(&c, &s, &p, "canceled", None).await?;
+                    if let Some(a) = &l.agent {
+                        self.phones.timeline.busy_until(&a.id, rang_at, hung_up_at);
+                        self.agent_ready(a, 0.0);
+                    }
                 }
             }
             return Ok(DialEnd::CallerHungUp);
         }
         self.sleep(timeout - clock).await;
+        let timed_out_at = self.phones.timeline.now();
         for (i, l) in legs.iter().enumerate() {
             if !ended[i] {
                 let (c, s, p) = (l.callback.clone(), l.sid.clone(), l.sip.clone());
                 self.leg(&c, &s, &p, "no-answer", None).await?;
                 if let Some(a) = &l.agent {
+                    self.phones
+                        .timeline
+                        .busy_until(&a.id, rang_at, timed_out_at);
                     self.truth.misses.push(a.id.clone());
+                    self.agent_missed(a);
                 }
             }
         }

@@ -510,6 +510,23 @@ impl Server {
         Ok(value)
     }
 
+    /// `GET /reports/summary` over the last and the next day (every call of a run).
+    ///
+    /// # Errors
+    /// Network errors or a refusal.
+    pub async fn summary(&self) -> anyhow::Result<Value> {
+        let now = chrono::Utc::now();
+        let day = chrono::Duration::days(1);
+        let path = format!(
+            "/reports/summary?from={}&to={}",
+            (now - day).format("%Y-%m-%d"),
+            (now + day + day).format("%Y-%m-%d")
+        );
+        let (code, value) = self.api(reqwest::Method::GET, &path, None).await?;
+        anyhow::ensure!(code == 200, "summary: {code} {value}");
+        Ok(value)
+    }
+
     /// `GET /audit/verify`.
     ///
     /// # Errors

@@ -12,6 +12,8 @@ pub mod call;
 pub mod check;
 pub mod client;
 pub mod faults;
+pub mod queue;
+pub mod rest;
 pub mod scenario;
 pub mod stats;
 
@@ -35,6 +37,10 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The consistency check, when asked for.
     pub check: Option<check::Report>,
+    /// The queue as the simulator saw it.
+    pub queue: queue::QueueReport,
+    /// Times the server paused an agent after missed offers (the softphone resumed it).
+    pub pauses: u64,
 }
 
 impl Outcome {
@@ -58,6 +64,21 @@ pub async fn run(
     heartbeat_every: Duration,
     check: bool,
 ) -> anyhow::Result<Outcome> {
+    run_with_api(server, scenario, heartbeat_every, check, None).await
+}
+
+/// [`run`], with Telnyx's REST API played by `api` (the server's pushes redirect the
+/// simulated calls).
+///
+/// # Errors
+/// When agents cannot be registered or the check cannot ask the server.
+pub async fn run_with_api(
+    server: &Server,
+    scenario: &Scenario,
+    heartbeat_every: Duration,
+    check: bool,
+    api: Option<&rest::FakeTelnyxApi>,
+) -> anyhow::Result<Outcome> {
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let mut phones =
         agents::Softphones::register(server, &run_id, scenario.agents, heartbeat_every).await?;
@@ -75,6 +96,7 @@ pub async fn run(
                     n,
                     seed.wrapping_add(n as u64),
                 )
+                .with_api(api)
                 .run()
             })
             .buffer_unordered(scenario.concurrency.max(1))
@@ -88,6 +110,7 @@ pub async fn run(
             .collect()
             .await;
     let elapsed = started.elapsed();
+    let queue = phones.timeline.report();
     let mut truths = Vec::new();
     let mut failures = Vec::new();
     for r in results {
@@ -104,16 +127,21 @@ pub async fn run(
                 started.elapsed().as_secs_f64() - elapsed.as_secs_f64()
             );
         }
-        Some(check::check(server, &phones, &truths).await?)
+        let mut report = check::check(server, &phones, &truths, scenario).await?;
+        check::check_timeline(&mut report, &queue, scenario);
+        Some(report)
     } else {
         None
     };
     phones.stop().await;
+    let pauses = phones.resumed.load(std::sync::atomic::Ordering::Relaxed);
     Ok(Outcome {
         completed: truths.len(),
         failures,
         stats,
         elapsed,
         check,
+        queue,
+        pauses,
     })
 }

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use telnyx_sim::{Scenario, Server, Signer};
+use telnyx_sim::rest::{FakeTelnyxApi, RestFaults};
+use telnyx_sim::scenario::ServerQueue;
+use telnyx_sim::{Outcome, Scenario, Server, Signer};
 
 /// Plays Telnyx and the agents' softphones against a call-center server.
 #[derive(Debug, Parser)]
@@ -115,6 +117,50 @@ struct RunArgs {
     /// to empty and every agent to be free.
     #[arg(long, default_value_t = 0)]
     settle_seconds: u64,
+    /// Simulated seconds of one `<Play>` (a hold-music segment).
+    #[arg(long, default_value_t = 10.0)]
+    play_seconds: f64,
+    /// Chance that a caller gives up while waiting in the queue.
+    #[arg(long, default_value_t = 0.0)]
+    abandon_probability: f64,
+    /// Longest a caller who gives up waits first, simulated seconds.
+    #[arg(long, default_value_t = 120.0)]
+    patience_max: f64,
+    /// The server's CALL_CENTER_WRAP_UP_SECONDS (for the queue check).
+    #[arg(long, default_value_t = 0.0)]
+    server_wrap_up: f64,
+    /// The server's CALL_CENTER_NO_ANSWER_DELAY_SECONDS (for the queue check).
+    #[arg(long, default_value_t = 10.0)]
+    server_no_answer_delay: f64,
+    /// The server's CALL_CENTER_MISSES_TO_PAUSE (for the queue check).
+    #[arg(long, default_value_t = 3)]
+    server_misses_to_pause: u32,
+    /// The server's CALL_CENTER_MAX_WAIT_SECONDS (for the queue check).
+    #[arg(long, default_value_t = 600.0)]
+    server_max_wait: f64,
+    /// Fail when a caller waited longer than this (simulated seconds) while an agent the
+    /// server could have offered it to was idle.
+    #[arg(long)]
+    idle_wait_limit: Option<f64>,
+    /// Play Telnyx's REST API on this address (the server's TELNYX_API_BASE_URL is
+    /// http://<address>), so the server's pushes redirect the simulated calls.
+    #[arg(long)]
+    rest_listen: Option<String>,
+    /// The bearer token the fake REST API accepts (the server's TELNYX_API_KEY).
+    #[arg(long, env = "TELNYX_API_KEY", default_value = "KEYsimulator")]
+    rest_key: String,
+    /// Added latency of the fake REST API, milliseconds.
+    #[arg(long, default_value_t = 20)]
+    rest_latency_ms: u64,
+    /// Chance the fake REST API answers 5xx (no redirect).
+    #[arg(long, default_value_t = 0.0)]
+    rest_5xx: f64,
+    /// Chance the fake REST API answers 429 (no redirect).
+    #[arg(long, default_value_t = 0.0)]
+    rest_429: f64,
+    /// Chance the fake REST API redirects the call but its answer never arrives.
+    #[arg(long, default_value_t = 0.0)]
+    rest_drop: f64,
 }
 
 #[tokio::main]
@@ -192,18 +238,47 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         verbose: args.verbose,
         seed: args.seed,
         settle: Duration::from_secs(args.settle_seconds),
+        play_seconds: args.play_seconds,
+        abandon_probability: args.abandon_probability,
+        patience_max: args.patience_max,
+        server_queue: ServerQueue {
+            wrap_up: args.server_wrap_up,
+            no_answer_delay: args.server_no_answer_delay,
+            misses_to_pause: args.server_misses_to_pause,
+            max_wait: args.server_max_wait,
+        },
+        idle_wait_limit: args.idle_wait_limit,
     };
-    let outcome = telnyx_sim::run(
+    let api = match &args.rest_listen {
+        Some(listen) => Some(FakeTelnyxApi::start_on(
+            listen,
+            args.rest_key.clone(),
+            RestFaults {
+                latency: Duration::from_millis(args.rest_latency_ms),
+                server_error: args.rest_5xx,
+                rate_limited: args.rest_429,
+                dropped_answer: args.rest_drop,
+            },
+        )?),
+        None => None,
+    };
+    let outcome = telnyx_sim::run_with_api(
         &server,
         &scenario,
         Duration::from_secs(args.heartbeat_every),
         !args.no_check,
+        api.as_ref(),
     )
     .await?;
     println!(
         "\n{}",
         outcome.stats.report(outcome.completed, outcome.elapsed)
     );
+    let queue = queue_summary(&outcome, &scenario, api.as_ref());
+    println!("{}", queue_line(&queue));
+    if let Some(api) = &api {
+        api.stop().await;
+    }
     if server.failovers() > 0 {
         println!(
             "webhooks sent again after a failure (failover): {}",
@@ -253,8 +328,72 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
             "failovers": server.failovers(),
             "slowest_answer_ms": server.slowest_answer().as_secs_f64() * 1000.0,
             "failures": outcome.failures.iter().take(10).cloned().collect::<Vec<_>>(),
+            "outcomes": outcome.stats.outcomes(),
+            "queue": queue,
         });
         std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;
     }
     Ok(outcome.ok())
+}
+
+/// The queue's figures of a run, as JSON.
+fn queue_summary(
+    outcome: &Outcome,
+    scenario: &Scenario,
+    api: Option<&FakeTelnyxApi>,
+) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let q = &outcome.queue;
+    let facts = outcome
+        .check
+        .as_ref()
+        .map(|c| c.queue.clone())
+        .unwrap_or_default();
+    let rest = api.map(|a| {
+        let c = &a.counts;
+        serde_json::json!({
+            "redirected": c.redirected.load(Relaxed),
+            "server_errors": c.server_errors.load(Relaxed),
+            "rate_limited": c.rate_limited.load(Relaxed),
+            "dropped": c.dropped.load(Relaxed),
+            "unknown_call": c.unknown_call.load(Relaxed),
+            "unauthorized": c.unauthorized.load(Relaxed),
+        })
+    });
+    serde_json::json!({
+        "max_idle_wait_simulated_seconds": scenario.simulated(q.max_idle_wait),
+        "max_idle_wait_real_seconds": q.max_idle_wait,
+        "longest_wait_simulated_seconds": scenario.simulated(q.longest_wait),
+        "overlapping_legs": q.overlapping_legs.len(),
+        "pushes_followed": outcome.stats.pushes_followed(),
+        "pauses_resumed": outcome.pauses,
+        "offers": facts.offers,
+        "first_offers_checked_for_order": facts.ordered,
+        "out_of_order": facts.out_of_order,
+        "pauses_in_summary": facts.pauses,
+        "abandoned_in_summary": facts.abandoned,
+        "abandoned_wait_avg_seconds": facts.abandoned_wait_avg,
+        "longest_to_voicemail_seconds": facts.longest_to_voicemail,
+        "answers_learned_late": facts.answers_learned_late,
+        "rest_api": rest,
+    })
+}
+
+fn queue_line(q: &serde_json::Value) -> String {
+    format!(
+        "queue: longest wait with an agent idle {:.2} s simulated; longest hold {:.1} s simulated; {} offers ({} outcomes learned after the next offer, unchecked), {} first offers in order ({} out of order); legs overlapping {}; pushes followed {}; pauses {} (summary {}); abandoned {} (mean wait {}); fake REST API {}",
+        q["max_idle_wait_simulated_seconds"].as_f64().unwrap_or(0.0),
+        q["longest_wait_simulated_seconds"].as_f64().unwrap_or(0.0),
+        q["offers"],
+        q["answers_learned_late"],
+        q["first_offers_checked_for_order"],
+        q["out_of_order"],
+        q["overlapping_legs"],
+        q["pushes_followed"],
+        q["pauses_resumed"],
+        q["pauses_in_summary"],
+        q["abandoned_in_summary"],
+        q["abandoned_wait_avg_seconds"],
+        q["rest_api"],
+    )
 }

@@ -40,6 +40,43 @@ pub struct Scenario {
     /// Before the consistency check, wait up to this long for every server's spool to empty
     /// and every agent to be free (callbacks kept through a fault, the reconciler).
     pub settle: Duration,
+    /// Simulated seconds one `<Play>` (a hold-music segment) lasts.
+    pub play_seconds: f64,
+    /// Chance that a caller gives up while waiting in the queue.
+    pub abandon_probability: f64,
+    /// Longest a caller who gives up waits first, simulated seconds (uniform from 1).
+    pub patience_max: f64,
+    /// The server's queue settings, for the queue check.
+    pub server_queue: ServerQueue,
+    /// Fail the run when a caller waited longer than this (simulated seconds) while an
+    /// agent the server could have offered it to sat idle.
+    pub idle_wait_limit: Option<f64>,
+}
+
+/// The server's queue settings as configured (real seconds), so that the simulator knows
+/// when the server may offer an agent again.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerQueue {
+    /// `CALL_CENTER_WRAP_UP_SECONDS`.
+    pub wrap_up: f64,
+    /// `CALL_CENTER_NO_ANSWER_DELAY_SECONDS`.
+    pub no_answer_delay: f64,
+    /// `CALL_CENTER_MISSES_TO_PAUSE`.
+    pub misses_to_pause: u32,
+    /// `CALL_CENTER_MAX_WAIT_SECONDS`.
+    pub max_wait: f64,
+}
+
+impl Default for ServerQueue {
+    /// The server's defaults.
+    fn default() -> Self {
+        Self {
+            wrap_up: 0.0,
+            no_answer_delay: 10.0,
+            misses_to_pause: 3,
+            max_wait: 600.0,
+        }
+    }
 }
 
 impl Default for Scenario {
@@ -61,6 +98,11 @@ impl Default for Scenario {
             verbose: false,
             seed: None,
             settle: Duration::ZERO,
+            play_seconds: 10.0,
+            abandon_probability: 0.0,
+            patience_max: 120.0,
+            server_queue: ServerQueue::default(),
+            idle_wait_limit: None,
         }
     }
 }
@@ -70,6 +112,12 @@ impl Scenario {
     #[must_use]
     pub fn real(&self, simulated: f64) -> Duration {
         Duration::from_secs_f64((simulated / self.time_compression.max(1e-6)).max(0.0))
+    }
+
+    /// Simulated seconds for `real` seconds.
+    #[must_use]
+    pub fn simulated(&self, real: f64) -> f64 {
+        real * self.time_compression
     }
 
     /// Rough speaking time of a text, simulated seconds (about 15 characters a second).

@@ -23,6 +23,7 @@ struct Inner {
     outcomes: BTreeMap<String, u64>,
     requests: u64,
     fallbacks: u64,
+    pushes_followed: u64,
 }
 
 /// The words of the server's fallback document (its default apology): an instruction
@@ -64,6 +65,22 @@ impl Stats {
         if !ok {
             *inner.errors.entry(name).or_default() += 1;
         }
+    }
+
+    /// Records something that must not happen (counted as an error under `what`).
+    pub fn anomaly(&self, what: &str) {
+        *self.lock().errors.entry(what.to_owned()).or_default() += 1;
+    }
+
+    /// Records a call redirected by the server's REST update-call.
+    pub fn push_followed(&self) {
+        self.lock().pushes_followed += 1;
+    }
+
+    /// Calls redirected by the server's REST update-call.
+    #[must_use]
+    pub fn pushes_followed(&self) -> u64 {
+        self.lock().pushes_followed
     }
 
     /// Records an instruction answered with the fallback document.
