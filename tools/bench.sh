@@ -8,7 +8,8 @@
 #  4. the direct-SQL ceiling of the webhook hot path on the same PostgreSQL versus the server
 #     (alternating rounds, ratio of medians);
 #  5. audit on versus the no-op audit sink (alternating rounds, ratio of medians);
-#  6. "available now" among 10,000 agents; the report summary over one million calls.
+#  6. "available now" among 10,000 agents; the queue's matcher with 10,000 callers waiting
+#     and 1,000 agents; the report summary over one million calls.
 #
 # Needs PostgreSQL at BENCH_PG_URL (default: the local test server) and psql. Knobs:
 # BENCH_CALLS (20000), BENCH_CONCURRENCY (200), BENCH_AGENTS (20), BENCH_PACED_CALLS (600),
@@ -91,6 +92,12 @@ step "available now among 10,000 agents"
 "${CARGO_TARGET_DIR:-target}"/release/examples/available_now "$(scratch_db callcenter_agents)" 5000 2>"$out/available-now-plan.txt" |
     tee -a "$results"
 cat "$out/available-now-plan.txt"
+
+step "the matcher: 10,000 callers waiting, 1,000 agents free (PostgreSQL)"
+for strategy in longest-idle ring-all; do
+    "${CARGO_TARGET_DIR:-target}"/release/examples/matcher "$(scratch_db callcenter_matcher)" "$strategy" 10000 1000 3 |
+        tee -a "$results"
+done
 
 step "report summary over $report_calls calls (PostgreSQL)"
 tools/report-bench.sh "$(scratch_db callcenter_report)" "$report_calls" | tee -a "$results"

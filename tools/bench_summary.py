@@ -40,6 +40,12 @@ if "available-now" in by:
     a = by["available-now"]
     print(f"Available now among {a['agents']} agents ({a['available']} available): "
           f"p50 {a['p50_ms']:.3f} ms, p99 {a['p99_ms']:.3f} ms over {a['queries']} queries.")
+for label in ("matcher-longest-idle", "matcher-ring-all"):
+    if label in by:
+        m = by[label]
+        print(f"Matcher ({label[8:]}), {m['callers_waiting']} callers waiting, {m['agents']} agents: "
+              f"p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms, max {m['max_ms']:.1f} ms per match "
+              f"over {m['matches']} matches ({m['reserved']} reservations, {m['matches_per_second']:.0f} matches/s).")
 if "report-summary" in by:
     r = by["report-summary"]
     print(f"Report summary over {r['calls']} calls: median {r['median_s']} s, max {r['max_s']} s.")
