@@ -425,6 +425,12 @@ impl<'a> Draft<'a> {
             .collect()
     }
 
+    /// The end of a wrap-up starting now (`None`: no wrap-up configured).
+    fn wrap_up_until(&self) -> Option<DateTime<Utc>> {
+        let wrap_up = self.settings().wrap_up;
+        (wrap_up > chrono::Duration::zero()).then(|| self.now() + wrap_up)
+    }
+
     /// Whether offer `i`'s round is over (a later round, the round closed, the call over).
     fn round_over(&self, i: usize) -> bool {
         self.offers[i].attempt < self.call.attempts || !self.call.round_open || self.call.is_over()
@@ -1182,17 +1188,19 @@ fn win(d: &mut Draft<'_>, i: usize) {
         d.call.status = CallStatus::Answered;
     }
     let leg_done = d.offers[i].leg_status == Some(LegStatus::Completed);
-    let wrap_up = d.settings().wrap_up;
+    // Learned after the caller's call ended: the talk is over, the wrap-up starts now (the
+    // leg's own report still counts the talk time).
+    let talk_over = over && !leg_done;
+    if talk_over {
+        d.offers[i].ended_at.get_or_insert(now);
+    }
+    let wrap_up_until = d.wrap_up_until();
     let effect = d.effect(agent);
     effect.delta.answered += 1;
     effect.engage = !over && !leg_done;
-    if over && !leg_done {
-        // Learned after the caller's call ended: the talk is over, the wrap-up starts now
-        // (the leg's own report still counts the talk time).
-        d.offers[i].ended_at.get_or_insert(now);
-        let effect = d.effect(agent);
+    if talk_over {
         effect.release = true;
-        effect.wrap_up_until = (wrap_up > chrono::Duration::zero()).then(|| now + wrap_up);
+        effect.wrap_up_until = wrap_up_until;
     }
     d.record_for(
         agent,
@@ -1200,10 +1208,10 @@ fn win(d: &mut Draft<'_>, i: usize) {
         [("attempt", attempt.into())],
     );
     if attempt == d.call.attempts {
-        d.close_round(RoundResult::Answered, false);
+        d.end_round(RoundResult::Answered);
     }
-    // A round ended before its winner was known kept its offers ringing: the others are
-    // released now.
+    // The others are released now (also those a round ended before its winner was known
+    // kept ringing).
     for other in d.ringing(attempt) {
         d.offers[other].state = OfferState::Canceled;
     }
@@ -1238,12 +1246,12 @@ fn finish_talk(d: &mut Draft<'_>, i: usize, from_leg: bool) {
         o.ended_at = o.ended_at.or(Some(now));
     }
     d.call.talk_seconds = Some(talk);
-    let wrap_up = d.settings().wrap_up;
+    let wrap_up_until = d.wrap_up_until();
     let effect = d.effect(agent);
     effect.delta.talk_seconds += delta;
     effect.release = true;
     effect.engage = false;
-    effect.wrap_up_until = (wrap_up > chrono::Duration::zero()).then(|| now + wrap_up);
+    effect.wrap_up_until = wrap_up_until;
     if first_end {
         d.record_for(
             agent,
@@ -1347,13 +1355,11 @@ pub fn repair(
 
 fn cancel_stray_offers(d: &mut Draft<'_>) {
     let now = d.now();
-    let (round, open, over) = (d.call.attempts, d.call.round_open, d.call.is_over());
     for i in 0..d.offers.len() {
-        let o = &d.offers[i];
-        let ended = o.attempt < round || !open || over;
-        if o.state != OfferState::Ringing || !ended {
+        if d.offers[i].state != OfferState::Ringing || !d.round_over(i) {
             continue;
         }
+        let o = &d.offers[i];
         let (agent, attempt) = (o.agent_id, o.attempt);
         d.offers[i].state = OfferState::Canceled;
         d.offers[i].ended_at.get_or_insert(now);

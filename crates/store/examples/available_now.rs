@@ -9,7 +9,11 @@
 //! Use a scratch database: the example inserts its agents (`make bench` creates one).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: a panic is a bug report
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::Instant;
+use support::percentile;
 
 use agents::Liveness;
 use chrono::{Duration, Utc};
@@ -26,16 +30,6 @@ const SEED: &str = "INSERT INTO agents (id, name, sip_uri, sip_key, presence, la
         now() - make_interval(secs => n),
         md5('token' || n), now(), now()
     FROM generate_series(1, 10000) AS n";
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 #[tokio::main]
 async fn main() {

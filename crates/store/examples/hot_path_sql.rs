@@ -14,8 +14,12 @@
 //! webhooks per call. Prints one JSON line.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: a panic is a bug report
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
+use support::arg;
 
 use agents::{AgentId, AgentService, Caller, Clock, NewAgent, SystemClock};
 use audit::ChainSink;
@@ -107,10 +111,6 @@ impl Bench {
         }
         n
     }
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> T {
-    args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
 }
 
 #[tokio::main]

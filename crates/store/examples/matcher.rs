@@ -11,8 +11,12 @@
 //! one).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: a panic is a bug report
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{arg, percentile};
 
 use agents::{Clock, SystemClock};
 use audit::ChainSink;
@@ -34,16 +38,6 @@ const FREE_AGENTS: [&str; 2] = [
     "UPDATE offers SET state = 'canceled', closed_at = now() WHERE state = 'ringing'",
     "UPDATE agents SET offer_call_sid = NULL, offer_ringing = false, last_heartbeat_at = now() + interval '1 hour'",
 ];
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn inbound(n: usize) -> Event {
     Event::Inbound {
@@ -84,9 +78,9 @@ async fn main() {
         "ring-all" => QueueStrategy::RingAll,
         _ => QueueStrategy::LongestIdle,
     };
-    let callers: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let agents: i32 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(1_000);
-    let rounds: usize = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let callers: usize = arg(&args, 3, 10_000);
+    let agents: i32 = arg(&args, 4, 1_000);
+    let rounds: usize = arg(&args, 5, 3);
 
     let store = Store::open(&StoreOptions::new(url)).unwrap();
     store.migrate().await.unwrap();

@@ -162,6 +162,26 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error, hint: &str) -> bool {
         && (db.constraint().is_none_or(|c| c.contains(hint)) || db.message().contains(hint))
 }
 
+/// `agents::Agent::reservable` in SQL, once for both backends: the agents row `g` (a
+/// prefix such as `g.`, or empty) may be reserved for the call `call` at `now` (both
+/// parameter names, e.g. `$1`).
+pub(crate) fn reservable_sql(g: &str, call: &str, now: &str) -> String {
+    format!(
+        "({g}presence = 'available' AND {g}paused_reason IS NULL \
+         AND {g}current_call_sid IS NULL AND ({g}offer_call_sid IS NULL OR {g}offer_call_sid = {call}) \
+         AND {g}idle_since <= {now} AND ({g}no_answer_until IS NULL OR {g}no_answer_until <= {now}))"
+    )
+}
+
+/// Whether an agent effect's `release` applies to the agents row `g` for the call `call`:
+/// it holds the call, or holds no call but the call's open offer (an answer learned after
+/// the talk ended; see `agents::AgentEffect::release`).
+pub(crate) fn releases_sql(g: &str, call: &str) -> String {
+    format!(
+        "({g}current_call_sid = {call} OR ({g}current_call_sid IS NULL AND {g}offer_call_sid = {call}))"
+    )
+}
+
 /// A serialization failure (SQLSTATE 40001), which PostgreSQL's apply statement also raises
 /// when an agent it reserves is no longer reservable: the change is decided again.
 pub(crate) fn is_serialization_failure(e: &sqlx::Error) -> bool {

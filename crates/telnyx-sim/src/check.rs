@@ -44,7 +44,7 @@ pub struct QueueFacts {
     /// Answered or missed offers whose outcome the server learned only after it had offered
     /// the agent again (the round had closed without them, e.g. the caller hung up, and the
     /// leg's own report came later): their wrap-up or delay is not checked.
-    pub answers_learned_late: usize,
+    pub outcomes_learned_late: usize,
 }
 
 /// One offer from the call view.
@@ -279,7 +279,7 @@ fn check_offers(report: &mut Report, calls: &[Value], scenario: &Scenario) {
                 && a.ended_at
                     .is_some_and(|e| e > b.offered_at || (e > closed && e + race > b.offered_at));
             if learned_late {
-                report.queue.answers_learned_late += 1;
+                report.queue.outcomes_learned_late += 1;
             }
             let free_from = match a.state.as_str() {
                 _ if learned_late => None,

@@ -374,7 +374,7 @@ fn queue_summary(
         "abandoned_in_summary": facts.abandoned,
         "abandoned_wait_avg_seconds": facts.abandoned_wait_avg,
         "longest_to_voicemail_seconds": facts.longest_to_voicemail,
-        "answers_learned_late": facts.answers_learned_late,
+        "outcomes_learned_late": facts.outcomes_learned_late,
         "rest_api": rest,
     })
 }
@@ -385,7 +385,7 @@ fn queue_line(q: &serde_json::Value) -> String {
         q["max_idle_wait_simulated_seconds"].as_f64().unwrap_or(0.0),
         q["longest_wait_simulated_seconds"].as_f64().unwrap_or(0.0),
         q["offers"],
-        q["answers_learned_late"],
+        q["outcomes_learned_late"],
         q["first_offers_checked_for_order"],
         q["out_of_order"],
         q["overlapping_legs"],

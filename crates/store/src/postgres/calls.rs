@@ -152,11 +152,7 @@ rounds_closed AS (
       AND EXISTS (SELECT 1 FROM call_row)
 ),
 agent_locks AS MATERIALIZED (
-    SELECT g.id, (g.presence = 'available' AND g.paused_reason IS NULL
-        AND g.current_call_sid IS NULL AND (g.offer_call_sid IS NULL OR g.offer_call_sid = $1)
-        AND g.idle_since <= ${now}
-        AND (g.no_answer_until IS NULL OR g.no_answer_until <= ${now})) AS reservable
-    FROM agents g
+    SELECT g.id, {reservable} AS reservable FROM agents g
     WHERE g.id IN (SELECT e.agent_id FROM {effects}) AND EXISTS (SELECT 1 FROM call_row)
     ORDER BY g.id FOR UPDATE OF g
 ),
@@ -169,8 +165,7 @@ agent_effects AS (
             WHEN e.engage AND g.current_call_sid IS NULL THEN $1
             WHEN e.release AND g.current_call_sid = $1 THEN NULL
             ELSE g.current_call_sid END,
-        idle_since = CASE WHEN e.release AND (g.current_call_sid = $1
-                OR (g.current_call_sid IS NULL AND g.offer_call_sid = $1))
+        idle_since = CASE WHEN e.release AND {releases}
             THEN COALESCE(e.wrap_up_until, ${now}) ELSE g.idle_since END,
         no_answer_until = GREATEST(g.no_answer_until, e.no_answer_until),
         missed_in_a_row = CASE WHEN e.answered > 0 THEN 0 ELSE g.missed_in_a_row + e.missed END,
@@ -197,6 +192,8 @@ SELECT (SELECT count(*) FROM call_row) + reservation_conflict((
     WHERE e.offer = 'reserve' AND (l.id IS NULL OR NOT l.reservable)
       AND EXISTS (SELECT 1 FROM call_row))) AS applied",
         now = l.now,
+        reservable = crate::common::reservable_sql("g.", "$1", &format!("${}", l.now)),
+        releases = crate::common::releases_sql("g.", "$1"),
         receipt_cols = ReceiptRow::columns(None),
         receipts = ReceiptRow::unnest(l.receipts, "r"),
         offer_cols = OfferRow::columns(None),

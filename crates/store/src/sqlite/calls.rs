@@ -49,12 +49,12 @@ static INSERT_RECEIPT: LazyLock<&'static str> =
 /// `$8` only moves forward; misses in a row reset by an answer, counted by a miss; the pause
 /// `$9` only of an available agent not paused; the open-offer mark `$10` (reserve, ring,
 /// clear) only about this call.
-const AGENT_EFFECT: &str = "UPDATE agents SET
+static AGENT_EFFECT: LazyLock<&'static str> = LazyLock::new(|| {
+    String::leak(format!(
+        "UPDATE agents SET
         calls_answered = calls_answered + $2, calls_missed = calls_missed + $3,
         total_talk_seconds = total_talk_seconds + $4,
-        idle_since = CASE WHEN $6 AND (current_call_sid = $11
-                OR (current_call_sid IS NULL AND offer_call_sid = $11))
-            THEN COALESCE($7, $12) ELSE idle_since END,
+        idle_since = CASE WHEN $6 AND {releases} THEN COALESCE($7, $12) ELSE idle_since END,
         current_call_sid = CASE
             WHEN $5 AND current_call_sid IS NULL THEN $11
             WHEN $6 AND current_call_sid = $11 THEN NULL
@@ -73,10 +73,11 @@ const AGENT_EFFECT: &str = "UPDATE agents SET
             WHEN $10 = 'reserve' THEN $11
             WHEN $10 = 'clear' AND offer_call_sid = $11 THEN NULL
             ELSE offer_call_sid END
-    WHERE id = $1 AND ($10 IS NULL OR $10 <> 'reserve' OR (presence = 'available'
-        AND paused_reason IS NULL AND current_call_sid IS NULL
-        AND (offer_call_sid IS NULL OR offer_call_sid = $11)
-        AND idle_since <= $12 AND (no_answer_until IS NULL OR no_answer_until <= $12)))";
+    WHERE id = $1 AND ($10 IS NULL OR $10 <> 'reserve' OR {reservable})",
+        releases = crate::common::releases_sql("", "$11"),
+        reservable = crate::common::reservable_sql("", "$11", "$12"),
+    ))
+});
 
 impl SqliteStore {
     pub(crate) async fn load_snapshot(
@@ -211,7 +212,7 @@ async fn apply_in(conn: &mut SqliteConnection, change: &CallChange) -> Result<bo
         .zip(crate::rows::effects(&change.agents))
     {
         let written = row
-            .bind(sqlx::query(AGENT_EFFECT))
+            .bind(sqlx::query(*AGENT_EFFECT))
             .bind(&change.call.call_sid)
             .bind(SqlTime(now))
             .execute(&mut *conn)
