@@ -57,7 +57,7 @@ status=0
     --answer-probability 0.85 --decline-probability 0.1 --hangup-probability 0.0 \
     --abandon-probability 0.1 --patience-max 120 \
     --server-wrap-up 1 --server-no-answer-delay 1 --server-misses-to-pause 3 --server-max-wait 60 \
-    --rest-listen "127.0.0.1:$rest_port" --rest-key "$rest_key" --heartbeat-every 1 --verbose || status=$?
+    --rest-listen "127.0.0.1:$rest_port" --rest-key "$rest_key" --heartbeat-every 1 --settle-seconds 10 --verbose || status=$?
 echo
 if [[ $status -eq 0 ]]; then
     echo "== Demo finished: every call, agent metric and the audit chain are consistent."

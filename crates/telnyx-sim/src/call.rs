@@ -842,6 +842,10 @@ pub fn summarize(doc: &texml::Response) -> String {
             Verb::Dial(d) => format!("Dial {} agent(s)", d.nouns().len()),
             Verb::Record(_) => "Record (voicemail, transcribed)".to_owned(),
             Verb::Hangup(_) => "Hangup".to_owned(),
+            Verb::Play(p) => match &p.source {
+                texml::PlaySource::Url(u) => format!("Play {}", crate::stats::endpoint(u.as_str())),
+                _ => "Play".to_owned(),
+            },
             other => format!("{other:?}").chars().take(30).collect(),
         })
         .collect();
