@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: help run test test-pg ci lint fmt guard bench demo faults queue-acceptance fuzz-api twilio-fixtures signature-fixtures
+.PHONY: help run test test-pg ci lint fmt guard bench demo faults queue-acceptance fuzz-api twilio-fixtures signature-fixtures screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ queue-acceptance: ## The queue's acceptance runs: 2,000 simulated calls, 5 agent
 
 demo: ## A server on SQLite, 5 simulated agents and 20 simulated calls with a trace; exit 0 when consistent
 	./tools/demo.sh
+
+screenshots: ## The console and wallboard screenshots in docs/img/, taken by the browser tests (needs chromium and chromium-driver)
+	@mkdir -p docs/img
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs/img $(CARGO) test -p e2e --test browser -- --test-threads=1 sqlite
 
 fuzz-api: ## Schemathesis (PyPI) against a live server using its OpenAPI document; prints the cases tried
 	./tools/fuzz-api.sh $(EXAMPLES)

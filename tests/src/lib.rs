@@ -3,6 +3,8 @@
 //! webhooks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)] // test support
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 
 use callcenter::{Application, Settings, Shutdown};
@@ -397,6 +399,37 @@ impl TestApp {
             ],
         )
         .await
+    }
+
+    /// A caller who reaches voicemail and leaves a message ("Please call me back.", 14 s,
+    /// recorded at `https://api.telnyx.com/vm.mp3`).
+    pub async fn leave_voicemail(&self, sid: &str) {
+        self.inbound(sid).await;
+        let record = self
+            .post(&self.voicemail_url(sid), &[("CallSid", sid)])
+            .await;
+        assert!(record.body.contains("<Record "), "{}", record.body);
+        self.post(
+            &self.voicemail_callback_url(sid, "recording"),
+            &[
+                ("CallSid", sid),
+                ("RecordingSid", "rec-vm"),
+                ("RecordingStatus", "completed"),
+                ("RecordingUrl", "https://api.telnyx.com/vm.mp3"),
+                ("RecordingDuration", "14"),
+            ],
+        )
+        .await;
+        self.post(
+            &self.voicemail_callback_url(sid, "transcription"),
+            &[
+                ("CallSid", sid),
+                ("TranscriptionSid", "tr-1"),
+                ("TranscriptionStatus", "completed"),
+                ("TranscriptionText", "Please call me back."),
+            ],
+        )
+        .await;
     }
 
     /// A call's JSON.

@@ -6,34 +6,6 @@ use e2e::{TestApp, on_both_backends};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// A caller who reaches voicemail and leaves a message.
-async fn leave_voicemail(app: &TestApp, sid: &str) {
-    app.inbound(sid).await;
-    let record = app.post(&app.voicemail_url(sid), &[("CallSid", sid)]).await;
-    assert!(record.body.contains("<Record "), "{}", record.body);
-    app.post(
-        &app.voicemail_callback_url(sid, "recording"),
-        &[
-            ("CallSid", sid),
-            ("RecordingSid", "rec-vm"),
-            ("RecordingStatus", "completed"),
-            ("RecordingUrl", "https://api.telnyx.com/vm.mp3"),
-            ("RecordingDuration", "14"),
-        ],
-    )
-    .await;
-    app.post(
-        &app.voicemail_callback_url(sid, "transcription"),
-        &[
-            ("CallSid", sid),
-            ("TranscriptionSid", "tr-1"),
-            ("TranscriptionStatus", "completed"),
-            ("TranscriptionText", "Please call me back."),
-        ],
-    )
-    .await;
-}
-
 async fn as_agent(app: &TestApp, token: &str, method: Method, path: &str) -> (u16, Value) {
     app.server.api_as(token, method, path, None).await.unwrap()
 }
@@ -41,7 +13,7 @@ async fn as_agent(app: &TestApp, token: &str, method: Method, path: &str) -> (u1
 async fn inbox(app: TestApp) {
     let (alice, alice_token) = app.agent("Alice").await;
     let (bob, bob_token) = app.agent("Bob").await;
-    leave_voicemail(&app, "v3:vm1").await;
+    app.leave_voicemail("v3:vm1").await;
     app.inbound("v3:talk").await; // never reaches voicemail: no item
 
     let (status, v) = app.api(Method::GET, "/voicemails", None).await;

@@ -2,6 +2,9 @@
 //! the store opened and migrated, background jobs started, and on SIGINT or SIGTERM
 //! in-flight requests finish, jobs stop, the pool closes and `run` returns `Ok`.
 
+use crate::http::console::Console;
+use crate::http::console::live::Changes;
+use crate::http::console::session::Sessions;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,6 +187,7 @@ impl Application {
         keys: UrlKeys,
     ) -> anyhow::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let session_key = keys.derive("console-session-v1");
         let (flow, agents) = services(&settings, &store, Arc::clone(&clock), keys)?;
         let metrics = Metrics::new().context("metrics registry")?;
         let verifier = verifier(&settings)?;
@@ -205,9 +209,19 @@ impl Application {
             )
             .context("the callback spool (CALL_CENTER_SPOOL_DIR)")?,
         );
+        let admin_token = admin_token(&settings);
+        let console = web::Data::new(Console {
+            sessions: Sessions::new(session_key, &admin_token),
+            changes: Changes::new(),
+            pause_reasons: settings.pause_reasons.clone(),
+            heartbeat_every: (settings.heartbeat_ttl / 3).max(Duration::from_secs(1)),
+            clock: Arc::clone(&clock),
+            audit_check: std::sync::Mutex::new(None),
+        });
         let data = AppData {
+            console,
             auth: web::Data::new(Auth {
-                admin_token: admin_token(&settings),
+                admin_token,
                 limiter: FailureLimiter::new(settings.auth_failure_limit),
                 trusted_proxies: settings.trusted_proxies.clone(),
                 agents: agents.clone(),
@@ -297,6 +311,7 @@ impl Application {
             Shutdown::Token(token) => token.cancelled().await,
         }
         tracing::info!("shutting down: finishing in-flight requests");
+        self.data.console.changes.close();
         handle.stop(true).await;
         self.stop.cancel();
         while jobs.join_next().await.is_some() {}
@@ -395,6 +410,12 @@ fn background_jobs(data: &AppData, settings: &Settings, stop: &CancellationToken
             }
         }
     }));
+    jobs.spawn(
+        data.console
+            .changes
+            .clone()
+            .watch_store(data.ops.store.clone(), stop.clone()),
+    );
     let flow = data.flow.clone();
     jobs.spawn(every(
         policy::RECEIPT_PRUNE_PERIOD,

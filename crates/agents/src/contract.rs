@@ -38,6 +38,7 @@ pub fn agent(
         sip_uri: SipUri::parse(sip).unwrap(),
         presence,
         paused_reason: None,
+        presence_since: at,
         last_heartbeat_at: heartbeat.map(|h| h.trunc_subsecs(6)),
         current_call_sid: None,
         idle_since: at,

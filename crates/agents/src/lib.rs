@@ -46,7 +46,9 @@ pub use model::{
     Liveness, MetricsDelta, OfferMark, PauseReason, Presence, PresenceState, RequestedStatus,
     effective_status, parse_keyword,
 };
-pub use port::{AgentPatch, AgentStore, AgentStoreError, PresenceAudit, ReleaseAudit, WrapUpAudit};
+pub use port::{
+    AgentPatch, AgentStore, AgentStoreError, MissesAudit, PresenceAudit, ReleaseAudit, WrapUpAudit,
+};
 pub use service::{
     AgentChanges, AgentError, AgentService, AgentView, Caller, DEFAULT_PAUSE_REASONS, MetricsView,
     NewAgent, token_hash,

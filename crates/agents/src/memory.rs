@@ -9,11 +9,11 @@ use audit::{MemoryAuditLog, NewAuditEvent};
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Agent, AgentEffect, AgentId, Candidate, EffectiveStatus, Liveness, OfferMark, Presence,
-    PresenceState,
+    Agent, AgentEffect, AgentId, Candidate, EffectiveStatus, Liveness, OfferMark, PauseReason,
+    Presence, PresenceState,
 };
 use crate::port::{
-    AgentPatch, AgentStore, AgentStoreError, PresenceAudit, ReleaseAudit, WrapUpAudit,
+    AgentPatch, AgentStore, AgentStoreError, MissesAudit, PresenceAudit, ReleaseAudit, WrapUpAudit,
 };
 
 #[derive(Debug, Default)]
@@ -69,12 +69,6 @@ impl MemoryAgentStore {
             a.no_answer_until = effect.no_answer_until.max(a.no_answer_until);
         }
         a.missed_in_a_row = next_missed_in_a_row(a.missed_in_a_row, &effect.delta);
-        if let Some(reason) = &effect.pause
-            && a.presence == Presence::Available
-            && a.paused_reason.is_none()
-        {
-            a.paused_reason = Some(reason.clone());
-        }
         mark_offer(a, effect.offer, call_sid);
     }
 
@@ -215,6 +209,9 @@ impl AgentStore for MemoryAgentStore {
         }
         if let Some(p) = &patch.presence {
             resumed(agent, p);
+            if *p != agent.presence_state() {
+                agent.presence_since = now;
+            }
             agent.presence = p.presence;
             agent.paused_reason.clone_from(&p.paused_reason);
         }
@@ -238,6 +235,9 @@ impl AgentStore for MemoryAgentStore {
         agent.updated_at = now;
         if let Some(p) = presence {
             resumed(agent, p);
+            if *p != previous {
+                agent.presence_since = now;
+            }
             agent.presence = p.presence;
             agent.paused_reason.clone_from(&p.paused_reason);
             if *p != previous {
@@ -280,6 +280,31 @@ impl AgentStore for MemoryAgentStore {
             self.audit.push(audit(until));
         }
         Ok(agent.clone())
+    }
+
+    async fn pause_for_misses(
+        &self,
+        misses: i32,
+        reason: &PauseReason,
+        now: DateTime<Utc>,
+        audit: MissesAudit<'_>,
+    ) -> Result<Vec<AgentId>, AgentStoreError> {
+        let mut inner = self.lock();
+        let mut paused = Vec::new();
+        for a in inner.agents.values_mut() {
+            if a.missed_in_a_row >= misses
+                && a.presence == Presence::Available
+                && a.paused_reason.is_none()
+            {
+                a.paused_reason = Some(reason.clone());
+                a.presence_since = now;
+                a.updated_at = now;
+                self.audit.push(audit(a.id, a.missed_in_a_row));
+                paused.push(a.id);
+            }
+        }
+        paused.sort();
+        Ok(paused)
     }
 
     async fn delete(&self, id: AgentId, audit: Vec<NewAuditEvent>) -> Result<(), AgentStoreError> {

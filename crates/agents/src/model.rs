@@ -346,6 +346,9 @@ pub struct Agent {
     pub presence: Presence,
     /// Why the agent is paused, if it is.
     pub paused_reason: Option<PauseReason>,
+    /// When the presence or the pause last changed (registration, the agent's or an
+    /// admin's change, a pause for missed offers); heartbeats leave it.
+    pub presence_since: DateTime<Utc>,
     /// Last heartbeat, if any.
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     /// The call-center call this agent is on, if any.
@@ -511,9 +514,6 @@ pub struct AgentEffect {
     pub no_answer_until: Option<DateTime<Utc>>,
     /// The agent's open offer: reserved, ringing, or over.
     pub offer: Option<OfferMark>,
-    /// Pause the agent with this reason if it is available and not paused (too many misses
-    /// in a row). An answer resets the count of misses in a row; a miss adds to it.
-    pub pause: Option<PauseReason>,
 }
 
 #[cfg(test)]

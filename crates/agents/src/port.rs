@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use crate::model::{
-    Agent, AgentId, AgentName, Candidate, EffectiveStatus, Liveness, PresenceState,
+    Agent, AgentId, AgentName, Candidate, EffectiveStatus, Liveness, PauseReason, PresenceState,
 };
 use crate::sip::SipUri;
 
@@ -48,6 +48,10 @@ pub type ReleaseAudit<'a> = &'a (dyn Fn(&str) -> Vec<NewAuditEvent> + Send + Syn
 /// Builds the audit events of a wrap-up ended early from when it would have ended, inside
 /// the store's transaction.
 pub type WrapUpAudit<'a> = &'a (dyn Fn(DateTime<Utc>) -> Vec<NewAuditEvent> + Send + Sync);
+
+/// Builds the audit events of a pause for missed offers from the agent and its misses in a
+/// row, inside the store's transaction.
+pub type MissesAudit<'a> = &'a (dyn Fn(AgentId, i32) -> Vec<NewAuditEvent> + Send + Sync);
 
 /// Where agents live.
 ///
@@ -147,6 +151,21 @@ pub trait AgentStore: Send + Sync {
         now: DateTime<Utc>,
         audit: WrapUpAudit<'_>,
     ) -> Result<Agent, AgentStoreError>;
+
+    /// Pauses with `reason` every agent that is available, not paused, and has missed
+    /// `misses` or more offers in a row by its own count (whatever order the misses were
+    /// learned in); the events of `audit(agent, misses_in_a_row)` in the same transaction.
+    /// Returns the agents paused.
+    ///
+    /// # Errors
+    /// [`AgentStoreError::Unexpected`].
+    async fn pause_for_misses(
+        &self,
+        misses: i32,
+        reason: &PauseReason,
+        now: DateTime<Utc>,
+        audit: MissesAudit<'_>,
+    ) -> Result<Vec<AgentId>, AgentStoreError>;
 
     /// Removes an agent.
     ///

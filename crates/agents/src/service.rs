@@ -147,8 +147,14 @@ pub struct AgentView {
     pub status: EffectiveStatus,
     /// What the agent is doing (`idle`, `reserved`, `ringing`, `on_call`, `wrap_up`).
     pub activity: Activity,
+    /// The call it is on, or reserved or ringing for (`null` otherwise).
+    pub call_sid: Option<String>,
     /// Why the agent is paused (`null` when it is not).
     pub paused_reason: Option<PauseReason>,
+    /// When its presence or pause last changed (heartbeats leave it).
+    pub presence_since: DateTime<Utc>,
+    /// Free for the next call since (the end of its last wrap-up).
+    pub idle_since: DateTime<Utc>,
     /// Offers missed since it last answered or was resumed.
     pub missed_in_a_row: i32,
     /// After a missed offer, not offered another before this (`null`: no delay).
@@ -175,7 +181,13 @@ impl AgentView {
             sip_uri: agent.sip_uri.as_str().to_owned(),
             status: agent.status(liveness),
             activity: agent.activity(liveness.now),
+            call_sid: agent
+                .current_call_sid
+                .clone()
+                .or_else(|| agent.offer_call_sid.clone()),
             paused_reason: agent.paused_reason.clone(),
+            presence_since: agent.presence_since,
+            idle_since: agent.idle_since,
             missed_in_a_row: agent.missed_in_a_row,
             no_answer_until: agent.no_answer_until.filter(|t| *t > liveness.now),
             wrap_up_until: agent.wrap_up_until(liveness.now),
@@ -319,6 +331,7 @@ impl AgentService {
             sip_uri,
             presence: state.presence,
             paused_reason: state.paused_reason.clone(),
+            presence_since: now,
             last_heartbeat_at: online.then_some(now),
             current_call_sid: None,
             idle_since: now,

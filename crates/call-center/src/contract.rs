@@ -676,6 +676,7 @@ pub async fn listing_and_lookups(s: Stores) {
         change.call.updated_at = change.call.started_at;
         if *sid == "l2" {
             change.call.status = CallStatus::Completed;
+            change.call.answered_by = Some(a);
         }
         change.offers = vec![offer(sid, 1, a, 1)];
         change.offers[0].offered_at = change.call.started_at;
@@ -690,6 +691,7 @@ pub async fn listing_and_lookups(s: Stores) {
         .list(&CallFilter {
             limit: 10,
             status: None,
+            answered_by: None,
         })
         .await
         .unwrap();
@@ -702,6 +704,7 @@ pub async fn listing_and_lookups(s: Stores) {
         .list(&CallFilter {
             limit: 10,
             status: Some(CallStatus::Completed),
+            answered_by: None,
         })
         .await
         .unwrap();
@@ -710,12 +713,30 @@ pub async fn listing_and_lookups(s: Stores) {
         s.calls
             .list(&CallFilter {
                 limit: 2,
-                status: None
+                status: None,
+                answered_by: None,
             })
             .await
             .unwrap()
             .len(),
         2
+    );
+    let answered = s
+        .calls
+        .list(&CallFilter {
+            limit: 10,
+            status: None,
+            answered_by: Some(a),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        answered
+            .iter()
+            .map(|c| c.call_sid.as_str())
+            .collect::<Vec<_>>(),
+        ["l2"],
+        "only the calls the agent answered"
     );
     let mut bound = offer("l1", 1, a, 1);
     bound.leg_sid = Some("v3:leg-of-l1".into());
@@ -1213,24 +1234,39 @@ pub async fn priority_rules(s: Stores) {
     assert_eq!(audited, 4, "three sets and one removal");
 }
 
+/// Pauses the agents with `limit` misses in a row or more; the ones paused.
+async fn pause_for_misses(s: &Stores, limit: i32) -> Vec<AgentId> {
+    let reason = agents::PauseReason::parse("missed-calls").unwrap();
+    let audit = |agent: AgentId, in_a_row: i32| {
+        let mut e = NewAuditEvent::new(t0(), Actor::System, AuditAction::AgentStatusChanged)
+            .data([("missed_in_a_row", serde_json::Value::from(in_a_row))]);
+        e.agent_id = Some(agent.0);
+        vec![e]
+    };
+    s.agents
+        .pause_for_misses(limit, &reason, t0(), &audit)
+        .await
+        .unwrap()
+}
+
 /// Misses in a row: counted by a miss, reset by an answer; a no-answer delay only moves
-/// forward and keeps the agent from "available now"; a pause lands only on an available
-/// agent that is not paused.
+/// forward and keeps the agent from "available now"; the pause for misses lands only on an
+/// available agent that is not paused and has missed enough in a row, by the store's count.
 pub async fn misses_delays_and_pauses(s: Stores) {
     let a = new_agent(&s, 1).await;
     s.calls.apply(&create("m1")).await.unwrap();
-    let miss = |version: i64, until: i64, pause: bool| {
+    let miss = |version: i64, until: i64| {
         let delta = MetricsDelta {
             missed: 1,
             ..MetricsDelta::default()
         };
         let mut e = effect(a, delta, false, false);
         e.no_answer_until = Some(t0() + Duration::seconds(until));
-        e.pause = pause.then(|| agents::PauseReason::parse("missed-calls").unwrap());
         effects_on("m1", version, vec![e])
     };
-    s.calls.apply(&miss(2, 10, false)).await.unwrap();
-    s.calls.apply(&miss(3, 5, false)).await.unwrap();
+    s.calls.apply(&miss(2, 10)).await.unwrap();
+    s.calls.apply(&miss(3, 5)).await.unwrap();
+    assert!(pause_for_misses(&s, 3).await.is_empty(), "two misses");
     let agent = s.agents.get(a).await.unwrap().unwrap();
     assert_eq!(agent.missed_in_a_row, 2);
     assert_eq!(
@@ -1242,7 +1278,9 @@ pub async fn misses_delays_and_pauses(s: Stores) {
     assert!(s.agents.available_now(&at(9), 10).await.unwrap().is_empty());
     let free = s.agents.available_now(&at(10), 10).await.unwrap();
     assert_eq!((free.len(), free[0].missed_in_a_row), (1, 2));
-    s.calls.apply(&miss(4, 11, true)).await.unwrap();
+    s.calls.apply(&miss(4, 11)).await.unwrap();
+    assert_eq!(pause_for_misses(&s, 3).await, [a]);
+    assert!(pause_for_misses(&s, 3).await.is_empty(), "already paused");
     let paused = s.agents.get(a).await.unwrap().unwrap();
     assert_eq!(
         (
@@ -1284,15 +1322,15 @@ pub async fn stale_reservations_conflict(s: Stores) {
         missed: 1,
         ..MetricsDelta::default()
     };
-    let mut delay = effect(delayed, missed, false, false);
+    let mut delay = effect(delayed, MetricsDelta::default(), false, false);
     delay.no_answer_until = Some(t0() + Duration::seconds(30));
-    let mut pause = effect(paused, missed, false, false);
-    pause.pause = Some(agents::PauseReason::parse("missed-calls").unwrap());
+    let pause = effect(paused, missed, false, false);
     let engage = effect(busy, MetricsDelta::default(), true, false);
     s.calls
         .apply(&effects_on("m1", 2, vec![delay, pause, engage]))
         .await
         .unwrap();
+    assert_eq!(pause_for_misses(&s, 1).await, [paused]);
     let reserve = |sid: &str, agent: AgentId, n: usize| {
         let mut change = create(sid);
         change.call.round_open = true;

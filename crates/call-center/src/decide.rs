@@ -5,7 +5,7 @@
 //! and decides again. Every rule is written so that a repeated or reordered callback ends
 //! in the same state (see `docs/call-flow.md` for the state tables).
 
-use agents::{AgentEffect, AgentId, Candidate, MetricsDelta, OfferMark, PauseReason};
+use agents::{AgentEffect, AgentId, Candidate, MetricsDelta, OfferMark};
 use audit::{Actor, AuditAction, NewAuditEvent};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -346,7 +346,6 @@ impl<'a> Draft<'a> {
                     || e.release
                     || e.delta != MetricsDelta::default()
                     || e.offer.is_some()
-                    || e.pause.is_some()
                     || e.no_answer_until.is_some()
             })
             .collect();
@@ -438,18 +437,18 @@ impl<'a> Draft<'a> {
 
     /// Offer `i` was missed: counted, and the agent's no-answer delay starts now. Its
     /// `ended_at` says when the server learned it (a leg's late report may turn an offer
-    /// canceled earlier into a miss).
+    /// canceled earlier into a miss). Whether the misses in a row now pause the agent is
+    /// the store's to say, from its own count ([`crate::CallFlow`] asks after the change):
+    /// a miss learned late counts with the misses learned before it.
     fn miss(&mut self, i: usize, reason: &str) {
         let agent = self.offers[i].agent_id;
         let attempt = self.offers[i].attempt;
         let now = self.now();
         self.offers[i].state = OfferState::Missed;
         self.offers[i].ended_at.get_or_insert(now);
-        let misses = self.offers[i].misses_before.saturating_add(1);
         let q = &self.ctx.settings.queue;
         let delay =
             (q.no_answer_delay > chrono::Duration::zero()).then(|| self.now() + q.no_answer_delay);
-        let pause = q.misses_to_pause > 0 && misses >= q.misses_to_pause;
         let effect = self.effect(agent);
         effect.delta.missed += 1;
         effect.no_answer_until = delay;
@@ -458,19 +457,6 @@ impl<'a> Draft<'a> {
             AuditAction::OfferMissed,
             [("attempt", attempt.into()), ("reason", reason.into())],
         );
-        if pause {
-            self.effect(agent).pause = PauseReason::parse(MISSED_CALLS).ok();
-            self.record_for(
-                agent,
-                AuditAction::AgentStatusChanged,
-                [
-                    ("from", "available".into()),
-                    ("to", "paused".into()),
-                    ("to_reason", MISSED_CALLS.into()),
-                    ("missed_in_a_row", misses.into()),
-                ],
-            );
-        }
     }
 
     /// Whether the caller may go on waiting: offer rounds left, and its longest wait not

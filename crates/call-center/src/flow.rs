@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use agents::{AgentStore, AgentStoreError, Clock, Liveness};
+use agents::{AgentId, AgentStore, AgentStoreError, Clock, Liveness, PauseReason};
 use audit::{Actor, AuditAction, AuditSink, NewAuditEvent};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
@@ -64,9 +64,20 @@ pub enum QueueError {
     Flow(#[from] FlowError),
 }
 
+/// What the matcher's step did for one waiting caller.
+enum Reservation {
+    /// Round `round` opened with these agents.
+    Made { round: i32, agents: Vec<AgentId> },
+    /// An agent or the caller moved since they were read.
+    Conflict,
+    /// The caller does not wait any more.
+    NotWaiting,
+}
+
 /// Callers the matcher looks at per read of the queue's head.
 const HEADS: u32 = 8;
-/// Reservations one matcher pass makes at most (the next pass, a moment later, goes on).
+/// Reservations, and reads of the queue's head, one matcher pass makes at most (the next
+/// pass, a moment later, goes on).
 const MATCHES_PER_PASS: u32 = 256;
 /// Reservations the sweep checks, and pushes a worker claims, per pass.
 const SWEEP_BATCH: u32 = 200;
@@ -78,6 +89,9 @@ pub struct MatchPass {
     pub reserved: Vec<(String, i32)>,
     /// Reservations withdrawn (not taken up in time).
     pub withdrawn: u64,
+    /// Agents paused for missed offers (normally paused right after the miss; this pass
+    /// catches a pause a crash or a database error left undone).
+    pub paused: usize,
     /// How long each match took (read the head and the eligible agents, reserve), in
     /// order: what the matcher benchmark and the `callcenter_match_seconds` metric report.
     pub match_times: Vec<std::time::Duration>,
@@ -415,6 +429,9 @@ impl CallFlow {
         match self.calls.apply(&change).await? {
             Applied::Yes => {
                 self.wake.notify_one();
+                if change.agents.iter().any(|e| e.delta.missed > 0) {
+                    self.pause_after_misses_or_later(now).await;
+                }
                 Ok(Some(Handled {
                     reply: decision.reply,
                     duplicate: false,
@@ -635,6 +652,49 @@ impl CallFlow {
         Ok(released)
     }
 
+    /// Pauses (reason `missed-calls`) the agents whose misses in a row reached the limit,
+    /// by the store's own count: a miss learned late counts with the ones learned before
+    /// it. Audited in the same transaction (actor `system`).
+    ///
+    /// # Errors
+    /// [`FlowError::Agents`].
+    pub async fn pause_after_misses(&self, now: DateTime<Utc>) -> Result<Vec<AgentId>, FlowError> {
+        let limit = self.settings.queue.misses_to_pause;
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let reason = PauseReason::parse(crate::decide::MISSED_CALLS)
+            .map_err(|e| AgentStoreError::Unexpected(anyhow::anyhow!("pause reason: {e}")))?;
+        let audit = |agent: AgentId, in_a_row: i32| {
+            let event = NewAuditEvent::new(now, Actor::System, AuditAction::AgentStatusChanged)
+                .data([
+                    ("from", Value::from("available")),
+                    ("to", Value::from("paused")),
+                    ("to_reason", Value::from(crate::decide::MISSED_CALLS)),
+                    ("missed_in_a_row", Value::from(in_a_row)),
+                ]);
+            let mut event = event;
+            event.agent_id = Some(agent.0);
+            self.audit.staged(event)
+        };
+        let paused = self
+            .agents
+            .pause_for_misses(limit, &reason, now, &audit)
+            .await?;
+        for agent in &paused {
+            info!(agent = %agent, "agent paused after {limit} missed offers in a row");
+        }
+        Ok(paused)
+    }
+
+    /// [`CallFlow::pause_after_misses`] right after a change with a miss; when it fails, the
+    /// matcher's next pass does it (the change itself is stored).
+    async fn pause_after_misses_or_later(&self, now: DateTime<Utc>) {
+        if let Err(e) = self.pause_after_misses(now).await {
+            warn!(error = %e, "pausing agents after missed offers: left to the matcher's next pass");
+        }
+    }
+
     /// Wakes the matcher (a change was applied: a caller may have joined the queue, an
     /// agent may be free).
     pub fn nudge(&self) {
@@ -647,27 +707,29 @@ impl CallFlow {
     }
 
     /// One matcher pass: withdraws reservations nobody took up, then, while the queue's
-    /// head has a caller and an agent is eligible, reserves agents for the head caller
+    /// head has a caller and an agent is eligible, reserves agents for the head callers
     /// (one versioned change per caller; an agent taken meanwhile by another instance
-    /// makes the change conflict, and the head is read again). Safe on several instances
-    /// at once.
+    /// makes the change conflict, and the head is read again). One read of the head and of
+    /// the eligible agents serves up to [`HEADS`] callers in order, each taking the next
+    /// agents as the strategy takes them. Safe on several instances at once.
     ///
     /// # Errors
     /// [`FlowError::Calls`], [`FlowError::Agents`].
     pub async fn match_queue(&self) -> Result<MatchPass, FlowError> {
         let mut pass = MatchPass {
             withdrawn: self.withdraw_stale().await?,
+            paused: self.pause_after_misses(self.clock.now()).await?.len(),
             ..MatchPass::default()
         };
         let s = &self.settings;
-        let cap = match s.queue.strategy {
+        let per_caller = match s.queue.strategy {
             QueueStrategy::RingAll => s.max_agents_per_round,
             QueueStrategy::LongestIdle => 1,
         };
-        let mut tries = 0;
-        while tries < MATCHES_PER_PASS {
-            tries += 1;
-            let started = std::time::Instant::now();
+        let mut started = std::time::Instant::now();
+        let mut reads = 0;
+        while reads < MATCHES_PER_PASS && pass.reserved.len() < MATCHES_PER_PASS as usize {
+            reads += 1;
             let now = self.clock.now();
             let heads = self
                 .queue
@@ -677,55 +739,63 @@ impl CallFlow {
                 break;
             }
             let liveness = Liveness::new(now, self.heartbeat_ttl);
-            let candidates = self.agents.available_now(&liveness, cap).await?;
-            if candidates.is_empty() {
-                break;
-            }
-            let mut outcome = None;
+            let wanted = per_caller.saturating_mul(u32::try_from(heads.len()).unwrap_or(HEADS));
+            let mut free = self.agents.available_now(&liveness, wanted).await?;
+            let mut matched = false;
+            let mut conflict = false;
             for sid in &heads {
-                match self.reserve_for(sid, &candidates, now).await? {
-                    Some(Applied::Yes) => {
-                        let round = self.calls.get(sid).await?.map_or(0, |c| c.attempts);
+                if free.is_empty() {
+                    break;
+                }
+                match self.reserve_for(sid, &free, now).await? {
+                    Reservation::Made { round, agents } => {
+                        free.retain(|c| !agents.contains(&c.id));
                         pass.reserved.push((sid.clone(), round));
-                        outcome = Some(Applied::Yes);
-                        break;
+                        pass.match_times.push(started.elapsed());
+                        started = std::time::Instant::now();
+                        matched = true;
                     }
                     // An agent or the caller moved meanwhile: read the head again.
-                    Some(Applied::Conflict) => {
-                        outcome = Some(Applied::Conflict);
+                    Reservation::Conflict => {
+                        conflict = true;
                         break;
                     }
                     // Not waiting any more (answered, in voicemail, gone): the next one.
-                    None => {}
+                    Reservation::NotWaiting => {}
                 }
             }
-            if outcome.is_none() {
+            if !matched && !conflict {
                 break;
             }
-            pass.match_times.push(started.elapsed());
         }
         Ok(pass)
     }
 
-    /// Reserves `candidates` for `call_sid` if it still waits (`None`: it does not).
+    /// Reserves the first of `candidates` (as the strategy takes them) for `call_sid` if it
+    /// still waits.
     async fn reserve_for(
         &self,
         call_sid: &str,
         candidates: &[agents::Candidate],
         now: DateTime<Utc>,
-    ) -> Result<Option<Applied>, FlowError> {
+    ) -> Result<Reservation, FlowError> {
         let _turn = self.turns.take(call_sid).await;
         let Some(state) = self.calls.load(call_sid, &[]).await?.state else {
-            return Ok(None);
+            return Ok(Reservation::NotWaiting);
         };
         let ctx = Context {
             candidates,
             ..Context::new(now, &self.settings, &self.urls)
         };
         let Some(change) = crate::decide::reserve(&state, &ctx) else {
-            return Ok(None);
+            return Ok(Reservation::NotWaiting);
         };
-        Ok(Some(self.apply_staged(change).await?))
+        let round = change.call.attempts;
+        let agents = change.offers.iter().map(|o| o.agent_id).collect();
+        Ok(match self.apply_staged(change).await? {
+            Applied::Yes => Reservation::Made { round, agents },
+            Applied::Conflict => Reservation::Conflict,
+        })
     }
 
     /// Stages a change's audit events and applies it.

@@ -227,6 +227,7 @@ impl CallStore for MemoryCallStore {
             .values()
             .map(|s| s.call.clone())
             .filter(|c| filter.status.is_none_or(|st| c.status == st))
+            .filter(|c| filter.answered_by.is_none_or(|a| c.answered_by == Some(a)))
             .collect();
         calls.sort_by(|a, b| {
             b.started_at

@@ -119,6 +119,8 @@ pub struct CallFilter {
     pub limit: u32,
     /// Only calls with this status.
     pub status: Option<CallStatus>,
+    /// Only calls this agent answered.
+    pub answered_by: Option<agents::AgentId>,
 }
 
 /// Where calls live.

@@ -77,6 +77,17 @@ impl UrlKeys {
     pub fn random() -> Self {
         Self::new(UrlKey::random(), Vec::new())
     }
+
+    /// A key for another purpose (`purpose` names it), derived from the signing key: the
+    /// same on every instance, independent of the URL MAC and of other purposes.
+    #[must_use]
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        self.signing
+            .mac(purpose.as_bytes())
+            .finalize()
+            .into_bytes()
+            .into()
+    }
 }
 
 /// What kind of request a URL is for, where one path serves several.

@@ -5,6 +5,7 @@
 mod support;
 
 use agents::{Activity, Clock, EffectiveStatus};
+use audit::AuditLog as _;
 use call_center::*;
 use support::*;
 
@@ -84,6 +85,53 @@ async fn callers_are_offered_in_priority_then_arrival_order_one_offer_per_agent(
         Some(w.clock.now() - chrono::Duration::seconds(11)),
         "enqueued_at is when it called, never reset"
     );
+}
+
+/// The `<Dial>` document of round 1 of `sid`: which agents it rings.
+async fn rung(w: &World, sid: &str) -> Vec<String> {
+    let dial = w.doc(dial_agents(sid, 1)).await;
+    ["ann", "ben", "cy", "dee"]
+        .into_iter()
+        .filter(|name| dial.contains(&format!("sip:{name}@")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn one_matcher_pass_serves_the_waiting_callers_in_order_each_with_the_next_agents() {
+    for (strategy, per_caller) in [(QueueStrategy::LongestIdle, 1), (QueueStrategy::RingAll, 2)] {
+        let mut settings = FlowSettings::default();
+        settings.queue.strategy = strategy;
+        settings.max_agents_per_round = 2;
+        let w = World::new(settings);
+        for sid in ["c1", "c2", "c3"] {
+            w.tick(1);
+            w.send(inbound(sid)).await;
+        }
+        // The agents come online one after the other: Ann has been idle longest.
+        for name in ["Ann", "Ben", "Cy", "Dee"] {
+            w.tick(1);
+            w.agent(name).await;
+        }
+        let pass = w.sweep().await;
+        let served: Vec<&str> = pass.reserved.iter().map(|(sid, _)| sid.as_str()).collect();
+        let expected: &[&str] = if per_caller == 1 {
+            &["c1", "c2", "c3"]
+        } else {
+            &["c1", "c2"]
+        };
+        assert_eq!(served, expected, "{strategy:?}");
+        assert_eq!(pass.match_times.len(), served.len());
+        if per_caller == 1 {
+            assert_eq!(rung(&w, "c1").await, ["ann"]);
+            assert_eq!(rung(&w, "c2").await, ["ben"]);
+            assert_eq!(rung(&w, "c3").await, ["cy"]);
+        } else {
+            assert_eq!(rung(&w, "c1").await, ["ann", "ben"]);
+            assert_eq!(rung(&w, "c2").await, ["cy", "dee"]);
+            assert!(w.call("c3").await.is_waiting());
+        }
+    }
 }
 
 #[tokio::test]
@@ -177,6 +225,51 @@ async fn a_miss_delays_the_agent_and_three_in_a_row_pause_it() {
     w.sweep().await;
     assert_eq!(w.agent_view(&ann).await.missed_in_a_row, 0);
     assert!(w.call("c1").await.round_open);
+}
+
+#[tokio::test]
+async fn a_miss_learned_after_the_next_offer_still_counts_in_a_row() {
+    let mut settings = longest_idle();
+    settings.queue.no_answer_delay = chrono::Duration::zero();
+    let w = World::new(settings);
+    let ann = w.agent("Ann").await;
+    // Miss 1.
+    w.send(inbound("c0")).await;
+    w.send(dial_agents("c0", 1)).await;
+    w.send(leg("c0", 1, &ann, "l0", LegStatus::NoAnswer, 2))
+        .await;
+    w.send(dial_result("c0", 1, Some("no-answer"), None)).await;
+    w.send(call_status("c0", "completed")).await;
+    // c1 rings Ann, then its caller hangs up before her leg reports: she is free again
+    // and offered c2 at once.
+    w.send(inbound("c1")).await;
+    w.send(dial_agents("c1", 1)).await;
+    w.send(call_status("c1", "completed")).await;
+    w.send(inbound("c2")).await;
+    assert!(w.call("c2").await.round_open, "Ann reserved for c2");
+    // Her leg for c1 reports only now: miss 2, learned after the next offer was made.
+    w.send(leg("c1", 1, &ann, "l1", LegStatus::NoAnswer, 2))
+        .await;
+    assert_eq!(w.agent_view(&ann).await.missed_in_a_row, 2);
+    // Miss 3 (c2's offer was made when she had missed only once): three in a row.
+    w.send(dial_agents("c2", 1)).await;
+    w.send(leg("c2", 1, &ann, "l2", LegStatus::NoAnswer, 2))
+        .await;
+    let view = w.agent_view(&ann).await;
+    assert_eq!(view.missed_in_a_row, 3);
+    assert_eq!(view.status, EffectiveStatus::Paused);
+    let pauses = w
+        .audit
+        .entries(&audit::AuditFilter {
+            agent_id: Some(ann.id.0),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == audit::AuditAction::AgentStatusChanged)
+        .count();
+    assert_eq!(pauses, 1, "the pause is audited once");
 }
 
 #[tokio::test]

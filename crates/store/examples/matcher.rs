@@ -115,7 +115,11 @@ async fn main() {
     let seeding = Instant::now();
     top_up(&flow, &pg, callers, &mut next).await;
     sqlx::query(AGENTS).bind(agents).execute(&pg).await.unwrap();
-    for sql in ["ANALYZE calls", "ANALYZE agents", "ANALYZE offers"] {
+    for sql in [
+        "VACUUM ANALYZE calls",
+        "VACUUM ANALYZE agents",
+        "VACUUM ANALYZE offers",
+    ] {
         sqlx::query(sql).execute(&pg).await.unwrap();
     }
     eprintln!(

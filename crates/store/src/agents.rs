@@ -241,6 +241,42 @@ macro_rules! agent_store {
             }
 
             #[tracing::instrument(skip_all, err)]
+            async fn pause_for_misses(
+                &self,
+                misses: i32,
+                reason: &::agents::PauseReason,
+                now: chrono::DateTime<chrono::Utc>,
+                audit: ::agents::MissesAudit<'_>,
+            ) -> Result<Vec<::agents::AgentId>, ::agents::AgentStoreError> {
+                use crate::common::unexpected;
+                let mut tx = self.write().await.map_err(unexpected("begin"))?;
+                let rows: Vec<(crate::types::SqlId, i32)> = sqlx::query_as::<$db, _>(
+                    "UPDATE agents SET paused_reason = $1, updated_at = $2, presence_since = $2 \
+                     WHERE missed_in_a_row >= $3 AND presence = 'available' \
+                     AND paused_reason IS NULL RETURNING id, missed_in_a_row",
+                )
+                .bind(reason.as_str())
+                .bind(crate::types::SqlTime(now))
+                .bind(misses)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unexpected("pausing agents for missed offers"))?;
+                if rows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut events = Vec::new();
+                let mut paused = Vec::with_capacity(rows.len());
+                for (id, in_a_row) in rows {
+                    let id = ::agents::AgentId(id.0);
+                    events.extend(audit(id, in_a_row));
+                    paused.push(id);
+                }
+                Self::commit_audited(tx, &events).await?;
+                paused.sort();
+                Ok(paused)
+            }
+
+            #[tracing::instrument(skip_all, err)]
             async fn delete(
                 &self,
                 id: ::agents::AgentId,

@@ -78,6 +78,7 @@ macro_rules! call_store {
                     sqlx::query_as::<$db, _>(*crate::common::sql::CALLS_LIST)
                         .bind(filter.status.map(|s| s.as_str()))
                         .bind(i64::from(filter.limit))
+                        .bind(filter.answered_by.map(|a| crate::types::SqlId(a.0)))
                         .fetch_all(&self.pool)
                         .await
                         .map_err(crate::common::unexpected("list calls"))?;

@@ -89,6 +89,17 @@ macro_rules! backend {
                     .map_err(unexpected("reading the URL secret"))
             }
 
+            /// The newest audit entry's id (0 when there is none).
+            ///
+            /// # Errors
+            /// When the database refuses.
+            pub async fn change_mark(&self) -> anyhow::Result<i64> {
+                sqlx::query_scalar::<$db, i64>("SELECT COALESCE(MAX(id), 0) FROM audit_log")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(crate::common::unexpected("reading the change mark"))
+            }
+
             /// Closes the pool, waiting for connections in use to be returned.
             pub async fn close(&self) {
                 self.pool.close().await;
@@ -233,6 +244,8 @@ pub(crate) mod sql {
             "UPDATE agents SET name = COALESCE($2, name), sip_uri = COALESCE($3, sip_uri), \
              sip_key = COALESCE($4, sip_key), presence = COALESCE($5, presence), \
              paused_reason = CASE WHEN $5 IS NULL THEN paused_reason ELSE $7 END, updated_at = $6, \
+             presence_since = CASE WHEN $5 IS NOT NULL AND ($5 <> presence \
+                 OR COALESCE($7, '') <> COALESCE(paused_reason, '')) THEN $6 ELSE presence_since END, \
              missed_in_a_row = CASE WHEN $5 IS NOT NULL AND $7 IS NULL AND paused_reason IS NOT NULL \
                  THEN 0 ELSE missed_in_a_row END \
              WHERE id = $1 RETURNING {}",
@@ -245,6 +258,8 @@ pub(crate) mod sql {
         AGENT_HEARTBEAT = format!(
             "UPDATE agents SET last_heartbeat_at = $2, updated_at = $2, presence = COALESCE($3, presence), \
              paused_reason = CASE WHEN $3 IS NULL THEN paused_reason ELSE $4 END, \
+             presence_since = CASE WHEN $3 IS NOT NULL AND ($3 <> presence \
+                 OR COALESCE($4, '') <> COALESCE(paused_reason, '')) THEN $2 ELSE presence_since END, \
              missed_in_a_row = CASE WHEN $3 IS NOT NULL AND $4 IS NULL AND paused_reason IS NOT NULL \
                  THEN 0 ELSE missed_in_a_row END \
              WHERE id = $1 RETURNING {}",
@@ -307,7 +322,8 @@ pub(crate) mod sql {
     statement!(
         /// Calls, newest first, optionally of one status.
         CALLS_LIST = format!(
-            "{}WHERE ($1 IS NULL OR status = $1) ORDER BY started_at DESC, call_sid DESC LIMIT $2",
+            "{}WHERE ($1 IS NULL OR status = $1) AND ($3 IS NULL OR answered_by = $3) \
+             ORDER BY started_at DESC, call_sid DESC LIMIT $2",
             CallRow::select()
         )
     );

@@ -186,6 +186,19 @@ impl Store {
         })
     }
 
+    /// A number that grows with every stored change (the newest audit entry's id: every
+    /// change of a call, an agent or a voicemail writes one in its own transaction), on
+    /// every instance alike. Live pages poll it to learn that something changed.
+    ///
+    /// # Errors
+    /// When the database refuses.
+    pub async fn change_mark(&self) -> Result<i64, StoreError> {
+        Ok(match &self.inner {
+            Inner::Sqlite(s) => s.change_mark().await?,
+            Inner::Postgres(p) => p.change_mark().await?,
+        })
+    }
+
     /// Closes the pool (waits for connections in use).
     pub async fn close(&self) {
         match &self.inner {

@@ -41,6 +41,7 @@ impl TryFrom<AgentRow> for Agent {
                 .paused_reason
                 .map(|p| PauseReason::parse(&p).map_err(|e| anyhow!("stored pause reason: {e}")))
                 .transpose()?,
+            presence_since: r.presence_since.0,
             last_heartbeat_at: time(r.last_heartbeat_at),
             current_call_sid: r.current_call_sid,
             idle_since: r.idle_since.0,
@@ -68,6 +69,7 @@ impl From<&Agent> for AgentRow {
             sip_key: a.sip_uri.key().to_owned(),
             presence: a.presence.as_str().to_owned(),
             paused_reason: a.paused_reason.as_ref().map(|p| p.as_str().to_owned()),
+            presence_since: SqlTime(a.presence_since),
             last_heartbeat_at: sql_time(a.last_heartbeat_at),
             current_call_sid: a.current_call_sid.clone(),
             idle_since: SqlTime(a.idle_since),
@@ -279,7 +281,6 @@ pub(crate) fn effects(effects: &[AgentEffect]) -> Vec<EffectRow> {
             release: e.release,
             wrap_up_until: sql_time(e.wrap_up_until),
             no_answer_until: sql_time(e.no_answer_until),
-            pause: e.pause.as_ref().map(|p| p.as_str().to_owned()),
             offer: e.offer.map(|m| offer_mark(m).to_owned()),
         })
         .collect()

@@ -175,6 +175,7 @@ table! {
         sip_key: String => "text",
         presence: String => "text",
         paused_reason: Option<String> => "text",
+        presence_since: SqlTime => "timestamptz",
         last_heartbeat_at: Option<SqlTime> => "timestamptz",
         current_call_sid: Option<String> => "text",
         idle_since: SqlTime => "timestamptz",
@@ -308,7 +309,6 @@ table! {
         release: bool => "bool",
         wrap_up_until: Option<SqlTime> => "timestamptz",
         no_answer_until: Option<SqlTime> => "timestamptz",
-        pause: Option<String> => "text",
         offer: Option<String> => "text",
     }
 }

@@ -21,6 +21,9 @@ pub struct CallsQuery {
     pub limit: Option<u32>,
     /// Only calls with this status.
     pub status: Option<CallStatus>,
+    /// Only calls this agent answered.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub answered_by: Option<String>,
 }
 
 /// `GET /calls` answer.
@@ -55,9 +58,20 @@ fn parse_filter(q: &CallsQuery) -> Result<CallFilter, ApiError> {
             message: "must be from 1 to 1000".into(),
         });
     }
+    let answered_by = q
+        .answered_by
+        .as_deref()
+        .map(|id| {
+            id.parse().map_err(|_| ApiError::Unprocessable {
+                field: "answered_by".into(),
+                message: "must be an agent id (a UUID)".into(),
+            })
+        })
+        .transpose()?;
     Ok(CallFilter {
         limit,
         status: q.status,
+        answered_by,
     })
 }
 

@@ -94,19 +94,20 @@ pub async fn request_context(
 }
 
 /// Error responses that are not problem+json yet (extractor errors, 405, actix internals)
-/// are rewritten as problem+json with the same status.
+/// are rewritten as problem+json with the same status; the browser pages' own HTML
+/// answers (a refused sign-in or form) are left as they are.
 ///
 /// # Errors
 /// Never; the signature is actix's.
 pub fn problem_fallback<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
+    let answered = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
-    if is_problem {
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON) || v.starts_with("text/html"));
+    if answered {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

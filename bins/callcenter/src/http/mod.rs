@@ -4,6 +4,7 @@ pub mod agents_api;
 pub mod audit_api;
 pub mod auth;
 pub mod calls_api;
+pub mod console;
 pub mod context;
 pub mod hold_music;
 mod json;
@@ -137,6 +138,8 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// What the handlers reach, each piece its own `web::Data` (cheap clones of `Arc`s).
 #[derive(Clone)]
 pub struct AppData {
+    /// The agent console and the wallboard.
+    pub console: web::Data<console::Console>,
     /// Authentication of the JSON API.
     pub auth: web::Data<Auth>,
     /// The Telnyx webhooks.
@@ -171,6 +174,7 @@ pub fn app(
     >,
 > {
     App::new()
+        .app_data(data.console)
         .app_data(data.auth)
         .app_data(data.webhooks)
         .app_data(data.reports)
@@ -186,6 +190,7 @@ pub fn app(
         .route("/healthz", web::get().to(ops::healthz))
         .route("/readyz", web::get().to(ops::readyz))
         .route("/metrics", web::get().to(ops::metrics))
+        .configure(console::configure)
         .into_utoipa_app()
         .service(api_scope())
         .into_app()

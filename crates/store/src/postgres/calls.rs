@@ -169,8 +169,6 @@ agent_effects AS (
             THEN COALESCE(e.wrap_up_until, ${now}) ELSE g.idle_since END,
         no_answer_until = GREATEST(g.no_answer_until, e.no_answer_until),
         missed_in_a_row = CASE WHEN e.answered > 0 THEN 0 ELSE g.missed_in_a_row + e.missed END,
-        paused_reason = CASE WHEN e.pause IS NOT NULL AND g.presence = 'available'
-            AND g.paused_reason IS NULL THEN e.pause ELSE g.paused_reason END,
         offer_ringing = CASE
             WHEN e.offer = 'reserve' THEN false
             WHEN e.offer = 'ring' AND g.offer_call_sid = $1 THEN true
@@ -246,7 +244,7 @@ impl PgStore {
         let rows = sqlx::query(*LOAD)
             .bind(call_sid)
             .bind(receipt_keys)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.changes)
             .await
             .map_err(unexpected("loading a call"))?;
         snapshot(&rows)
@@ -259,7 +257,7 @@ impl PgStore {
             &APPLY_UPDATE
         };
         match bind_change(sqlx::query(sql), change)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.changes)
             .await
         {
             Ok(row) => {
@@ -284,7 +282,7 @@ impl PgStore {
 
     pub(crate) async fn insert_receipts(&self, rows: &[ReceiptRow]) -> Result<(), sqlx::Error> {
         ReceiptRow::bind_arrays(rows, sqlx::query(*INSERT_RECEIPTS))
-            .execute(&self.pool)
+            .execute(&self.changes)
             .await
             .map(|_| ())
     }

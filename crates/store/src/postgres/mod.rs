@@ -31,7 +31,12 @@ static INSERT_AUDIT: LazyLock<&'static str> = LazyLock::new(|| {
 /// Stores on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// Reads, reports, admin changes: plans made for the values at hand.
     pool: PgPool,
+    /// A webhook's load and change (by primary key): the plans are fixed (generic) per
+    /// connection, so the apply statement is planned once, not at every call (planning it
+    /// costs more than running it).
+    changes: PgPool,
 }
 
 impl PgStore {
@@ -47,17 +52,25 @@ impl PgStore {
             .parse()
             .context("DATABASE_URL is not a PostgreSQL URL")?;
         let timeout_ms = options.statement_timeout.as_millis().max(1).to_string();
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .min_connections(0)
-            .acquire_timeout(options.acquire_timeout)
-            .test_before_acquire(false)
-            .connect_lazy_with(
-                connect
-                    .application_name("callcenter")
-                    .options([("statement_timeout", timeout_ms.as_str())]),
-            );
-        Ok(Self { pool })
+        let connect = connect
+            .application_name("callcenter")
+            .options([("statement_timeout", timeout_ms.as_str())]);
+        let pool_options = || {
+            PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .min_connections(0)
+                .acquire_timeout(options.acquire_timeout)
+                .test_before_acquire(false)
+        };
+        let changes = pool_options().connect_lazy_with(
+            connect
+                .clone()
+                .options([("plan_cache_mode", "force_generic_plan")]),
+        );
+        Ok(Self {
+            pool: pool_options().connect_lazy_with(connect),
+            changes,
+        })
     }
 
     /// A transaction.

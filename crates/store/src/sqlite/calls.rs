@@ -43,39 +43,36 @@ const CLOSE_ROUND: &str = "UPDATE dial_attempts SET ended_at = $3, result = $4 \
      WHERE call_sid = $1 AND attempt = $2 AND ended_at IS NULL";
 static INSERT_RECEIPT: LazyLock<&'static str> =
     LazyLock::new(|| String::leak(ReceiptRow::insert(1)));
-/// An agent effect ([`crate::schema::EffectRow`] as `$1..$10`, the call `$11`, now `$12`):
+/// An agent effect ([`crate::schema::EffectRow`] as `$1..$9`, the call `$10`, now `$11`):
 /// counters added; the call engaged only if the agent holds none, released only if it holds
 /// this one (then idle from the end of its wrap-up `$7`, or from now); the no-answer delay
-/// `$8` only moves forward; misses in a row reset by an answer, counted by a miss; the pause
-/// `$9` only of an available agent not paused; the open-offer mark `$10` (reserve, ring,
-/// clear) only about this call.
+/// `$8` only moves forward; misses in a row reset by an answer, counted by a miss; the
+/// open-offer mark `$9` (reserve, ring, clear) only about this call.
 static AGENT_EFFECT: LazyLock<&'static str> = LazyLock::new(|| {
     String::leak(format!(
         "UPDATE agents SET
         calls_answered = calls_answered + $2, calls_missed = calls_missed + $3,
         total_talk_seconds = total_talk_seconds + $4,
-        idle_since = CASE WHEN $6 AND {releases} THEN COALESCE($7, $12) ELSE idle_since END,
+        idle_since = CASE WHEN $6 AND {releases} THEN COALESCE($7, $11) ELSE idle_since END,
         current_call_sid = CASE
-            WHEN $5 AND current_call_sid IS NULL THEN $11
-            WHEN $6 AND current_call_sid = $11 THEN NULL
+            WHEN $5 AND current_call_sid IS NULL THEN $10
+            WHEN $6 AND current_call_sid = $10 THEN NULL
             ELSE current_call_sid END,
         no_answer_until = CASE WHEN $8 IS NOT NULL AND (no_answer_until IS NULL OR no_answer_until < $8)
             THEN $8 ELSE no_answer_until END,
         missed_in_a_row = CASE WHEN $2 > 0 THEN 0 ELSE missed_in_a_row + $3 END,
-        paused_reason = CASE WHEN $9 IS NOT NULL AND presence = 'available' AND paused_reason IS NULL
-            THEN $9 ELSE paused_reason END,
         offer_ringing = CASE
-            WHEN $10 = 'reserve' THEN 0
-            WHEN $10 = 'ring' AND offer_call_sid = $11 THEN 1
-            WHEN $10 = 'clear' AND offer_call_sid = $11 THEN 0
+            WHEN $9 = 'reserve' THEN 0
+            WHEN $9 = 'ring' AND offer_call_sid = $10 THEN 1
+            WHEN $9 = 'clear' AND offer_call_sid = $10 THEN 0
             ELSE offer_ringing END,
         offer_call_sid = CASE
-            WHEN $10 = 'reserve' THEN $11
-            WHEN $10 = 'clear' AND offer_call_sid = $11 THEN NULL
+            WHEN $9 = 'reserve' THEN $10
+            WHEN $9 = 'clear' AND offer_call_sid = $10 THEN NULL
             ELSE offer_call_sid END
-    WHERE id = $1 AND ($10 IS NULL OR $10 <> 'reserve' OR {reservable})",
-        releases = crate::common::releases_sql("", "$11"),
-        reservable = crate::common::reservable_sql("", "$11", "$12"),
+    WHERE id = $1 AND ($9 IS NULL OR $9 <> 'reserve' OR {reservable})",
+        releases = crate::common::releases_sql("", "$10"),
+        reservable = crate::common::reservable_sql("", "$10", "$11"),
     ))
 });
 

@@ -1,0 +1,5 @@
+-- When an agent's presence or pause last changed (heartbeats leave it): the wallboard's
+-- "time in state" for paused and offline agents.
+ALTER TABLE agents ADD COLUMN presence_since TIMESTAMPTZ;
+UPDATE agents SET presence_since = updated_at;
+ALTER TABLE agents ALTER COLUMN presence_since SET NOT NULL;
