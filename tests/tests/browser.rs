@@ -53,6 +53,7 @@ in_browser!(
     the_wallboard_is_live_and_its_figures_are_the_reports,
     a_voicemail_is_assigned_and_done_from_the_pages,
     markup_is_text_and_wrong_credentials_are_refused,
+    a_sign_in_link_works_once,
 );
 
 async fn sign_in_agent(b: &Browser, app: &TestApp, id: &str, token: &str) {
@@ -160,8 +161,13 @@ fn shown(v: &Value, unit: &str) -> String {
 }
 
 async fn the_wallboard_is_live_and_its_figures_are_the_reports(app: TestApp) {
+    // The wallboard is served by a second instance; the calls reach the first: what it
+    // shows comes from the database, not from one process's memory.
+    let other = app.another_instance(SETTINGS).await;
     let b = Browser::start(false).await;
-    sign_in_supervisor(&b, &app, ADMIN).await;
+    b.goto(&format!("{}/wallboard", other.base)).await;
+    b.fill("#token", ADMIN).await;
+    b.click("button[type=submit]").await;
     b.wait_for("#queue-empty").await;
 
     app.inbound("v3:wall-1").await;
@@ -214,7 +220,38 @@ async fn the_wallboard_is_live_and_its_figures_are_the_reports(app: TestApp) {
         );
     }
     assert!(b.text("#audit-status").await.contains("Intact"));
+
+    // Release the agent stuck on the call; resume a paused one.
+    b.click(&format!(
+        "tr[data-agent='{}'] button[aria-label^=Release]",
+        ben.id
+    ))
+    .await;
+    b.wait_for(&format!(
+        "tr[data-agent='{}'] button[aria-label^=Resume], #agents",
+        ben.id
+    ))
+    .await;
+    let released = app.agent_json(&ben.id).await;
+    assert_eq!(released["call_sid"], Value::Null, "{released}");
+    app.api(
+        Method::PUT,
+        &format!("/agents/{}", ben.id),
+        Some(serde_json::json!({"status": "paused", "reason": "lunch"})),
+    )
+    .await;
+    b.wait_text(&format!("tr[data-agent='{}']", ben.id), "paused (lunch)")
+        .await;
+    b.click(&format!(
+        "tr[data-agent='{}'] button[aria-label^=Resume]",
+        ben.id
+    ))
+    .await;
+    b.wait_text(&format!("tr[data-agent='{}']", ben.id), "available")
+        .await;
+    assert_eq!(app.agent_json(&ben.id).await["paused_reason"], Value::Null);
     b.close().await;
+    other.stop().await;
     app.stop().await;
 }
 
@@ -296,6 +333,52 @@ async fn markup_is_text_and_wrong_credentials_are_refused(app: TestApp) {
         .run("return document.querySelectorAll('#agents td.name b').length")
         .await;
     assert_eq!(elements, 0);
+    b.close().await;
+    app.stop().await;
+}
+
+async fn a_sign_in_link_works_once(app: TestApp) {
+    let (dee, _) = app.agent("Dee").await;
+    let (status, link) = app
+        .api(
+            Method::POST,
+            &format!("/agents/{}/sign-in-link", dee.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{link}");
+    // The link is written with the public base URL; this server listens elsewhere.
+    let url = link["url"].as_str().unwrap();
+    let path = &url[url.find("/console/link/").unwrap()..];
+    let b = Browser::start(true).await;
+    b.goto(&format!("{}{path}", app.base)).await;
+    b.click("#use-link").await;
+    b.wait_text("#agent-name", "Dee").await;
+    let now = b.client.current_url().await.unwrap();
+    assert!(
+        !now.as_str().contains("sl_"),
+        "no token in the URL after sign-in: {now}"
+    );
+
+    // Once only.
+    b.goto(&format!("{}{path}", app.base)).await;
+    b.click("#use-link").await;
+    b.wait_text("#notice", "does not work any more").await;
+    let (_, entries) = app
+        .api(Method::GET, &format!("/audit?agent_id={}", dee.id), None)
+        .await;
+    let actions: Vec<&str> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .filter(|a| a.starts_with("sign_in_link"))
+        .collect();
+    assert_eq!(
+        actions,
+        ["sign_in_link_created", "sign_in_link_used"],
+        "{entries}"
+    );
     b.close().await;
     app.stop().await;
 }

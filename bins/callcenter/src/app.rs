@@ -217,6 +217,7 @@ impl Application {
             heartbeat_every: (settings.heartbeat_ttl / 3).max(Duration::from_secs(1)),
             clock: Arc::clone(&clock),
             audit_check: std::sync::Mutex::new(None),
+            public_base: settings.webhook_base_url.clone(),
         });
         let data = AppData {
             console,

@@ -517,6 +517,68 @@ pub async fn available_now_is_ordered_and_limited(store: Arc<dyn AgentStore>) {
     );
 }
 
+/// A sign-in link works once, before it expires, for its agent only; an unknown agent gets
+/// none; the events land with the writes that happened.
+pub async fn sign_in_links_work_once(store: Arc<dyn AgentStore>, log: Arc<dyn AuditLog>) {
+    let a = agent("Ann", "sip:ann@example.com", Presence::Offline, None, t0());
+    store.insert(&a, "hash-ann", Vec::new()).await.unwrap();
+    let later = |secs| t0() + Duration::seconds(secs);
+    let created = || event(AuditAction::SignInLinkCreated, a.id);
+    let used = |id: AgentId| event(AuditAction::SignInLinkUsed, id);
+    store
+        .add_sign_in_link(a.id, "link-1", t0(), later(900), created())
+        .await
+        .unwrap();
+    store
+        .add_sign_in_link(a.id, "link-2", t0(), later(60), created())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .add_sign_in_link(AgentId::new(), "link-x", t0(), later(900), created())
+            .await,
+        Err(AgentStoreError::NotFound)
+    ));
+    assert_eq!(
+        store
+            .use_sign_in_link("nope", later(1), &used)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .use_sign_in_link("link-1", later(1), &used)
+            .await
+            .unwrap(),
+        Some(a.id)
+    );
+    assert_eq!(
+        store
+            .use_sign_in_link("link-1", later(2), &used)
+            .await
+            .unwrap(),
+        None,
+        "once"
+    );
+    assert_eq!(
+        store
+            .use_sign_in_link("link-2", later(60), &used)
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        audited(log.as_ref(), a.id).await,
+        vec![
+            AuditAction::SignInLinkCreated,
+            AuditAction::SignInLinkCreated,
+            AuditAction::SignInLinkUsed
+        ]
+    );
+}
+
 /// Runs every story, each on a fresh store from `fresh`.
 pub async fn run_all<F, Fut>(fresh: F)
 where
@@ -531,6 +593,8 @@ where
     update_and_delete(s, l).await;
     let (s, l) = fresh().await;
     heartbeat_and_presence_changes(s, l).await;
+    let (s, l) = fresh().await;
+    sign_in_links_work_once(s, l).await;
     list_filters_by_effective_status(fresh().await.0).await;
     available_now_is_ordered_and_limited(fresh().await.0).await;
 }

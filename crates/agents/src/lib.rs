@@ -47,10 +47,11 @@ pub use model::{
     effective_status, parse_keyword,
 };
 pub use port::{
-    AgentPatch, AgentStore, AgentStoreError, MissesAudit, PresenceAudit, ReleaseAudit, WrapUpAudit,
+    AgentPatch, AgentStore, AgentStoreError, MissesAudit, PresenceAudit, ReleaseAudit, SignInAudit,
+    WrapUpAudit,
 };
 pub use service::{
     AgentChanges, AgentError, AgentService, AgentView, Caller, DEFAULT_PAUSE_REASONS, MetricsView,
-    NewAgent, token_hash,
+    NewAgent, SIGN_IN_LINK_LIFETIME, token_hash,
 };
 pub use sip::{SIP_URI_PATTERN, SipUri, SipUriError};

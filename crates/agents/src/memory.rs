@@ -13,13 +13,16 @@ use crate::model::{
     Presence, PresenceState,
 };
 use crate::port::{
-    AgentPatch, AgentStore, AgentStoreError, MissesAudit, PresenceAudit, ReleaseAudit, WrapUpAudit,
+    AgentPatch, AgentStore, AgentStoreError, MissesAudit, PresenceAudit, ReleaseAudit, SignInAudit,
+    WrapUpAudit,
 };
 
 #[derive(Debug, Default)]
 struct Inner {
     agents: BTreeMap<AgentId, Agent>,
     tokens: BTreeMap<String, AgentId>,
+    /// Sign-in links by token hash: agent, expiry, used.
+    links: BTreeMap<String, (AgentId, DateTime<Utc>, bool)>,
 }
 
 /// Agents in memory; clones share them.
@@ -307,10 +310,50 @@ impl AgentStore for MemoryAgentStore {
         Ok(paused)
     }
 
+    async fn add_sign_in_link(
+        &self,
+        id: AgentId,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        audit: Vec<NewAuditEvent>,
+    ) -> Result<(), AgentStoreError> {
+        let mut inner = self.lock();
+        if !inner.agents.contains_key(&id) {
+            return Err(AgentStoreError::NotFound);
+        }
+        inner.links.retain(|_, (_, until, _)| *until >= now);
+        inner
+            .links
+            .insert(token_hash.to_owned(), (id, expires_at, false));
+        self.audit.push(audit);
+        Ok(())
+    }
+
+    async fn use_sign_in_link(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        audit: SignInAudit<'_>,
+    ) -> Result<Option<AgentId>, AgentStoreError> {
+        let mut inner = self.lock();
+        let Some((agent, until, used)) = inner.links.get_mut(token_hash) else {
+            return Ok(None);
+        };
+        if *used || *until <= now {
+            return Ok(None);
+        }
+        *used = true;
+        let agent = *agent;
+        self.audit.push(audit(agent));
+        Ok(Some(agent))
+    }
+
     async fn delete(&self, id: AgentId, audit: Vec<NewAuditEvent>) -> Result<(), AgentStoreError> {
         let mut inner = self.lock();
         inner.agents.remove(&id).ok_or(AgentStoreError::NotFound)?;
         inner.tokens.retain(|_, a| *a != id);
+        inner.links.retain(|_, (a, _, _)| *a != id);
         self.audit.push(audit);
         Ok(())
     }

@@ -53,6 +53,10 @@ pub type WrapUpAudit<'a> = &'a (dyn Fn(DateTime<Utc>) -> Vec<NewAuditEvent> + Se
 /// row, inside the store's transaction.
 pub type MissesAudit<'a> = &'a (dyn Fn(AgentId, i32) -> Vec<NewAuditEvent> + Send + Sync);
 
+/// Builds the audit events of a sign-in with a one-time link from its agent, inside the
+/// store's transaction.
+pub type SignInAudit<'a> = &'a (dyn Fn(AgentId) -> Vec<NewAuditEvent> + Send + Sync);
+
 /// Where agents live.
 ///
 /// Every write takes the audit events that describe it and writes them in the same
@@ -166,6 +170,34 @@ pub trait AgentStore: Send + Sync {
         now: DateTime<Utc>,
         audit: MissesAudit<'_>,
     ) -> Result<Vec<AgentId>, AgentStoreError>;
+
+    /// Stores a one-time console sign-in link for agent `id`: the hash of its token, valid
+    /// until `expires_at`; the events in the same transaction. Links that expired before
+    /// `now` are forgotten then.
+    ///
+    /// # Errors
+    /// [`AgentStoreError::NotFound`].
+    async fn add_sign_in_link(
+        &self,
+        id: AgentId,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        audit: Vec<NewAuditEvent>,
+    ) -> Result<(), AgentStoreError>;
+
+    /// Uses a sign-in link: when one with `token_hash` exists, was never used and has not
+    /// expired at `now`, marks it used (the events of `audit(agent)` in the same
+    /// transaction) and returns its agent; otherwise changes nothing. A link works once.
+    ///
+    /// # Errors
+    /// Only [`AgentStoreError::Unexpected`].
+    async fn use_sign_in_link(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        audit: SignInAudit<'_>,
+    ) -> Result<Option<AgentId>, AgentStoreError>;
 
     /// Removes an agent.
     ///

@@ -214,6 +214,9 @@ fn new_token() -> String {
 /// The pause reasons agents may give unless configured otherwise.
 pub const DEFAULT_PAUSE_REASONS: &[&str] = &["break", "lunch", "meeting", "training", "other"];
 
+/// How long a one-time console sign-in link stays valid.
+pub const SIGN_IN_LINK_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
 /// Agent management over an [`AgentStore`].
 #[derive(Clone)]
 pub struct AgentService {
@@ -505,6 +508,51 @@ impl AgentService {
         };
         let agent = self.store.end_wrap_up(id, self.clock.now(), &audit).await?;
         Ok(AgentView::new(&agent, &self.liveness()))
+    }
+
+    /// A one-time console sign-in link for an agent (the admin's): its token, shown only
+    /// now, and when it expires (`SIGN_IN_LINK_LIFETIME` from now). Audited as
+    /// `sign_in_link_created`.
+    ///
+    /// # Errors
+    /// [`AgentError::NotFound`], [`AgentError::Unexpected`].
+    pub async fn create_sign_in_link(
+        &self,
+        agent_id: &str,
+    ) -> Result<(String, DateTime<Utc>), AgentError> {
+        let id = parse_id(agent_id)?;
+        let now = self.clock.now();
+        let expires_at = now + SIGN_IN_LINK_LIFETIME;
+        let token = format!("sl_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+        let event = self
+            .event(Caller::Admin, AuditAction::SignInLinkCreated, id)
+            .data([("expires_at", Value::from(expires_at.to_rfc3339()))]);
+        self.store
+            .add_sign_in_link(
+                id,
+                &token_hash(&token),
+                now,
+                expires_at,
+                self.audit.staged(event),
+            )
+            .await?;
+        Ok((token, expires_at))
+    }
+
+    /// Signs in with a one-time link: its agent, once; `None` for a link that is unknown,
+    /// used or expired. Audited as `sign_in_link_used`.
+    ///
+    /// # Errors
+    /// [`AgentError::Unexpected`] when the store fails.
+    pub async fn use_sign_in_link(&self, token: &str) -> Result<Option<AgentId>, AgentError> {
+        let audit = |agent: AgentId| {
+            let event = self.event(Caller::Agent(agent), AuditAction::SignInLinkUsed, agent);
+            self.audit.staged(event)
+        };
+        Ok(self
+            .store
+            .use_sign_in_link(&token_hash(token), self.clock.now(), &audit)
+            .await?)
     }
 
     /// The agent a heartbeat token belongs to.

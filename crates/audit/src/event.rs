@@ -153,6 +153,10 @@ actions! {
     OfferWithdrawn,
     /// A queue priority rule was set or removed (`pattern`, `priority`).
     PriorityRuleChanged,
+    /// An admin created a one-time console sign-in link for the agent (`expires_at`).
+    SignInLinkCreated,
+    /// The agent signed in to the console with a one-time link.
+    SignInLinkUsed,
 }
 
 /// An event to be written, in the transaction of the change it describes.

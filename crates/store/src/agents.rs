@@ -277,6 +277,66 @@ macro_rules! agent_store {
             }
 
             #[tracing::instrument(skip_all, err)]
+            async fn add_sign_in_link(
+                &self,
+                id: ::agents::AgentId,
+                token_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                expires_at: chrono::DateTime<chrono::Utc>,
+                audit: Vec<::audit::NewAuditEvent>,
+            ) -> Result<(), ::agents::AgentStoreError> {
+                use crate::common::unexpected;
+                let mut tx = self.write().await.map_err(unexpected("begin"))?;
+                sqlx::query::<$db>("DELETE FROM sign_in_links WHERE expires_at < $1")
+                    .bind(crate::types::SqlTime(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unexpected("forgetting expired sign-in links"))?;
+                let stored = sqlx::query::<$db>(
+                    "INSERT INTO sign_in_links (token_hash, agent_id, created_at, expires_at) \
+                     SELECT $1, id, $3, $4 FROM agents WHERE id = $2",
+                )
+                .bind(token_hash)
+                .bind(crate::types::SqlId(id.0))
+                .bind(crate::types::SqlTime(now))
+                .bind(crate::types::SqlTime(expires_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(unexpected("storing a sign-in link"))?;
+                if stored.rows_affected() == 0 {
+                    return Err(::agents::AgentStoreError::NotFound);
+                }
+                Self::commit_audited(tx, &audit).await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all, err)]
+            async fn use_sign_in_link(
+                &self,
+                token_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                audit: ::agents::SignInAudit<'_>,
+            ) -> Result<Option<::agents::AgentId>, ::agents::AgentStoreError> {
+                use crate::common::unexpected;
+                let mut tx = self.write().await.map_err(unexpected("begin"))?;
+                let agent: Option<crate::types::SqlId> = sqlx::query_scalar::<$db, _>(
+                    "UPDATE sign_in_links SET used_at = $2 \
+                     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+                     RETURNING agent_id",
+                )
+                .bind(token_hash)
+                .bind(crate::types::SqlTime(now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unexpected("using a sign-in link"))?;
+                let Some(agent) = agent.map(|id| ::agents::AgentId(id.0)) else {
+                    return Ok(None);
+                };
+                Self::commit_audited(tx, &audit(agent)).await?;
+                Ok(Some(agent))
+            }
+
+            #[tracing::instrument(skip_all, err)]
             async fn delete(
                 &self,
                 id: ::agents::AgentId,

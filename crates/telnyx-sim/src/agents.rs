@@ -52,6 +52,16 @@ impl SimAgent {
         *not_before = not_before.max(at);
     }
 
+    /// Seconds from `now` until the no-answer delay of its last miss ends, as the server
+    /// counts it (from when it learned of the miss); 0 when it is over.
+    pub fn delay_left(&self, now: f64) -> f64 {
+        let not_before = *self
+            .not_before
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (not_before - now).max(0.0)
+    }
+
     /// An answer: misses in a row start again.
     pub fn answered(&self) {
         self.misses_in_a_row.store(0, Ordering::SeqCst);

@@ -226,8 +226,22 @@ impl<'a> CallDriver<'a> {
         if self.scenario.reorder {
             self.ready_later.push((agent.id.clone(), delay));
         } else {
-            self.phones.timeline.ready_after(&agent.id, delay);
+            self.ready_now(&agent.id, delay);
         }
+    }
+
+    /// The agent is ready after `delay` from now, and not before the no-answer delay of its
+    /// last miss ends as the server counts it (from when it learned of the miss, which may
+    /// have been late): an offer canceled now does not end that delay.
+    fn ready_now(&self, agent: &str, delay: f64) {
+        let now = self.phones.timeline.now();
+        let left = self
+            .phones
+            .list
+            .iter()
+            .find(|a| a.id == agent)
+            .map_or(0.0, |a| a.delay_left(now));
+        self.phones.timeline.ready_after(agent, delay.max(left));
     }
 
     /// An agent missed an offer: ready after the no-answer delay, or paused (its softphone
@@ -504,7 +518,7 @@ impl<'a> CallDriver<'a> {
             self.deliver(cb, false).await?;
         }
         for (agent, delay) in std::mem::take(&mut self.ready_at_flush) {
-            self.phones.timeline.ready_after(&agent, delay);
+            self.ready_now(&agent, delay);
         }
         let missed = std::mem::take(&mut self.missed_at_flush);
         self.delay_from_now(&missed);
@@ -564,7 +578,7 @@ impl<'a> CallDriver<'a> {
             self.missed_at_flush.extend(missed);
         } else {
             for (agent, delay) in ready {
-                self.phones.timeline.ready_after(&agent, delay);
+                self.ready_now(&agent, delay);
             }
             self.delay_from_now(&missed);
         }

@@ -298,6 +298,43 @@ pub async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `POST /agents/{agent_id}/sign-in-link` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignInLink {
+    /// Opens the agent console's sign-in for this agent; works once. Shown only here.
+    pub url: String,
+    /// When it stops working (15 minutes after it was made).
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Creates a one-time sign-in link to the agent console for an agent: hand it over (chat,
+/// e-mail) instead of the heartbeat token. It works once, for 15 minutes; only its hash is
+/// stored. Audited as `sign_in_link_created` (and `sign_in_link_used` when opened).
+#[utoipa::path(
+    tag = "agents",
+    params(("agent_id" = uuid::Uuid, Path, description = "The agent's id")),
+    security(("admin" = [])),
+    responses(
+        (status = 201, description = "The link", body = SignInLink),
+        (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentication attempts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/agents/{agent_id}/sign-in-link")]
+pub async fn sign_in_link(
+    _: Admin,
+    path: web::Path<String>,
+    agents: web::Data<AgentService>,
+    console: web::Data<super::console::Console>,
+) -> Result<HttpResponse, ApiError> {
+    let (token, expires_at) = agents.create_sign_in_link(path_id(&path)?).await?;
+    Ok(HttpResponse::Created().json(SignInLink {
+        url: console.sign_in_link_url(&token),
+        expires_at,
+    }))
+}
+
 /// Frees an agent from the call it holds, whatever that call's state: the agent is offered
 /// calls again at once. For an agent left busy by a call that ended without the server
 /// hearing of it (the reconciler does the same on its own once the call is over or silent

@@ -99,6 +99,7 @@ fn api_scope() -> scope::Scope<
         .service(agents_api::update)
         .service(agents_api::remove)
         .service(agents_api::release)
+        .service(agents_api::sign_in_link)
         .service(agents_api::ready)
         .service(calls_api::list)
         .service(calls_api::redact)

@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use agents::{AgentId, AgentService, AgentView, Caller, Clock, PauseReason};
+use agents::{AgentId, AgentService, AgentView, Caller, Clock, EffectiveStatus, PauseReason};
 use audit::{AuditLog, VerifyReport, verify_chain};
 use call_center::reports::{Summary, summary};
 use call_center::{CallFilter, CallFlow, CallView, InboxState, VoicemailInbox};
@@ -49,6 +49,19 @@ pub struct Console {
     pub clock: std::sync::Arc<dyn Clock>,
     /// The last verification of the audit chain.
     pub audit_check: Mutex<Option<(DateTime<Utc>, VerifyReport)>>,
+    /// The server's public base URL (`WEBHOOK_BASE_URL`), for sign-in links.
+    pub public_base: String,
+}
+
+impl Console {
+    /// The URL of a one-time sign-in link.
+    #[must_use]
+    pub fn sign_in_link_url(&self, token: &str) -> String {
+        format!(
+            "{}/console/link/{token}",
+            self.public_base.trim_end_matches('/')
+        )
+    }
 }
 
 /// The services a page reads.
@@ -73,6 +86,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(console_voicemail_done),
         )
         .route("/console/events", web::get().to(console_events))
+        .route("/console/link/{token}", web::get().to(link_page))
+        .route("/console/link", web::post().to(link_sign_in))
         .route(pages::SCRIPT_PATH, web::get().to(script))
         .route(pages::STYLE_PATH, web::get().to(style))
         .route("/wallboard", web::get().to(wallboard_page))
@@ -85,6 +100,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/wallboard/agents/{agent_id}/resume",
             web::post().to(wallboard_resume),
+        )
+        .route(
+            "/wallboard/agents/{agent_id}/sign-in-link",
+            web::post().to(wallboard_sign_in_link),
         )
         .route(
             "/wallboard/voicemails/{call_sid}/assign",
@@ -301,6 +320,65 @@ fn failed_sign_in(auth: &Auth, req: &HttpRequest) -> (StatusCode, &'static str) 
             StatusCode::UNAUTHORIZED,
             "Sign-in failed: the agent id or the token is wrong.",
         ),
+    }
+}
+
+/// The page of a sign-in link: one button. Opening the link changes nothing (link
+/// previews and prefetchers open links too); the button's post uses it.
+async fn link_page(
+    req: HttpRequest,
+    path: web::Path<String>,
+    console: web::Data<Console>,
+) -> HttpResponse {
+    let nonce = session::pre_nonce();
+    let csrf = console.sessions.csrf(&nonce);
+    let mut res = page(StatusCode::OK, pages::link(&path, &csrf));
+    let _ = res.add_cookie(&session::cookie(&req, PRE_COOKIE, nonce));
+    res
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkForm {
+    token: Option<String>,
+    csrf: Option<String>,
+}
+
+async fn link_sign_in(
+    req: HttpRequest,
+    body: web::Bytes,
+    console: web::Data<Console>,
+    auth: web::Data<Auth>,
+) -> HttpResponse {
+    let f: LinkForm = match form(&body) {
+        Ok(f) => f,
+        Err(e) => return refused(&e, "/console"),
+    };
+    if !pre_csrf_ok(&req, &console, f.csrf.as_deref()) {
+        return csrf_refused("/console");
+    }
+    match auth
+        .agents
+        .use_sign_in_link(f.token.as_deref().unwrap_or(""))
+        .await
+    {
+        Ok(Some(agent)) => signed_in(&req, &console, Who::Agent(agent), "/console"),
+        Ok(None) => {
+            let status = match auth.refuse(&req) {
+                ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            sign_in_page(
+                &req,
+                &console,
+                false,
+                status,
+                Some(
+                    "This sign-in link does not work any more: it was used, it expired, or it \
+                     was never made. Ask for a new one, or sign in with your agent id and token.",
+                ),
+            )
+        }
+        Err(e) => refused(&e.into(), "/console"),
     }
 }
 
@@ -685,6 +763,16 @@ async fn wallboard_live(
         let call = current_call(s.flow, &a).await?;
         agents.push((a, call));
     }
+    // By state: available, busy, paused, offline; by name within one.
+    agents.sort_by(|(a, _), (b, _)| {
+        let rank = |v: &AgentView| match v.status {
+            EffectiveStatus::Available => 0,
+            EffectiveStatus::Busy => 1,
+            EffectiveStatus::Paused => 2,
+            EffectiveStatus::Offline => 3,
+        };
+        rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name))
+    });
     let today = today(s.reports).await?;
     let recent = recent_calls(s.flow, None).await?;
     let audit = audit_check(console, s.audit).await?;
@@ -749,6 +837,32 @@ async fn wallboard_resume(
             flow.nudge();
             see_other("/wallboard")
         }
+        Err(e) => refused(&e.into(), "/wallboard"),
+    }
+}
+
+/// Makes a one-time sign-in link for an agent and shows it (only here, only now).
+async fn wallboard_sign_in_link(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    console: web::Data<Console>,
+    agents: web::Data<AgentService>,
+) -> HttpResponse {
+    if let Err(res) = signed_in_form::<CsrfOnly>(&req, &console, &body, true, |f| f.csrf.as_deref())
+    {
+        return *res;
+    }
+    let made = async {
+        let agent = agents.get(&path).await?;
+        let (token, expires_at) = agents.create_sign_in_link(&path).await?;
+        Ok::<_, agents::AgentError>((agent, token, expires_at))
+    };
+    match made.await {
+        Ok((agent, token, expires_at)) => page(
+            StatusCode::OK,
+            pages::link_made(&agent.name, &console.sign_in_link_url(&token), expires_at),
+        ),
         Err(e) => refused(&e.into(), "/wallboard"),
     }
 }

@@ -122,6 +122,46 @@ pub fn sign_in(supervisor: bool, csrf: &str, message: Option<&str>) -> Markup {
     )
 }
 
+/// The page a sign-in link opens: one button that uses the link.
+#[must_use]
+pub fn link(token: &str, csrf: &str) -> Markup {
+    layout(
+        "Agent sign-in",
+        csrf,
+        None,
+        html! {
+            main #main .narrow {
+                h1 { "Agent sign-in" }
+                p { "This link signs you in to the agent console once." }
+                form method="post" action="/console/link" {
+                    (csrf_field(csrf))
+                    input type="hidden" name="token" value=(token);
+                    button #use-link type="submit" { "Sign in" }
+                }
+            }
+        },
+    )
+}
+
+/// The wallboard's answer to "Sign-in link": the link, once.
+#[must_use]
+pub fn link_made(agent: &str, url: &str, expires_at: DateTime<Utc>) -> Markup {
+    layout(
+        "Sign-in link",
+        "",
+        None,
+        html! {
+            main #main .narrow {
+                h1 { "Sign-in link for " (agent) }
+                p { "Give this link to " (agent) ". It works once, until "
+                    time datetime=(time(expires_at)) { (expires_at.format("%H:%M UTC")) } ". It is shown only now." }
+                p { code #sign-in-link .wrap { (url) } }
+                p { a href="/wallboard" { "Back to the wallboard" } }
+            }
+        },
+    )
+}
+
 /// A page that only says what went wrong (a refused form).
 #[must_use]
 pub fn problem(title: &str, message: &str, back: &str) -> Markup {
@@ -432,6 +472,10 @@ pub fn wallboard_live(b: &Board<'_>, csrf: &str) -> Markup {
                                                 (csrf_field(csrf))
                                                 button type="submit" .secondary aria-label=(format!("Release {}", a.name)) { "Release" }
                                             }
+                                        }
+                                        form.inline method="post" action=(format!("/wallboard/agents/{}/sign-in-link", a.id)) {
+                                            (csrf_field(csrf))
+                                            button type="submit" .secondary aria-label=(format!("Sign-in link for {}", a.name)) { "Sign-in link" }
                                         }
                                         @if a.status == EffectiveStatus::Paused {
                                             form.inline method="post" action=(format!("/wallboard/agents/{}/resume", a.id)) {
