@@ -64,13 +64,40 @@ impl Console {
     }
 }
 
-/// The services a page reads.
-struct Services<'a> {
-    agents: &'a AgentService,
-    flow: &'a CallFlow,
-    inbox: &'a VoicemailInbox,
-    reports: &'a Reports,
-    audit: &'a dyn AuditLog,
+/// What a page reads: the services, as cheap clones of the app's handles (an extractor, so
+/// a page handler takes one argument, and an event stream keeps one clone).
+#[derive(Clone)]
+struct Services {
+    console: web::Data<Console>,
+    agents: web::Data<AgentService>,
+    flow: web::Data<CallFlow>,
+    inbox: web::Data<VoicemailInbox>,
+    reports: web::Data<Reports>,
+    audit: web::Data<dyn AuditLog>,
+}
+
+impl Services {
+    fn of(req: &HttpRequest) -> Option<Self> {
+        Some(Self {
+            console: req.app_data::<web::Data<Console>>()?.clone(),
+            agents: req.app_data::<web::Data<AgentService>>()?.clone(),
+            flow: req.app_data::<web::Data<CallFlow>>()?.clone(),
+            inbox: req.app_data::<web::Data<VoicemailInbox>>()?.clone(),
+            reports: req.app_data::<web::Data<Reports>>()?.clone(),
+            audit: req.app_data::<web::Data<dyn AuditLog>>()?.clone(),
+        })
+    }
+}
+
+impl actix_web::FromRequest for Services {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Self::of(req).ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("the console's services are not configured"))
+        }))
+    }
 }
 
 /// Routes of the console and the wallboard.
@@ -424,30 +451,16 @@ async fn sign_out(req: HttpRequest, body: web::Bytes, console: web::Data<Console
 // ---------------------------------------------------------------------------------------
 // The agent console.
 
-async fn console_page(
-    req: HttpRequest,
-    console: web::Data<Console>,
-    agents: web::Data<AgentService>,
-    flow: web::Data<CallFlow>,
-    inbox: web::Data<VoicemailInbox>,
-    reports: web::Data<Reports>,
-    audit: web::Data<dyn AuditLog>,
-) -> HttpResponse {
-    let Some(session) = session_of(&req, &console, false) else {
-        return sign_in_page(&req, &console, false, StatusCode::OK, None);
-    };
-    let services = Services {
-        agents: &agents,
-        flow: &flow,
-        inbox: &inbox,
-        reports: &reports,
-        audit: audit.get_ref(),
+async fn console_page(req: HttpRequest, services: Services) -> HttpResponse {
+    let console = &services.console;
+    let Some(session) = session_of(&req, console, false) else {
+        return sign_in_page(&req, console, false, StatusCode::OK, None);
     };
     let csrf = console.sessions.csrf(&session.nonce);
     let Some(me) = agent_of(&session) else {
         return see_other("/console");
     };
-    match console_live(&services, &console, me, &csrf).await {
+    match console_live(&services, me, &csrf).await {
         Ok((view, live)) => page(
             StatusCode::OK,
             pages::console(
@@ -461,7 +474,7 @@ async fn console_page(
         ),
         // The agent was removed: the session is over.
         Err(ApiError::NotFound(_)) => {
-            let mut res = sign_in_page(&req, &console, false, StatusCode::OK, None);
+            let mut res = sign_in_page(&req, console, false, StatusCode::OK, None);
             let _ = res.add_cookie(&session::removal(&req, cookie_name(false)));
             res
         }
@@ -517,16 +530,15 @@ async fn recent_calls(flow: &CallFlow, agent: Option<AgentId>) -> Result<Vec<Cal
 
 /// The console's live part for agent `me`, and its view.
 async fn console_live(
-    s: &Services<'_>,
-    console: &Console,
+    s: &Services,
     me: AgentId,
     csrf: &str,
 ) -> Result<(AgentView, Markup), ApiError> {
     let view = s.agents.get(&me.to_string()).await?;
-    let call = current_call(s.flow, &view).await?;
-    let summary = today(s.reports).await?;
+    let call = current_call(&s.flow, &view).await?;
+    let summary = today(&s.reports).await?;
     let mine = summary.agents.iter().find(|a| a.agent_id == me.0);
-    let recent = recent_calls(s.flow, Some(me)).await?;
+    let recent = recent_calls(&s.flow, Some(me)).await?;
     let voicemails = s
         .inbox
         .list(Caller::Agent(me), Some(InboxState::Assigned), Some(me), 50)
@@ -538,7 +550,7 @@ async fn console_live(
         &recent,
         &voicemails,
         csrf,
-        console.clock.now(),
+        s.console.clock.now(),
     );
     Ok((view, live))
 }
@@ -652,45 +664,34 @@ async fn console_voicemail_done(
     }
 }
 
-async fn console_events(
-    req: HttpRequest,
-    console: web::Data<Console>,
-    agents: web::Data<AgentService>,
-    flow: web::Data<CallFlow>,
-    inbox: web::Data<VoicemailInbox>,
-    reports: web::Data<Reports>,
-    audit: web::Data<dyn AuditLog>,
-) -> HttpResponse {
-    let Some(session) = session_of(&req, &console, false) else {
+async fn console_events(req: HttpRequest, services: Services) -> HttpResponse {
+    let Some(session) = session_of(&req, &services.console, false) else {
         return secure_headers(HttpResponse::Unauthorized().finish());
     };
     let Some(me) = agent_of(&session) else {
         return secure_headers(HttpResponse::Unauthorized().finish());
     };
-    let csrf = console.sessions.csrf(&session.nonce);
-    let changes = console.changes.clone();
+    events(services, &session, move |s, csrf| async move {
+        console_live(&s, me, &csrf).await.map(|(_, live)| live)
+    })
+}
+
+/// The event stream of a page's live part, rendered by `render` (with the session's CSRF
+/// token) at once and after every change; it ends when `render` fails.
+fn events<F, Fut>(services: Services, session: &Session, render: F) -> HttpResponse
+where
+    F: Fn(Services, String) -> Fut + 'static,
+    Fut: Future<Output = Result<Markup, ApiError>> + 'static,
+{
+    let csrf = services.console.sessions.csrf(&session.nonce);
+    let changes = services.console.changes.clone();
     let render = move || {
-        let (console, agents, flow, inbox, reports, audit, csrf) = (
-            console.clone(),
-            agents.clone(),
-            flow.clone(),
-            inbox.clone(),
-            reports.clone(),
-            audit.clone(),
-            csrf.clone(),
-        );
+        let rendered = render(services.clone(), csrf.clone());
         async move {
-            let services = Services {
-                agents: &agents,
-                flow: &flow,
-                inbox: &inbox,
-                reports: &reports,
-                audit: audit.get_ref(),
-            };
-            match console_live(&services, &console, me, &csrf).await {
-                Ok((_, live)) => Some(live.into_string()),
+            match rendered.await {
+                Ok(live) => Some(live.into_string()),
                 Err(e) => {
-                    tracing::debug!(error = ?e, "console stream ends");
+                    tracing::debug!(error = ?e, "a live page's stream ends");
                     None
                 }
             }
@@ -702,27 +703,12 @@ async fn console_events(
 // ---------------------------------------------------------------------------------------
 // The wallboard.
 
-async fn wallboard_page(
-    req: HttpRequest,
-    console: web::Data<Console>,
-    agents: web::Data<AgentService>,
-    flow: web::Data<CallFlow>,
-    inbox: web::Data<VoicemailInbox>,
-    reports: web::Data<Reports>,
-    audit: web::Data<dyn AuditLog>,
-) -> HttpResponse {
-    let Some(session) = session_of(&req, &console, true) else {
-        return sign_in_page(&req, &console, true, StatusCode::OK, None);
+async fn wallboard_page(req: HttpRequest, services: Services) -> HttpResponse {
+    let Some(session) = session_of(&req, &services.console, true) else {
+        return sign_in_page(&req, &services.console, true, StatusCode::OK, None);
     };
-    let services = Services {
-        agents: &agents,
-        flow: &flow,
-        inbox: &inbox,
-        reports: &reports,
-        audit: audit.get_ref(),
-    };
-    let csrf = console.sessions.csrf(&session.nonce);
-    match wallboard_live(&services, &console, &csrf).await {
+    let csrf = services.console.sessions.csrf(&session.nonce);
+    match wallboard_live(&services, &csrf).await {
         Ok(live) => page(StatusCode::OK, pages::wallboard(&csrf, live, None)),
         Err(e) => refused(&e, "/wallboard"),
     }
@@ -752,15 +738,11 @@ async fn audit_check(
     Ok(checked)
 }
 
-async fn wallboard_live(
-    s: &Services<'_>,
-    console: &Console,
-    csrf: &str,
-) -> Result<Markup, ApiError> {
+async fn wallboard_live(s: &Services, csrf: &str) -> Result<Markup, ApiError> {
     let queue = s.flow.queue(200).await?;
     let mut agents = Vec::new();
     for a in s.agents.list(None).await? {
-        let call = current_call(s.flow, &a).await?;
+        let call = current_call(&s.flow, &a).await?;
         agents.push((a, call));
     }
     // By state: available, busy, paused, offline; by name within one.
@@ -773,9 +755,9 @@ async fn wallboard_live(
         };
         rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name))
     });
-    let today = today(s.reports).await?;
-    let recent = recent_calls(s.flow, None).await?;
-    let audit = audit_check(console, s.audit).await?;
+    let today = today(&s.reports).await?;
+    let recent = recent_calls(&s.flow, None).await?;
+    let audit = audit_check(&s.console, s.audit.get_ref()).await?;
     let voicemails: Vec<_> = s
         .inbox
         .list(Caller::Admin, None, None, 100)
@@ -790,7 +772,7 @@ async fn wallboard_live(
         recent: &recent,
         audit: audit.as_ref(),
         voicemails: &voicemails,
-        now: console.clock.now(),
+        now: s.console.clock.now(),
     };
     Ok(pages::wallboard_live(&board, csrf))
 }
@@ -893,48 +875,13 @@ async fn wallboard_assign(
     }
 }
 
-async fn wallboard_events(
-    req: HttpRequest,
-    console: web::Data<Console>,
-    agents: web::Data<AgentService>,
-    flow: web::Data<CallFlow>,
-    inbox: web::Data<VoicemailInbox>,
-    reports: web::Data<Reports>,
-    audit: web::Data<dyn AuditLog>,
-) -> HttpResponse {
-    let Some(session) = session_of(&req, &console, true) else {
+async fn wallboard_events(req: HttpRequest, services: Services) -> HttpResponse {
+    let Some(session) = session_of(&req, &services.console, true) else {
         return secure_headers(HttpResponse::Unauthorized().finish());
     };
-    let csrf = console.sessions.csrf(&session.nonce);
-    let changes = console.changes.clone();
-    let render = move || {
-        let (console, agents, flow, inbox, reports, audit, csrf) = (
-            console.clone(),
-            agents.clone(),
-            flow.clone(),
-            inbox.clone(),
-            reports.clone(),
-            audit.clone(),
-            csrf.clone(),
-        );
-        async move {
-            let services = Services {
-                agents: &agents,
-                flow: &flow,
-                inbox: &inbox,
-                reports: &reports,
-                audit: audit.get_ref(),
-            };
-            match wallboard_live(&services, &console, &csrf).await {
-                Ok(live) => Some(live.into_string()),
-                Err(e) => {
-                    tracing::warn!(error = ?e, "wallboard stream ends");
-                    None
-                }
-            }
-        }
-    };
-    secure_headers(live::response(live::stream(&changes, "live", render)))
+    events(services, &session, |s, csrf| async move {
+        wallboard_live(&s, &csrf).await
+    })
 }
 
 // ---------------------------------------------------------------------------------------
