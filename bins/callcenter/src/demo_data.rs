@@ -28,9 +28,9 @@ pub async fn seed(store: &Store, calls: u64, agents: u32, days: u32) -> anyhow::
 }
 
 const PG_SEED_AGENTS: &str = "INSERT INTO agents (id, name, sip_uri, sip_key, presence, last_heartbeat_at, idle_since,
-        heartbeat_token_hash, created_at, updated_at)
+        heartbeat_token_hash, created_at, updated_at, presence_since)
     SELECT id, 'Demo Agent ' || n, 'sip:demo-agent-' || n || '@demo.invalid', 'demo-agent-' || n || '@demo.invalid',
-        'offline', NULL, now(), md5(random()::text) || md5(random()::text), now(), now()
+        'offline', NULL, now(), md5(random()::text) || md5(random()::text), now(), now(), now()
     FROM unnest($1::uuid[]) WITH ORDINALITY AS a(id, n)
     ON CONFLICT DO NOTHING";
 
@@ -134,13 +134,14 @@ async fn seed_sqlite(
     for (n, id) in agents.iter().enumerate() {
         let n = n + 1;
         sqlx::query(
-            "INSERT INTO agents (id, name, sip_uri, sip_key, presence, idle_since, heartbeat_token_hash, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 'offline', ?, hex(randomblob(32)), ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO agents (id, name, sip_uri, sip_key, presence, idle_since, heartbeat_token_hash, created_at, updated_at, presence_since)
+             VALUES (?, ?, ?, ?, 'offline', ?, hex(randomblob(32)), ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(id.hyphenated())
         .bind(format!("Demo Agent {n}"))
         .bind(format!("sip:demo-agent-{n}@demo.invalid"))
         .bind(format!("demo-agent-{n}@demo.invalid"))
+        .bind(&now)
         .bind(&now)
         .bind(&now)
         .bind(&now)

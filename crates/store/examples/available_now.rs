@@ -22,13 +22,13 @@ use store::{Store, StoreOptions};
 /// 10,000 agents: every tenth (1,000) available with a fresh heartbeat; the others offline,
 /// busy, on a call, or with a heartbeat 10 minutes old.
 const SEED: &str = "INSERT INTO agents (id, name, sip_uri, sip_key, presence, last_heartbeat_at, current_call_sid,
-        idle_since, heartbeat_token_hash, created_at, updated_at)
+        idle_since, heartbeat_token_hash, created_at, updated_at, presence_since)
     SELECT gen_random_uuid(), 'Agent ' || n, 'sip:agent-' || n || '@bench.invalid', 'agent-' || n || '@bench.invalid',
         CASE WHEN n % 10 IN (0, 1, 2, 3) THEN 'available' WHEN n % 10 IN (4, 5) THEN 'busy' ELSE 'offline' END,
         CASE WHEN n % 10 = 0 THEN now() ELSE now() - interval '10 minutes' END,
         CASE WHEN n % 10 IN (1, 2) THEN 'v3:call-' || n END,
         now() - make_interval(secs => n),
-        md5('token' || n), now(), now()
+        md5('token' || n), now(), now(), now()
     FROM generate_series(1, 10000) AS n";
 
 #[tokio::main]

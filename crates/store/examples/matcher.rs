@@ -26,10 +26,10 @@ use store::{Store, StoreOptions};
 
 /// Agents, all available with a fresh heartbeat, idle for different times.
 const AGENTS: &str = "INSERT INTO agents (id, name, sip_uri, sip_key, presence, last_heartbeat_at,
-        idle_since, heartbeat_token_hash, created_at, updated_at)
+        idle_since, heartbeat_token_hash, created_at, updated_at, presence_since)
     SELECT gen_random_uuid(), 'Agent ' || n, 'sip:agent-' || n || '@bench.invalid',
         'agent-' || n || '@bench.invalid', 'available', now() + interval '1 hour',
-        now() - make_interval(secs => n), md5('token' || n), now(), now()
+        now() - make_interval(secs => n), md5('token' || n), now(), now(), now()
     FROM generate_series(1, $1::int) AS n";
 
 /// Frees every agent again (as answers and hang-ups would) and closes the open rounds'
@@ -47,6 +47,28 @@ fn inbound(n: usize) -> Event {
         account_sid: Some("bench-account".into()),
         connection_id: Some("bench-connection".into()),
     }
+}
+
+/// The machine's ceiling for one write, measured in the same run: one single-row `UPDATE`
+/// committed on its own (a round trip and a WAL flush), `n` times; the times in ms, sorted.
+/// A match is a few of these (read, load, one change), so its p99 is read against this one.
+async fn write_ceiling(pool: &sqlx::PgPool, n: usize) -> Vec<f64> {
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM agents LIMIT 1")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let mut ms = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        sqlx::query("UPDATE agents SET updated_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    ms
 }
 
 /// Callers until `waiting` wait (each joins through the flow, as `/inbound` does).
@@ -127,6 +149,7 @@ async fn main() {
         seeding.elapsed().as_secs_f64()
     );
 
+    let ceiling = write_ceiling(&pg, 1000).await;
     let mut times: Vec<Duration> = Vec::new();
     let mut reserved = 0;
     let started = Instant::now();
@@ -166,6 +189,9 @@ async fn main() {
             "p99_ms": percentile(&ms, 0.99),
             "max_ms": ms.last().copied().unwrap_or(0.0),
             "matches_per_second": ms.len() as f64 / elapsed.as_secs_f64(),
+            "one_write_p50_ms": percentile(&ceiling, 0.5),
+            "one_write_p99_ms": percentile(&ceiling, 0.99),
+            "p99_in_writes": percentile(&ms, 0.99) / percentile(&ceiling, 0.99).max(1e-9),
         })
     );
 }

@@ -299,11 +299,28 @@ fn signed_in(req: &HttpRequest, console: &Console, who: Who, to: &str) -> HttpRe
     res
 }
 
+/// A sign-in form: the console's (agent id and token), the wallboard's (the admin token),
+/// or a sign-in link's (its token).
 #[derive(Debug, Deserialize)]
 struct SignInForm {
     agent_id: Option<String>,
     token: Option<String>,
     csrf: Option<String>,
+}
+
+/// A posted sign-in form whose CSRF token matches the pre-session cookie, or the page that
+/// refuses it.
+fn sign_in_form(
+    req: &HttpRequest,
+    console: &Console,
+    body: &[u8],
+    back: &str,
+) -> Result<SignInForm, Box<HttpResponse>> {
+    let f: SignInForm = form(body).map_err(|e| Box::new(refused(&e, back)))?;
+    if !pre_csrf_ok(req, console, f.csrf.as_deref()) {
+        return Err(Box::new(csrf_refused(back)));
+    }
+    Ok(f)
 }
 
 async fn console_sign_in(
@@ -312,13 +329,10 @@ async fn console_sign_in(
     console: web::Data<Console>,
     auth: web::Data<Auth>,
 ) -> HttpResponse {
-    let f: SignInForm = match form(&body) {
+    let f = match sign_in_form(&req, &console, &body, "/console") {
         Ok(f) => f,
-        Err(e) => return refused(&e, "/console"),
+        Err(res) => return *res,
     };
-    if !pre_csrf_ok(&req, &console, f.csrf.as_deref()) {
-        return csrf_refused("/console");
-    }
     let id = f.agent_id.as_deref().unwrap_or("").trim();
     let token = f.token.as_deref().unwrap_or("").trim();
     let found = match auth.agents.agent_for_token(token).await {
@@ -364,25 +378,16 @@ async fn link_page(
     res
 }
 
-#[derive(Debug, Deserialize)]
-struct LinkForm {
-    token: Option<String>,
-    csrf: Option<String>,
-}
-
 async fn link_sign_in(
     req: HttpRequest,
     body: web::Bytes,
     console: web::Data<Console>,
     auth: web::Data<Auth>,
 ) -> HttpResponse {
-    let f: LinkForm = match form(&body) {
+    let f = match sign_in_form(&req, &console, &body, "/console") {
         Ok(f) => f,
-        Err(e) => return refused(&e, "/console"),
+        Err(res) => return *res,
     };
-    if !pre_csrf_ok(&req, &console, f.csrf.as_deref()) {
-        return csrf_refused("/console");
-    }
     match auth
         .agents
         .use_sign_in_link(f.token.as_deref().unwrap_or(""))
@@ -415,13 +420,10 @@ async fn wallboard_sign_in(
     console: web::Data<Console>,
     auth: web::Data<Auth>,
 ) -> HttpResponse {
-    let f: SignInForm = match form(&body) {
+    let f = match sign_in_form(&req, &console, &body, "/wallboard") {
         Ok(f) => f,
-        Err(e) => return refused(&e, "/wallboard"),
+        Err(res) => return *res,
     };
-    if !pre_csrf_ok(&req, &console, f.csrf.as_deref()) {
-        return csrf_refused("/wallboard");
-    }
     let token = f.token.as_deref().unwrap_or("").trim();
     if super::auth::is_admin_token(token, &auth.admin_token) {
         return signed_in(&req, &console, Who::Supervisor, "/wallboard");

@@ -306,10 +306,10 @@ pub fn console_live(
         section aria-labelledby="today-h" {
             h2 #today-h { "Today" }
             dl.figures {
-                dt { "Answered" } dd #today-answered { (today.map_or(0, |t| t.answered)) }
-                dt { "Missed" } dd { (today.map_or(0, |t| t.missed)) }
-                dt { "Talk time" } dd { (clock(today.map_or(0, |t| t.talk_seconds))) }
-                dt { "Answer rate" } dd { (percent(today.and_then(|t| t.answer_rate_pct))) }
+                div { dt { "Answered" } dd #today-answered { (today.map_or(0, |t| t.answered)) } }
+                div { dt { "Missed" } dd { (today.map_or(0, |t| t.missed)) } }
+                div { dt { "Talk time" } dd { (clock(today.map_or(0, |t| t.talk_seconds))) } }
+                div { dt { "Answer rate" } dd { (percent(today.and_then(|t| t.answer_rate_pct))) } }
             }
         }
         section aria-labelledby="recent-h" {
@@ -568,14 +568,14 @@ fn figures(s: &Summary) -> Markup {
         section aria-labelledby="figures-h" {
             h2 #figures-h { "Today" }
             dl.figures #today {
-                dt { "Offered" } dd data-figure="offered" { (s.offered) }
-                dt { "Answered" } dd data-figure="answered" { (s.answered) }
-                dt { "Abandoned" } dd data-figure="abandoned" { (s.abandoned) }
-                dt { "Voicemail" } dd data-figure="voicemail" { (s.voicemail) }
-                dt { "Service level (" (s.service_level_seconds) " s)" } dd data-figure="service_level_pct" { (percent(s.service_level_pct)) }
-                dt { "ASA" } dd data-figure="asa_seconds" { (seconds(s.asa_seconds)) }
-                dt { "AHT" } dd data-figure="aht_seconds" { (seconds(s.aht_seconds)) }
-                dt { "Abandonment" } dd data-figure="abandonment_rate_pct" { (percent(s.abandonment_rate_pct)) }
+                div { dt { "Offered" } dd data-figure="offered" { (s.offered) } }
+                div { dt { "Answered" } dd data-figure="answered" { (s.answered) } }
+                div { dt { "Abandoned" } dd data-figure="abandoned" { (s.abandoned) } }
+                div { dt { "Voicemail" } dd data-figure="voicemail" { (s.voicemail) } }
+                div { dt { "Service level (" (s.service_level_seconds) " s)" } dd data-figure="service_level_pct" { (percent(s.service_level_pct)) } }
+                div { dt { "ASA" } dd data-figure="asa_seconds" { (seconds(s.asa_seconds)) } }
+                div { dt { "AHT" } dd data-figure="aht_seconds" { (seconds(s.aht_seconds)) } }
+                div { dt { "Abandonment" } dd data-figure="abandonment_rate_pct" { (percent(s.abandonment_rate_pct)) } }
             }
         }
     }
