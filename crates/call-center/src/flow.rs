@@ -66,8 +66,8 @@ pub enum QueueError {
 
 /// What the matcher's step did for one waiting caller.
 enum Reservation {
-    /// Round `round` opened with these agents.
-    Made { round: i32, agents: Vec<AgentId> },
+    /// Round `round` opened.
+    Made { round: i32 },
     /// An agent or the caller moved since they were read.
     Conflict,
     /// The caller does not wait any more.
@@ -707,11 +707,10 @@ impl CallFlow {
     }
 
     /// One matcher pass: withdraws reservations nobody took up, then, while the queue's
-    /// head has a caller and an agent is eligible, reserves agents for the head callers
+    /// head has a caller and an agent is eligible, reserves agents for the head caller
     /// (one versioned change per caller; an agent taken meanwhile by another instance
-    /// makes the change conflict, and the head is read again). One read of the head and of
-    /// the eligible agents serves up to [`HEADS`] callers in order, each taking the next
-    /// agents as the strategy takes them. Safe on several instances at once.
+    /// makes the change conflict, and both are read again). The head and the eligible
+    /// agents are read before every match. Safe on several instances at once.
     ///
     /// # Errors
     /// [`FlowError::Calls`], [`FlowError::Agents`].
@@ -739,32 +738,30 @@ impl CallFlow {
                 break;
             }
             let liveness = Liveness::new(now, self.heartbeat_ttl);
-            let wanted = per_caller.saturating_mul(u32::try_from(heads.len()).unwrap_or(HEADS));
-            let mut free = self.agents.available_now(&liveness, wanted).await?;
-            let mut matched = false;
-            let mut conflict = false;
+            let free = self.agents.available_now(&liveness, per_caller).await?;
+            if free.is_empty() {
+                break;
+            }
+            let mut outcome = None;
             for sid in &heads {
-                if free.is_empty() {
-                    break;
-                }
                 match self.reserve_for(sid, &free, now).await? {
-                    Reservation::Made { round, agents } => {
-                        free.retain(|c| !agents.contains(&c.id));
+                    Reservation::Made { round } => {
                         pass.reserved.push((sid.clone(), round));
                         pass.match_times.push(started.elapsed());
                         started = std::time::Instant::now();
-                        matched = true;
+                        outcome = Some(true);
+                        break;
                     }
-                    // An agent or the caller moved meanwhile: read the head again.
+                    // An agent or the caller moved meanwhile: read both again.
                     Reservation::Conflict => {
-                        conflict = true;
+                        outcome = Some(false);
                         break;
                     }
                     // Not waiting any more (answered, in voicemail, gone): the next one.
                     Reservation::NotWaiting => {}
                 }
             }
-            if !matched && !conflict {
+            if outcome.is_none() {
                 break;
             }
         }
@@ -791,9 +788,8 @@ impl CallFlow {
             return Ok(Reservation::NotWaiting);
         };
         let round = change.call.attempts;
-        let agents = change.offers.iter().map(|o| o.agent_id).collect();
         Ok(match self.apply_staged(change).await? {
-            Applied::Yes => Reservation::Made { round, agents },
+            Applied::Yes => Reservation::Made { round },
             Applied::Conflict => Reservation::Conflict,
         })
     }

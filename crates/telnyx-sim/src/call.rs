@@ -670,9 +670,12 @@ impl<'a> CallDriver<'a> {
             if !takes {
                 // Declined, or the agent is already on another call: busy.
                 ended[i] = true;
+                // The leg ends now; the server may free the agent while the callback's
+                // answer is still on its way back.
+                let ended_at = self.phones.timeline.now();
                 self.leg(&cb, &sid, &sip, "busy", None).await?;
                 if let Some(a) = legs[i].agent.clone() {
-                    self.phones.timeline.busy(&a.id, rang_at);
+                    self.phones.timeline.busy_until(&a.id, rang_at, ended_at);
                     self.truth.misses.push(a.id.clone());
                     self.agent_missed(&a);
                 }
@@ -705,8 +708,11 @@ impl<'a> CallDriver<'a> {
             self.note(format!("  {sip} answered after {t:.1} s, talks {talk} s"));
             #[allow(clippy::cast_precision_loss)]
             self.sleep(talk as f64).await;
+            let hung_up_at = self.phones.timeline.now();
             self.leg(&cb, &sid, &sip, "completed", Some(talk)).await?;
-            self.phones.timeline.busy(&agent.id, rang_at);
+            self.phones
+                .timeline
+                .busy_until(&agent.id, rang_at, hung_up_at);
             agent.answered();
             self.agent_ready(&agent, self.scenario.server_queue.wrap_up);
             agent.free();
