@@ -666,14 +666,13 @@ impl CallFlow {
         let reason = PauseReason::parse(crate::decide::MISSED_CALLS)
             .map_err(|e| AgentStoreError::Unexpected(anyhow::anyhow!("pause reason: {e}")))?;
         let audit = |agent: AgentId, in_a_row: i32| {
-            let event = NewAuditEvent::new(now, Actor::System, AuditAction::AgentStatusChanged)
+            let mut event = NewAuditEvent::new(now, Actor::System, AuditAction::AgentStatusChanged)
                 .data([
                     ("from", Value::from("available")),
                     ("to", Value::from("paused")),
                     ("to_reason", Value::from(crate::decide::MISSED_CALLS)),
                     ("missed_in_a_row", Value::from(in_a_row)),
                 ]);
-            let mut event = event;
             event.agent_id = Some(agent.0);
             self.audit.staged(event)
         };

@@ -259,6 +259,30 @@ fn signed_in_form<T: DeserializeOwned>(
     Ok((session, parsed))
 }
 
+/// A signed-in post whose form carries only its CSRF token: the session, or the page that
+/// refuses it.
+fn csrf_only(
+    req: &HttpRequest,
+    console: &Console,
+    body: &[u8],
+    supervisor: bool,
+) -> Result<Session, Box<HttpResponse>> {
+    signed_in_form::<CsrfOnly>(req, console, body, supervisor, |f| f.csrf.as_deref())
+        .map(|(session, _)| session)
+}
+
+/// The answer to a wallboard action that may free an agent: the matcher is woken and the
+/// page shown again, or the refusal.
+fn freed<T, E: Into<ApiError>>(done: Result<T, E>, flow: &CallFlow) -> HttpResponse {
+    match done {
+        Ok(_) => {
+            flow.nudge();
+            see_other("/wallboard")
+        }
+        Err(e) => refused(&e.into(), "/wallboard"),
+    }
+}
+
 fn agent_of(session: &Session) -> Option<AgentId> {
     match session.who {
         Who::Agent(id) => Some(id),
@@ -440,7 +464,7 @@ async fn wallboard_sign_in(
 async fn sign_out(req: HttpRequest, body: web::Bytes, console: web::Data<Console>) -> HttpResponse {
     let supervisor = req.path().starts_with("/wallboard");
     let back = if supervisor { "/wallboard" } else { "/console" };
-    match signed_in_form::<CsrfOnly>(&req, &console, &body, supervisor, |f| f.csrf.as_deref()) {
+    match csrf_only(&req, &console, &body, supervisor) {
         Ok(_) => {
             let mut res = see_other(back);
             let _ = res.add_cookie(&session::removal(&req, cookie_name(supervisor)));
@@ -598,11 +622,10 @@ async fn console_ready(
     agents: web::Data<AgentService>,
     flow: web::Data<CallFlow>,
 ) -> HttpResponse {
-    let (session, _) =
-        match signed_in_form::<CsrfOnly>(&req, &console, &body, false, |f| f.csrf.as_deref()) {
-            Ok(ok) => ok,
-            Err(res) => return *res,
-        };
+    let session = match csrf_only(&req, &console, &body, false) {
+        Ok(ok) => ok,
+        Err(res) => return *res,
+    };
     let Some(me) = agent_of(&session) else {
         return see_other("/console");
     };
@@ -652,11 +675,10 @@ async fn console_voicemail_done(
     console: web::Data<Console>,
     inbox: web::Data<VoicemailInbox>,
 ) -> HttpResponse {
-    let (session, _) =
-        match signed_in_form::<CsrfOnly>(&req, &console, &body, false, |f| f.csrf.as_deref()) {
-            Ok(ok) => ok,
-            Err(res) => return *res,
-        };
+    let session = match csrf_only(&req, &console, &body, false) {
+        Ok(ok) => ok,
+        Err(res) => return *res,
+    };
     let Some(me) = agent_of(&session) else {
         return see_other("/console");
     };
@@ -787,17 +809,10 @@ async fn wallboard_release(
     agents: web::Data<AgentService>,
     flow: web::Data<CallFlow>,
 ) -> HttpResponse {
-    if let Err(res) = signed_in_form::<CsrfOnly>(&req, &console, &body, true, |f| f.csrf.as_deref())
-    {
+    if let Err(res) = csrf_only(&req, &console, &body, true) {
         return *res;
     }
-    match agents.release(&path, Caller::Admin).await {
-        Ok(_) => {
-            flow.nudge();
-            see_other("/wallboard")
-        }
-        Err(e) => refused(&e.into(), "/wallboard"),
-    }
+    freed(agents.release(&path, Caller::Admin).await, &flow)
 }
 
 async fn wallboard_resume(
@@ -808,21 +823,14 @@ async fn wallboard_resume(
     agents: web::Data<AgentService>,
     flow: web::Data<CallFlow>,
 ) -> HttpResponse {
-    if let Err(res) = signed_in_form::<CsrfOnly>(&req, &console, &body, true, |f| f.csrf.as_deref())
-    {
+    if let Err(res) = csrf_only(&req, &console, &body, true) {
         return *res;
     }
     let changes = agents::AgentChanges {
         status: Some("available"),
         ..Default::default()
     };
-    match agents.update(&path, changes).await {
-        Ok(_) => {
-            flow.nudge();
-            see_other("/wallboard")
-        }
-        Err(e) => refused(&e.into(), "/wallboard"),
-    }
+    freed(agents.update(&path, changes).await, &flow)
 }
 
 /// Makes a one-time sign-in link for an agent and shows it (only here, only now).
@@ -833,8 +841,7 @@ async fn wallboard_sign_in_link(
     console: web::Data<Console>,
     agents: web::Data<AgentService>,
 ) -> HttpResponse {
-    if let Err(res) = signed_in_form::<CsrfOnly>(&req, &console, &body, true, |f| f.csrf.as_deref())
-    {
+    if let Err(res) = csrf_only(&req, &console, &body, true) {
         return *res;
     }
     let made = async {
