@@ -14,7 +14,7 @@ use chrono::Duration;
 
 use crate::model::{Call, CallStatus, Delivery, Offer, OfferState, Outcome, RoundResult};
 use crate::port::{Applied, AttemptChange, CallChange, CallFilter, CallStore, Receipt, Redaction};
-use crate::queue::{PriorityRule, QueueStore};
+use crate::queue::{MatchWant, PriorityRule, QueueStore};
 use crate::vocabulary::LegStatus;
 use crate::voicemail::{InboxFilter, InboxState, Voicemail, VoicemailStore, VoicemailStoreError};
 
@@ -1121,23 +1121,20 @@ pub async fn queue_order_and_place(s: Stores) {
     spent.call.attempts = 2;
     s.calls.apply(&spent).await.unwrap();
 
-    let heads = s
-        .queue
-        .queue_heads(10, t0() - Duration::seconds(600), 2)
-        .await
-        .unwrap();
-    assert_eq!(
+    let want = |heads: u32| MatchWant {
         heads,
+        enqueued_after: t0() - Duration::seconds(600),
+        max_rounds: 2,
+        agents: 10,
+        liveness: Liveness::new(t0(), Duration::hours(1)),
+    };
+    let view = s.queue.match_view(&want(10)).await.unwrap();
+    assert_eq!(
+        view.heads,
         ["q-vip", "q-early", "q-late"],
         "priority first, then arrival; not reserved, ended, past the longest wait or out of rounds"
     );
-    assert_eq!(
-        s.queue
-            .queue_heads(1, t0() - Duration::seconds(600), 2)
-            .await
-            .unwrap(),
-        ["q-vip"]
-    );
+    assert_eq!(s.queue.match_view(&want(1)).await.unwrap().heads, ["q-vip"]);
     let queued: Vec<String> = s
         .queue
         .queued_calls(10)
@@ -1278,6 +1275,18 @@ pub async fn misses_delays_and_pauses(s: Stores) {
     assert!(s.agents.available_now(&at(9), 10).await.unwrap().is_empty());
     let free = s.agents.available_now(&at(10), 10).await.unwrap();
     assert_eq!((free.len(), free[0].missed_in_a_row), (1, 2));
+    let matcher_reads = MatchWant {
+        heads: 1,
+        enqueued_after: t0(),
+        max_rounds: 1,
+        agents: 10,
+        liveness: at(10),
+    };
+    assert_eq!(
+        s.queue.match_view(&matcher_reads).await.unwrap().free,
+        free,
+        "the matcher's read sees the same agents"
+    );
     s.calls.apply(&miss(4, 11)).await.unwrap();
     assert_eq!(pause_for_misses(&s, 3).await, [a]);
     assert!(pause_for_misses(&s, 3).await.is_empty(), "already paused");

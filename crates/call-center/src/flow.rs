@@ -18,7 +18,7 @@ use crate::model::{Call, CallView};
 use crate::port::{
     Applied, CallFilter, CallStore, CallStoreError, Receipt, Redaction, SignedRequest,
 };
-use crate::queue::{PriorityRule, QueueStore, QueuedCaller, RuleError};
+use crate::queue::{MatchView, MatchWant, PriorityRule, QueueStore, QueuedCaller, RuleError};
 use crate::settings::{FlowSettings, QueueStrategy};
 use crate::urls::Urls;
 
@@ -728,19 +728,25 @@ impl CallFlow {
         let mut reads = 0;
         while reads < MATCHES_PER_PASS && pass.reserved.len() < MATCHES_PER_PASS as usize {
             reads += 1;
-            let now = self.clock.now();
-            let heads = self
+            let read_at = self.clock.now();
+            let MatchView { heads, free } = self
                 .queue
-                .queue_heads(HEADS, now - s.queue.max_wait, s.max_attempts)
+                .match_view(&MatchWant {
+                    heads: HEADS,
+                    enqueued_after: read_at - s.queue.max_wait,
+                    max_rounds: s.max_attempts,
+                    agents: per_caller,
+                    liveness: Liveness::new(read_at, self.heartbeat_ttl),
+                })
                 .await?;
-            if heads.is_empty() {
+            if heads.is_empty() || free.is_empty() {
                 break;
             }
-            let liveness = Liveness::new(now, self.heartbeat_ttl);
-            let free = self.agents.available_now(&liveness, per_caller).await?;
-            if free.is_empty() {
-                break;
-            }
+            // The offer's time is taken after the reads: a read held up (a stalled database)
+            // may return changes committed meanwhile, such as a spooled callback replayed as
+            // of its receipt, and an offer must not predate what freed its agent. The store
+            // checks the agent is still reservable as of this time.
+            let now = self.clock.now();
             let mut outcome = None;
             for sid in &heads {
                 match self.reserve_for(sid, &free, now).await? {

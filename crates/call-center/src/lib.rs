@@ -63,8 +63,8 @@ pub use port::{
     SignedRequest, Snapshot,
 };
 pub use queue::{
-    NumberPattern, PRIORITY_RANGE, PriorityRule, QueueStore, QueuedCaller, QueuedState, RuleError,
-    expected_wait, priority_of,
+    MatchView, MatchWant, NumberPattern, PRIORITY_RANGE, PriorityRule, QueueStore, QueuedCaller,
+    QueuedState, RuleError, expected_wait, priority_of,
 };
 pub use settings::{
     DEFAULT_GREETING, DEFAULT_RECORDING_NOTICE, FlowSettings, QueueSettings, QueueStrategy,

@@ -14,6 +14,7 @@ use crate::model::{Call, CallState, OfferState};
 use crate::port::{
     Applied, CallChange, CallFilter, CallStore, CallStoreError, Receipt, Redaction, Snapshot,
 };
+use crate::queue::{MatchView, MatchWant};
 use crate::voicemail::{
     InboxAudit, InboxFilter, InboxState, Voicemail, VoicemailStore, VoicemailStoreError,
 };
@@ -494,30 +495,31 @@ impl crate::queue::QueueStore for MemoryCallStore {
         Ok(removed)
     }
 
-    async fn queue_heads(
-        &self,
-        limit: u32,
-        enqueued_after: DateTime<Utc>,
-        max_rounds: i32,
-    ) -> Result<Vec<String>, CallStoreError> {
-        let inner = self.lock();
-        Self::check(&inner)?;
-        let mut heads: Vec<&Call> = inner
-            .calls
-            .values()
-            .map(|s| &s.call)
-            .filter(|c| {
-                c.is_waiting()
-                    && c.attempts < max_rounds
-                    && c.enqueued_at.is_some_and(|t| t >= enqueued_after)
-            })
-            .collect();
-        heads.sort_by(|a, b| queue_key(a).cmp(&queue_key(b)));
-        Ok(heads
-            .into_iter()
-            .take(limit as usize)
-            .map(|c| c.call_sid.clone())
-            .collect())
+    async fn match_view(&self, want: &MatchWant) -> Result<MatchView, CallStoreError> {
+        let heads = {
+            let inner = self.lock();
+            Self::check(&inner)?;
+            let mut heads: Vec<&Call> = inner
+                .calls
+                .values()
+                .map(|s| &s.call)
+                .filter(|c| {
+                    c.is_waiting()
+                        && c.attempts < want.max_rounds
+                        && c.enqueued_at.is_some_and(|t| t >= want.enqueued_after)
+                })
+                .collect();
+            heads.sort_by(|a, b| queue_key(a).cmp(&queue_key(b)));
+            heads
+                .into_iter()
+                .take(want.heads as usize)
+                .map(|c| c.call_sid.clone())
+                .collect()
+        };
+        let free = agents::AgentStore::available_now(&self.agents, &want.liveness, want.agents)
+            .await
+            .map_err(|e| CallStoreError::Unexpected(anyhow::Error::new(e)))?;
+        Ok(MatchView { heads, free })
     }
 
     async fn queued_calls(&self, limit: u32) -> Result<Vec<Call>, CallStoreError> {

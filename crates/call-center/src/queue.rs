@@ -5,6 +5,7 @@
 //! The order is `priority` (higher first), then `enqueued_at` (set once at `/inbound`,
 //! never reset: a failed offer leaves the caller where it was), then `call_sid`.
 
+use agents::{Candidate, Liveness};
 use async_trait::async_trait;
 use audit::NewAuditEvent;
 use chrono::{DateTime, Utc};
@@ -207,6 +208,32 @@ impl QueuedCaller {
     }
 }
 
+/// What the matcher asks for before a match.
+#[derive(Debug, Clone, Copy)]
+pub struct MatchWant {
+    /// How many callers from the head: waiting (no round open), enqueued after
+    /// `enqueued_after` (the longest wait), with fewer than `max_rounds` rounds so far, in
+    /// queue order.
+    pub heads: u32,
+    /// The longest wait's start.
+    pub enqueued_after: DateTime<Utc>,
+    /// The rounds a caller may have.
+    pub max_rounds: i32,
+    /// How many eligible agents, as `agents::AgentStore::available_now` takes them.
+    pub agents: u32,
+    /// The heartbeat window and the time eligibility is judged at.
+    pub liveness: Liveness,
+}
+
+/// The head of the queue and the agents eligible, read together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchView {
+    /// The callers, in queue order.
+    pub heads: Vec<String>,
+    /// The agents, longest idle first.
+    pub free: Vec<Candidate>,
+}
+
 /// The queue as the stores keep it.
 #[async_trait]
 pub trait QueueStore: Send + Sync {
@@ -243,18 +270,12 @@ pub trait QueueStore: Send + Sync {
         audit: Vec<NewAuditEvent>,
     ) -> Result<bool, CallStoreError>;
 
-    /// The first `limit` callers the matcher may reserve agents for, in queue order:
-    /// waiting (no round open), enqueued after `enqueued_after` (the longest wait), with
-    /// fewer than `max_rounds` rounds so far.
+    /// What one match reads, in one round trip where the store can: the callers at the
+    /// head of the queue and the agents eligible now (see [`MatchWant`]).
     ///
     /// # Errors
     /// [`CallStoreError::Unexpected`].
-    async fn queue_heads(
-        &self,
-        limit: u32,
-        enqueued_after: DateTime<Utc>,
-        max_rounds: i32,
-    ) -> Result<Vec<String>, CallStoreError>;
+    async fn match_view(&self, want: &MatchWant) -> Result<MatchView, CallStoreError>;
 
     /// Everyone in the queue (waiting, or with a round reserved and not answered), in queue
     /// order, at most `limit`.

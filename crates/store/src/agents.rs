@@ -362,7 +362,7 @@ macro_rules! agent_store {
                 liveness: &::agents::Liveness,
                 limit: u32,
             ) -> Result<Vec<::agents::Candidate>, ::agents::AgentStoreError> {
-                let rows: Vec<(crate::types::SqlId, String, i32)> =
+                let rows: Vec<crate::common::FreeAgentRow> =
                     sqlx::query_as::<$db, _>(crate::common::sql::AVAILABLE_NOW)
                         .bind(crate::types::SqlTime(liveness.cutoff))
                         .bind(i64::from(limit))
@@ -370,18 +370,7 @@ macro_rules! agent_store {
                         .fetch_all(&self.pool)
                         .await
                         .map_err(crate::common::unexpected("available agents"))?;
-                rows.into_iter()
-                    .map(|(id, uri, missed_in_a_row)| {
-                        Ok(::agents::Candidate {
-                            missed_in_a_row,
-                            id: ::agents::AgentId(id.0),
-                            sip_uri: anyhow::Context::context(
-                                ::agents::SipUri::parse(&uri),
-                                "stored SIP URI",
-                            )?,
-                        })
-                    })
-                    .collect()
+                Ok(crate::common::candidates(rows)?)
             }
         }
     };

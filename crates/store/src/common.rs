@@ -184,6 +184,24 @@ pub(crate) fn reservable_sql(g: &str, call: &str, now: &str) -> String {
     )
 }
 
+/// One row of [`sql::AVAILABLE_NOW`]: id, SIP URI, misses in a row, idle since.
+pub(crate) type FreeAgentRow = (crate::types::SqlId, String, i32, crate::types::SqlTime);
+
+/// The candidates of [`sql::AVAILABLE_NOW`]'s rows, in their order.
+pub(crate) fn candidates(
+    rows: impl IntoIterator<Item = FreeAgentRow>,
+) -> anyhow::Result<Vec<::agents::Candidate>> {
+    rows.into_iter()
+        .map(|(id, uri, missed_in_a_row, _)| {
+            Ok(::agents::Candidate {
+                missed_in_a_row,
+                id: ::agents::AgentId(id.0),
+                sip_uri: anyhow::Context::context(::agents::SipUri::parse(&uri), "stored SIP URI")?,
+            })
+        })
+        .collect()
+}
+
 /// Whether an agent effect's `release` applies to the agents row `g` for the call `call`:
 /// it holds the call, or holds no call but the call's open offer (an answer learned after
 /// the talk ended; see `agents::AgentEffect::release`).
@@ -310,8 +328,9 @@ pub(crate) mod sql {
     );
     /// "Available now" (eligible for an offer): presence available, not paused, fresh
     /// heartbeat (cutoff `$1`), no call, no open offer, wrap-up and no-answer delay over
-    /// (time `$3`); longest idle first (the plan is in docs/agents.md).
-    pub const AVAILABLE_NOW: &str = "SELECT id, sip_uri, missed_in_a_row FROM agents \
+    /// (time `$3`); longest idle first (the plan is in docs/agents.md). `idle_since` orders
+    /// them where this is a part of a larger statement.
+    pub const AVAILABLE_NOW: &str = "SELECT id, sip_uri, missed_in_a_row, idle_since FROM agents \
          WHERE presence = 'available' AND paused_reason IS NULL AND current_call_sid IS NULL \
          AND offer_call_sid IS NULL AND idle_since <= $3 AND last_heartbeat_at >= $1 \
          AND (no_answer_until IS NULL OR no_answer_until <= $3) ORDER BY idle_since, id LIMIT $2";

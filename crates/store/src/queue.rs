@@ -39,6 +39,23 @@ pub(crate) mod sql {
          AND enqueued_at >= $1 AND attempts < $2 \
          ORDER BY priority DESC, enqueued_at, call_sid LIMIT $3";
 
+    /// One read for a match on PostgreSQL (one round trip): the agents of
+    /// [`AVAILABLE_NOW`](crate::common::sql::AVAILABLE_NOW) (`$1..$3`) as arrays in their
+    /// order, and the [`HEADS`] (`$4..$6`).
+    pub(crate) static MATCH_VIEW_PG: LazyLock<String> = LazyLock::new(|| {
+        let heads = HEADS
+            .replace("$1", "$4")
+            .replace("$2", "$5")
+            .replace("$3", "$6");
+        format!(
+            "WITH free AS MATERIALIZED ({}) SELECT ARRAY({heads}) AS heads, \
+             ARRAY(SELECT id FROM free ORDER BY idle_since, id) AS ids, \
+             ARRAY(SELECT sip_uri FROM free ORDER BY idle_since, id) AS sip_uris, \
+             ARRAY(SELECT missed_in_a_row FROM free ORDER BY idle_since, id) AS missed",
+            crate::common::sql::AVAILABLE_NOW
+        )
+    });
+
     /// Everyone in the queue, in order, `$1` at most.
     pub(crate) static QUEUED: LazyLock<String> = LazyLock::new(|| {
         format!(
@@ -168,19 +185,11 @@ macro_rules! queue_store {
             }
 
             #[tracing::instrument(skip_all, err)]
-            async fn queue_heads(
+            async fn match_view(
                 &self,
-                limit: u32,
-                enqueued_after: chrono::DateTime<chrono::Utc>,
-                max_rounds: i32,
-            ) -> Result<Vec<String>, call_center::CallStoreError> {
-                Ok(sqlx::query_scalar::<$db, String>(crate::queue::sql::HEADS)
-                    .bind(crate::types::SqlTime(enqueued_after))
-                    .bind(max_rounds)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(crate::common::unexpected("queue heads"))?)
+                want: &call_center::MatchWant,
+            ) -> Result<call_center::MatchView, call_center::CallStoreError> {
+                Ok(self.read_match_view(want).await?)
             }
 
             #[tracing::instrument(skip_all, err)]

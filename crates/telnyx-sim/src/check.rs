@@ -51,6 +51,7 @@ pub struct QueueFacts {
 #[derive(Debug, Clone)]
 struct OfferSeen {
     call: String,
+    attempt: i64,
     state: String,
     offered_at: DateTime<Utc>,
     closed_at: Option<DateTime<Utc>>,
@@ -114,7 +115,8 @@ pub async fn check(
         calls.push(call);
     }
     compare_agents(&mut report, server, phones, truths).await?;
-    check_offers(&mut report, &calls, scenario);
+    let order = AuditOrder::read(server, phones).await?;
+    check_offers(&mut report, &calls, scenario, &order);
     check_order(&mut report, &calls, scenario);
     check_summary(&mut report, server, phones, truths).await?;
     let audit = server.verify_audit().await?;
@@ -223,7 +225,7 @@ async fn compare_agents(
 /// server before the agent leg's own callbacks: the server then frees the agent without
 /// knowing it talked, and learns of the answer (`ended_at` set) only later. Wrap-up is
 /// checked only where the answer's end was known before the next offer.
-fn check_offers(report: &mut Report, calls: &[Value], scenario: &Scenario) {
+fn check_offers(report: &mut Report, calls: &[Value], scenario: &Scenario, order: &AuditOrder) {
     let q = scenario.server_queue;
     let mut by_agent: HashMap<String, Vec<OfferSeen>> = HashMap::new();
     for c in calls {
@@ -240,6 +242,7 @@ fn check_offers(report: &mut Report, calls: &[Value], scenario: &Scenario) {
                 .or_default()
                 .push(OfferSeen {
                     call: sid.to_owned(),
+                    attempt: o["attempt"].as_i64().unwrap_or_default(),
                     state: o["state"].as_str().unwrap_or_default().to_owned(),
                     offered_at,
                     closed_at: time(&o["closed_at"]),
@@ -274,10 +277,15 @@ fn check_offers(report: &mut Report, calls: &[Value], scenario: &Scenario) {
             // agent had already been freed (the round closed first) and nothing was to keep.
             // An outcome that came after its offer had closed (the agent freed by then) may
             // also be committed just after a reservation decided a few milliseconds later.
+            // A callback replayed from the server's spool keeps the time it was received,
+            // so its outcome can carry a time before an offer the server made before it
+            // learned that outcome: the audit log's order says which came first.
             let race = chrono::Duration::milliseconds(100);
             let learned_late = matches!(a.state.as_str(), "answered" | "missed")
-                && a.ended_at
-                    .is_some_and(|e| e > b.offered_at || (e > closed && e + race > b.offered_at));
+                && (a
+                    .ended_at
+                    .is_some_and(|e| e > b.offered_at || (e > closed && e + race > b.offered_at))
+                    || order.outcome_after_offer(agent, a, b));
             if learned_late {
                 report.queue.outcomes_learned_late += 1;
             }
@@ -303,6 +311,66 @@ fn check_offers(report: &mut Report, calls: &[Value], scenario: &Scenario) {
                 ));
             }
         }
+    }
+}
+
+/// The order in which the server recorded each agent's offers and their outcomes (audit
+/// entry ids are in insertion order).
+#[derive(Debug, Default)]
+struct AuditOrder {
+    /// Per agent: `(call, attempt)` → the id of its `offer_made` entry.
+    made: HashMap<String, HashMap<(String, i64), i64>>,
+    /// Per agent: `(call, attempt)` → the id of its last outcome entry (missed, answered).
+    outcome: HashMap<String, HashMap<(String, i64), i64>>,
+}
+
+impl AuditOrder {
+    /// The entries each agent has in the audit log (only ever read after a run).
+    async fn read(server: &Server, phones: &Softphones) -> anyhow::Result<Self> {
+        const LIMIT: u32 = 10_000;
+        let mut order = Self::default();
+        for a in &phones.list {
+            let entries = server.agent_audit(&a.id, LIMIT).await?;
+            if entries.len() >= LIMIT as usize {
+                tracing::warn!(agent = %a.id, "more audit entries than one read returns; offers checked by time only");
+                continue;
+            }
+            for e in entries {
+                let (Some(id), Some(call)) = (e["id"].as_i64(), e["call_sid"].as_str()) else {
+                    continue;
+                };
+                let data: Value =
+                    serde_json::from_str(e["data"].as_str().unwrap_or("{}")).unwrap_or_default();
+                let Some(attempt) = data["attempt"].as_i64() else {
+                    continue;
+                };
+                let into = match e["action"].as_str().unwrap_or_default() {
+                    "offer_made" => &mut order.made,
+                    "offer_missed" | "call_answered" | "late_answer" => &mut order.outcome,
+                    _ => continue,
+                };
+                let slot = into
+                    .entry(a.id.clone())
+                    .or_default()
+                    .entry((call.to_owned(), attempt))
+                    .or_default();
+                *slot = (*slot).max(id);
+            }
+        }
+        Ok(order)
+    }
+
+    /// Whether `agent`'s offer `a` got its outcome recorded after offer `b` was made.
+    fn outcome_after_offer(&self, agent: &str, a: &OfferSeen, b: &OfferSeen) -> bool {
+        let outcome = self
+            .outcome
+            .get(agent)
+            .and_then(|m| m.get(&(a.call.clone(), a.attempt)));
+        let made = self
+            .made
+            .get(agent)
+            .and_then(|m| m.get(&(b.call.clone(), b.attempt)));
+        matches!((outcome, made), (Some(o), Some(m)) if o > m)
     }
 }
 

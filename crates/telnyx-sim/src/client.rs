@@ -527,6 +527,17 @@ impl Server {
         Ok(value)
     }
 
+    /// `GET /audit?agent_id=`: the agent's audit entries (at most `limit`).
+    ///
+    /// # Errors
+    /// Network errors or a refusal.
+    pub async fn agent_audit(&self, agent_id: &str, limit: u32) -> anyhow::Result<Vec<Value>> {
+        let path = format!("/audit?agent_id={}&limit={limit}", encode_path(agent_id));
+        let (code, value) = self.api(reqwest::Method::GET, &path, None).await?;
+        anyhow::ensure!(code == 200, "audit of {agent_id}: {code} {value}");
+        Ok(value["entries"].as_array().cloned().unwrap_or_default())
+    }
+
     /// `GET /audit/verify`.
     ///
     /// # Errors

@@ -40,6 +40,41 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The matcher's read in one statement ([`crate::queue::sql::MATCH_VIEW_PG`]).
+    pub(crate) async fn read_match_view(
+        &self,
+        want: &call_center::MatchWant,
+    ) -> anyhow::Result<call_center::MatchView> {
+        type Arrays = (Vec<String>, Vec<uuid::Uuid>, Vec<String>, Vec<i32>);
+        let (heads, ids, sip_uris, missed): Arrays =
+            sqlx::query_as(crate::queue::sql::MATCH_VIEW_PG.as_str())
+                .bind(crate::types::SqlTime(want.liveness.cutoff))
+                .bind(i64::from(want.agents))
+                .bind(crate::types::SqlTime(want.liveness.now))
+                .bind(crate::types::SqlTime(want.enqueued_after))
+                .bind(want.max_rounds)
+                .bind(i64::from(want.heads))
+                .fetch_one(&self.changes)
+                .await
+                .context("the queue's head and the eligible agents")?;
+        let rows = ids
+            .into_iter()
+            .zip(sip_uris)
+            .zip(missed)
+            .map(|((id, uri), m)| {
+                (
+                    crate::types::SqlId(id),
+                    uri,
+                    m,
+                    crate::types::SqlTime(want.liveness.now),
+                )
+            });
+        Ok(call_center::MatchView {
+            heads,
+            free: crate::common::candidates(rows)?,
+        })
+    }
+
     /// Connects lazily (the first query opens the first connection), so the server starts
     /// and reports "not ready" while the database is down. Every connection runs with the
     /// options' `statement_timeout`.

@@ -44,6 +44,34 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The matcher's read: the queue's head, then the eligible agents, on one connection
+    /// (in process, a statement costs no round trip).
+    pub(crate) async fn read_match_view(
+        &self,
+        want: &call_center::MatchWant,
+    ) -> anyhow::Result<call_center::MatchView> {
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        let heads: Vec<String> = sqlx::query_scalar(crate::queue::sql::HEADS)
+            .bind(crate::types::SqlTime(want.enqueued_after))
+            .bind(want.max_rounds)
+            .bind(i64::from(want.heads))
+            .fetch_all(&mut *conn)
+            .await
+            .context("the queue's head")?;
+        let rows: Vec<crate::common::FreeAgentRow> =
+            sqlx::query_as(crate::common::sql::AVAILABLE_NOW)
+                .bind(crate::types::SqlTime(want.liveness.cutoff))
+                .bind(i64::from(want.agents))
+                .bind(crate::types::SqlTime(want.liveness.now))
+                .fetch_all(&mut *conn)
+                .await
+                .context("the eligible agents")?;
+        Ok(call_center::MatchView {
+            heads,
+            free: crate::common::candidates(rows)?,
+        })
+    }
+
     /// Opens (creating the file and its folder on first run) with WAL, foreign keys and a
     /// busy timeout.
     ///
