@@ -45,6 +45,9 @@ pub struct QueueFacts {
     /// the agent again (the round had closed without them, e.g. the caller hung up, and the
     /// leg's own report came later): their wrap-up or delay is not checked.
     pub outcomes_learned_late: usize,
+    /// Callers that looked passed over by their times but whose joining the audit log
+    /// recorded after the other caller's offer (a slow commit of the enqueue).
+    pub joined_late: usize,
 }
 
 /// One offer from the call view.
@@ -117,7 +120,8 @@ pub async fn check(
     compare_agents(&mut report, server, phones, truths).await?;
     let order = AuditOrder::read(server, phones).await?;
     check_offers(&mut report, &calls, scenario, &order);
-    check_order(&mut report, &calls, scenario);
+    let suspects = check_order(&mut report, &calls, scenario);
+    confirm_passed_over(&mut report, server, suspects).await?;
     check_summary(&mut report, server, phones, truths).await?;
     let audit = server.verify_audit().await?;
     report.audit_entries = audit["entries"].as_i64().unwrap_or(0);
@@ -374,11 +378,23 @@ impl AuditOrder {
     }
 }
 
+/// A first offer made while a caller ahead seemed to wait, by the calls' times.
+#[derive(Debug)]
+struct PassedOver {
+    offered: String,
+    offered_at: DateTime<Utc>,
+    ahead: String,
+    ahead_priority: i64,
+    ahead_joined: DateTime<Utc>,
+}
+
 /// From the server's calls: each first offer went to the caller at the head of the queue,
 /// in `(priority, enqueued_at)` order. A caller ahead counts as passed over when it had
 /// joined more than `TOLERANCE` before the offer, was still within its max wait, and had
-/// neither an offer nor left the queue by then.
-fn check_order(report: &mut Report, calls: &[Value], scenario: &Scenario) {
+/// neither an offer nor left the queue by then; [`confirm_passed_over`] then asks the audit
+/// log whether its joining was committed before that offer. Returns the suspects.
+fn check_order(report: &mut Report, calls: &[Value], scenario: &Scenario) -> Vec<PassedOver> {
+    let mut suspects = Vec::new();
     const TOLERANCE_MS: i64 = 100;
     let max_wait = chrono::Duration::milliseconds((scenario.server_queue.max_wait * 1000.0) as i64);
     let mut queued: Vec<Queued> = calls
@@ -415,13 +431,13 @@ fn check_order(report: &mut Report, calls: &[Value], scenario: &Scenario) {
                 && y.left_at.is_none_or(|l| l > t + tolerance)
         });
         if let Some(y) = passed_over {
-            report.queue.out_of_order += 1;
-            if report.queue.out_of_order <= 5 {
-                report.mismatches.push(format!(
-                    "{} was offered at {t} while {} (ahead: priority {}, joined {}) still waited",
-                    x.call, y.call, y.priority, y.enqueued_at
-                ));
-            }
+            suspects.push(PassedOver {
+                offered: x.call.clone(),
+                offered_at: t,
+                ahead: y.call.clone(),
+                ahead_priority: y.priority,
+                ahead_joined: y.enqueued_at,
+            });
         }
     }
     for c in calls {
@@ -442,6 +458,46 @@ fn check_order(report: &mut Report, calls: &[Value], scenario: &Scenario) {
             report.queue.longest_to_voicemail, scenario.server_queue.max_wait
         ));
     }
+    suspects
+}
+
+/// A suspect is passed over unless the audit log recorded the caller ahead joining
+/// (`call_enqueued`) after the other caller's first offer (`offer_made`): the time a caller
+/// joins is when its webhook arrived, and its commit may come later on a loaded machine.
+async fn confirm_passed_over(
+    report: &mut Report,
+    server: &Server,
+    suspects: Vec<PassedOver>,
+) -> anyhow::Result<()> {
+    for p in suspects {
+        let joined = first_entry(server, &p.ahead, "call_enqueued").await?;
+        let offered = first_entry(server, &p.offered, "offer_made").await?;
+        if let (Some(j), Some(o)) = (joined, offered)
+            && j > o
+        {
+            report.queue.joined_late += 1;
+            continue;
+        }
+        report.queue.out_of_order += 1;
+        if report.queue.out_of_order <= 5 {
+            report.mismatches.push(format!(
+                "{} was offered at {} while {} (ahead: priority {}, joined {}) still waited",
+                p.offered, p.offered_at, p.ahead, p.ahead_priority, p.ahead_joined
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The id of `call`'s first audit entry with `action`.
+async fn first_entry(server: &Server, call: &str, action: &str) -> anyhow::Result<Option<i64>> {
+    Ok(server
+        .call_audit(call)
+        .await?
+        .iter()
+        .filter(|e| e["action"] == action)
+        .filter_map(|e| e["id"].as_i64())
+        .min())
 }
 
 /// The summary's pauses and abandoned calls against what the simulator saw.

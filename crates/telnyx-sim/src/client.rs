@@ -538,6 +538,17 @@ impl Server {
         Ok(value["entries"].as_array().cloned().unwrap_or_default())
     }
 
+    /// `GET /audit?call_sid=`: the call's audit entries.
+    ///
+    /// # Errors
+    /// Network errors or a refusal.
+    pub async fn call_audit(&self, call_sid: &str) -> anyhow::Result<Vec<Value>> {
+        let path = format!("/audit?call_sid={}&limit=10000", encode_path(call_sid));
+        let (code, value) = self.api(reqwest::Method::GET, &path, None).await?;
+        anyhow::ensure!(code == 200, "audit of {call_sid}: {code} {value}");
+        Ok(value["entries"].as_array().cloned().unwrap_or_default())
+    }
+
     /// `GET /audit/verify`.
     ///
     /// # Errors

@@ -370,6 +370,7 @@ fn queue_summary(
         "offers": facts.offers,
         "first_offers_checked_for_order": facts.ordered,
         "out_of_order": facts.out_of_order,
+        "joined_after_the_offer": facts.joined_late,
         "pauses_in_summary": facts.pauses,
         "abandoned_in_summary": facts.abandoned,
         "abandoned_wait_avg_seconds": facts.abandoned_wait_avg,
@@ -381,13 +382,14 @@ fn queue_summary(
 
 fn queue_line(q: &serde_json::Value) -> String {
     format!(
-        "queue: longest wait with an agent idle {:.2} s simulated; longest hold {:.1} s simulated; {} offers ({} outcomes learned after the next offer, unchecked), {} first offers in order ({} out of order); legs overlapping {}; pushes followed {}; pauses {} (summary {}); abandoned {} (mean wait {}); fake REST API {}",
+        "queue: longest wait with an agent idle {:.2} s simulated; longest hold {:.1} s simulated; {} offers ({} outcomes learned after the next offer, unchecked), {} first offers in order ({} out of order, {} callers ahead whose joining was committed after the offer); legs overlapping {}; pushes followed {}; pauses {} (summary {}); abandoned {} (mean wait {}); fake REST API {}",
         q["max_idle_wait_simulated_seconds"].as_f64().unwrap_or(0.0),
         q["longest_wait_simulated_seconds"].as_f64().unwrap_or(0.0),
         q["offers"],
         q["outcomes_learned_late"],
         q["first_offers_checked_for_order"],
         q["out_of_order"],
+        q["joined_after_the_offer"],
         q["overlapping_legs"],
         q["pushes_followed"],
         q["pauses_resumed"],
