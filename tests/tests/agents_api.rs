@@ -345,6 +345,7 @@ async fn pause_and_resume(app: TestApp) {
     assert_eq!(available["agents"].as_array().unwrap().len(), 1, "only Bob");
 
     app.inbound("v3:p1").await;
+    app.reserved("v3:p1", 1).await;
     let dial = app
         .post(&app.dial_agents_url("v3:p1", 1), &[("CallSid", "v3:p1")])
         .await

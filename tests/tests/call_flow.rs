@@ -692,6 +692,7 @@ async fn run_script(app: &TestApp, shuffle: Option<u64>) -> (Value, BTreeMap<Str
     let (ben, _) = app.agent("Ben").await;
     let sid = "v3:shuffle";
     app.inbound(sid).await;
+    app.reserved(sid, 1).await;
     app.post(&app.dial_agents_url(sid, 1), &[("CallSid", sid)])
         .await;
     let callbacks: Vec<(String, Vec<(&'static str, String)>)> = vec![

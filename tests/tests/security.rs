@@ -206,6 +206,7 @@ async fn a_byte_identical_replay_changes_nothing(app: TestApp) {
     let (alice, _) = app.agent("Alice").await;
     let key = app.server.signer.clone().unwrap();
     app.inbound("v3:rp").await;
+    app.reserved("v3:rp", 1).await;
     app.post(&app.dial_agents_url("v3:rp", 1), &[("CallSid", "v3:rp")])
         .await;
     let body = format!(
@@ -253,6 +254,7 @@ async fn markup_in_agent_data_is_escaped_in_texml(app: TestApp) {
         .unwrap();
     assert_eq!(agent.name, name, "stored as given");
     app.inbound("v3:mk").await;
+    app.reserved("v3:mk", 1).await;
     let dial = app
         .post(&app.dial_agents_url("v3:mk", 1), &[("CallSid", "v3:mk")])
         .await;
