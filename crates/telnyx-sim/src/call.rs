@@ -34,6 +34,9 @@ pub struct Truth {
     pub misses: Vec<String>,
     /// Whether a voicemail was recorded.
     pub voicemail: bool,
+    /// When the server's answer to `/inbound` arrived: the caller's joining the queue was
+    /// committed by then (the server answers after its commit).
+    pub joined_by: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A status callback to deliver: where, and the exact form body.
@@ -407,6 +410,7 @@ impl<'a> CallDriver<'a> {
         let mut outcome: Option<&'static str> = None;
         'call: loop {
             let answer = self.instruction(&url, std::mem::take(&mut extra)).await?;
+            self.truth.joined_by.get_or_insert_with(chrono::Utc::now);
             let doc = answer.texml()?;
             self.note(format!(
                 "  {} <- {}",

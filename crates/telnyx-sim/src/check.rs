@@ -67,6 +67,8 @@ struct Queued {
     call: String,
     priority: i64,
     enqueued_at: DateTime<Utc>,
+    /// When the simulator had the answer to its `/inbound` (the join committed by then).
+    joined_by: Option<DateTime<Utc>>,
     first_offer: Option<DateTime<Utc>>,
     left_at: Option<DateTime<Utc>>,
 }
@@ -120,7 +122,7 @@ pub async fn check(
     compare_agents(&mut report, server, phones, truths).await?;
     let order = AuditOrder::read(server, phones).await?;
     check_offers(&mut report, &calls, scenario, &order);
-    let suspects = check_order(&mut report, &calls, scenario);
+    let suspects = check_order(&mut report, &calls, truths, scenario);
     confirm_passed_over(&mut report, server, suspects).await?;
     check_summary(&mut report, server, phones, truths).await?;
     let audit = server.verify_audit().await?;
@@ -390,10 +392,21 @@ struct PassedOver {
 
 /// From the server's calls: each first offer went to the caller at the head of the queue,
 /// in `(priority, enqueued_at)` order. A caller ahead counts as passed over when it had
-/// joined more than `TOLERANCE` before the offer, was still within its max wait, and had
+/// joined more than `TOLERANCE` before the offer (by its time, and by when the simulator had
+/// the server's answer to its `/inbound`, which comes after the join's commit: a commit slow
+/// on a loaded machine is no pass-over), was still within its max wait, and had
 /// neither an offer nor left the queue by then; [`confirm_passed_over`] then asks the audit
 /// log whether its joining was committed before that offer. Returns the suspects.
-fn check_order(report: &mut Report, calls: &[Value], scenario: &Scenario) -> Vec<PassedOver> {
+fn check_order(
+    report: &mut Report,
+    calls: &[Value],
+    truths: &[Truth],
+    scenario: &Scenario,
+) -> Vec<PassedOver> {
+    let joined_by: HashMap<&str, DateTime<Utc>> = truths
+        .iter()
+        .filter_map(|t| Some((t.call_sid.as_str(), t.joined_by?)))
+        .collect();
     let mut suspects = Vec::new();
     const TOLERANCE_MS: i64 = 100;
     let max_wait = chrono::Duration::milliseconds((scenario.server_queue.max_wait * 1000.0) as i64);
@@ -407,10 +420,12 @@ fn check_order(report: &mut Report, calls: &[Value], scenario: &Scenario) -> Vec
             let left_at = first_offer
                 .or_else(|| time(&c["voicemail"]["started_at"]))
                 .or_else(|| time(&c["ended_at"]));
+            let call = c["call_sid"].as_str().unwrap_or_default();
             Some(Queued {
-                call: c["call_sid"].as_str().unwrap_or_default().to_owned(),
+                call: call.to_owned(),
                 priority: c["priority"].as_i64().unwrap_or(0),
                 enqueued_at,
+                joined_by: joined_by.get(call).copied(),
                 first_offer,
                 left_at,
             })
@@ -427,6 +442,7 @@ fn check_order(report: &mut Report, calls: &[Value], scenario: &Scenario) -> Vec
         report.queue.ordered += 1;
         let passed_over = queued[..i].iter().find(|y| {
             y.enqueued_at + tolerance < t
+                && y.joined_by.is_none_or(|j| j + tolerance < t)
                 && t - y.enqueued_at < max_wait
                 && y.left_at.is_none_or(|l| l > t + tolerance)
         });
