@@ -154,16 +154,21 @@ impl Browser {
         field.send_keys(value).await.expect("typing");
     }
 
-    /// Clicks the first element matching `css`.
+    /// Clicks the first element matching `css`. A live update may replace the element
+    /// between finding and clicking it (a stale reference): it is found again.
     pub async fn click(&self, css: &str) {
-        self.wait_for(css).await;
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .expect("element")
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+        for _ in 0..50 {
+            self.wait_for(css).await;
+            let element = self.client.find(Locator::Css(css)).await.expect("element");
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
+        panic!("clicking {css}: replaced on every try");
     }
 
     /// Runs `script` in the page.

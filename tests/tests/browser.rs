@@ -232,7 +232,15 @@ async fn the_wallboard_is_live_and_its_figures_are_the_reports(app: TestApp) {
         ben.id
     ))
     .await;
-    let released = app.agent_json(&ben.id).await;
+    // The form's post completes after the click returns: wait for the release to land.
+    let mut released = app.agent_json(&ben.id).await;
+    for _ in 0..100 {
+        if released["call_sid"] == Value::Null {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        released = app.agent_json(&ben.id).await;
+    }
     assert_eq!(released["call_sid"], Value::Null, "{released}");
     app.api(
         Method::PUT,
