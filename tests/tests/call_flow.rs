@@ -19,17 +19,16 @@ async fn answered_in_round_one(app: TestApp) {
     let greeting = app.inbound("v3:c1").await;
     assert_eq!(greeting.status, 200);
     assert!(greeting.content_type.starts_with("application/xml"));
-    let next = redirect(&greeting.texml().unwrap()).unwrap();
-    assert_eq!(next, app.dial_agents_url("v3:c1", 1));
-    assert!(next.starts_with(&format!(
-        "{PUBLIC_BASE}/api/call-center/dial-agents?call=v3%3Ac1&round=1&mac="
-    )));
-    app.reserved("v3:c1", 1).await;
-    let dial = app
-        .post(&next, &[("CallSid", "v3:c1")])
-        .await
-        .texml()
-        .unwrap();
+    // Two agents free, nobody waiting: the greeting goes straight on to the offer.
+    assert!(
+        greeting.body.contains(&format!(
+            "action=\"{PUBLIC_BASE}/api/call-center/retry-dial?call=v3%3Ac1&amp;round=1&amp;mac="
+        )),
+        "{}",
+        greeting.body
+    );
+    let dial = greeting.texml().unwrap();
+    assert!(redirect(&dial).is_none(), "no hold-loop request between");
     let mut ringing = rung(&dial);
     ringing.sort();
     assert_eq!(ringing, [sip(&alice), sip(&bob)]);
@@ -153,14 +152,17 @@ async fn no_agent_goes_to_voicemail_with_transcription(app: TestApp) {
     let after = app
         .post(&app.dial_agents_url("v3:c3", 1), &[("CallSid", "v3:c3")])
         .await;
-    assert_eq!(
-        redirect(&after.texml().unwrap()).unwrap(),
-        app.voicemail_url("v3:c3")
+    // The longest wait reached: the prompt and <Record> in this answer (no <Redirect>).
+    assert!(
+        after.body.contains("transcription=\"true\"") && after.body.contains("<Record "),
+        "{}",
+        after.body
     );
+    assert_eq!(app.call("v3:c3").await["status"], "voicemail");
     let record = app
         .post(&app.voicemail_url("v3:c3"), &[("CallSid", "v3:c3")])
         .await;
-    assert!(record.body.contains("transcription=\"true\"") && record.body.contains("<Record "));
+    assert_eq!(record.body, after.body, "/voicemail answers the same");
     app.post(
         &app.voicemail_callback_url("v3:c3", "transcription"),
         &[
@@ -534,9 +536,21 @@ async fn postgres_stopped_answers_the_fallback_and_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(ready, "ready again without a restart");
-    let dial = app
+    // Connections the cut broke are not tested before use (a round trip saved on every
+    // query): each fails once and is dropped, so the first requests may still get the
+    // fallback; the flow continues once they are gone.
+    let mut dial = app
         .post(&app.dial_agents_url("v3:pg", 1), &[("CallSid", "v3:pg")])
         .await;
+    for _ in 0..20 {
+        if !dial.body.contains("technical difficulties") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        dial = app
+            .post(&app.dial_agents_url("v3:pg", 1), &[("CallSid", "v3:pg")])
+            .await;
+    }
     assert!(
         dial.body.contains("hold-music.wav</Play>"),
         "the flow continues (the hold loop: nobody to offer it to): {}",

@@ -1,5 +1,7 @@
-//! The queue's background work: the matcher (after every change this instance applies, and
-//! at least every `CALL_CENTER_MATCHER_INTERVAL_MS`), and with `TELNYX_API_KEY` the push
+//! The queue's background work: the matcher (after every change this instance applies that
+//! may make a match: a caller waiting, an agent freed; and every
+//! `CALL_CENTER_MATCHER_INTERVAL_MS` with the sweeps of stale reservations and missed-call
+//! pauses), and with `TELNYX_API_KEY` the push
 //! worker, which redirects each caller whose agents were reserved to its offer through
 //! Telnyx's REST update-call.
 //!
@@ -121,13 +123,22 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let in_flight = Arc::new(Semaphore::new(PUSHES_IN_FLIGHT));
+    // A ticker, not a sleep restarted after each nudge: under steady changes the sweeps
+    // still run every interval.
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let sweep = tokio::select! {
             () = stop.cancelled() => return,
-            () = flow.nudged() => {}
-            () = tokio::time::sleep(interval) => {}
-        }
-        match flow.match_queue().await {
+            () = flow.nudged() => false,
+            _ = ticks.tick() => true,
+        };
+        let pass = if sweep {
+            flow.match_queue().await
+        } else {
+            flow.match_waiting().await
+        };
+        match pass {
             Ok(pass) => {
                 metrics.reserved.inc_by(pass.reserved.len() as u64);
                 metrics.withdrawn.inc_by(pass.withdrawn);

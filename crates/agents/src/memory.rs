@@ -114,9 +114,9 @@ fn next_missed_in_a_row(before: i32, delta: &crate::MetricsDelta) -> i32 {
 /// The open-offer marker after `mark` by `call_sid` (what the SQL adapters do too).
 fn mark_offer(a: &mut Agent, mark: Option<OfferMark>, call_sid: &str) {
     match mark {
-        Some(OfferMark::Reserve) => {
+        Some(m @ (OfferMark::Reserve | OfferMark::ReserveRinging)) => {
             a.offer_call_sid = Some(call_sid.to_owned());
-            a.offer_ringing = false;
+            a.offer_ringing = m == OfferMark::ReserveRinging;
         }
         Some(OfferMark::Ring) if a.offer_call_sid.as_deref() == Some(call_sid) => {
             a.offer_ringing = true;

@@ -466,10 +466,21 @@ pub enum Activity {
 pub enum OfferMark {
     /// Reserved for this call.
     Reserve,
+    /// Reserved for this call and rung at once: the offer went out in the same answer that
+    /// reserved it.
+    ReserveRinging,
     /// This call's offer now rings.
     Ring,
     /// This call's offer is over.
     Clear,
+}
+
+impl OfferMark {
+    /// Whether the mark reserves the agent (only an agent still reservable may be).
+    #[must_use]
+    pub fn reserves(self) -> bool {
+        matches!(self, Self::Reserve | Self::ReserveRinging)
+    }
 }
 
 /// An agent that can be rung now, as routing needs it.

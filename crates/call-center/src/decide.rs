@@ -31,8 +31,15 @@ pub struct Context<'a> {
     pub settings: &'a FlowSettings,
     /// Callback URLs.
     pub urls: &'a Urls,
-    /// Agents eligible now, longest idle first (read only by the matcher's [`reserve`]).
+    /// Agents eligible now, longest idle first: read by the matcher for [`reserve`], and by
+    /// the service for a caller at the queue's head whose request may offer it agents in
+    /// its own answer (`inline`).
     pub candidates: &'a [Candidate],
+    /// Whether the decision's change will be applied (the request is no repeat): only then
+    /// may the answer carry what the change starts — a round reserved from `candidates`
+    /// (`offer_delivered` via `inline`), or the voicemail prompt and `<Record>` — instead of
+    /// a `<Redirect>` to the request that would start it.
+    pub inline: bool,
     /// The queue priority of a new caller (from the priority rules; read only at
     /// `/inbound`).
     pub priority: i32,
@@ -58,6 +65,7 @@ impl<'a> Context<'a> {
             settings,
             urls,
             candidates: &[],
+            inline: false,
             priority: 0,
             place: None,
         }
@@ -82,11 +90,44 @@ pub struct Decision {
     pub reply: Reply,
 }
 
-/// Whether `event` is a hold request of a caller waiting in the queue, whose place the
-/// answer may announce (the service reads it then).
+/// Whether the answer to `event` may announce the caller's place in the queue (the service
+/// reads it then): a waiting caller's hold request, or the `/inbound` of a caller not
+/// offered agents yet, whose greeting goes on with the first hold segment.
 #[must_use]
 pub fn wants_place(call: Option<&Call>, event: &Event) -> bool {
-    matches!(event, Event::DialAgents { round: Some(_), .. }) && call.is_some_and(Call::is_waiting)
+    match event {
+        Event::DialAgents { round: Some(_), .. } => call.is_some_and(Call::is_waiting),
+        Event::Inbound { .. } => call.is_none_or(|c| {
+            matches!(c.status, CallStatus::Ringing | CallStatus::Dialing) && !c.round_open
+        }),
+        _ => false,
+    }
+}
+
+/// Whether `event` may offer the caller agents in its own answer, so the service reads the
+/// queue's head and the free agents first ([`Context::candidates`]): a new or waiting
+/// caller's `/inbound`, a waiting caller's hold request, the `<Dial action>` of the open
+/// round when it did not connect and rounds are left.
+#[must_use]
+pub fn may_offer(call: Option<&Call>, event: &Event, settings: &FlowSettings) -> bool {
+    match event {
+        Event::Inbound { .. } => call.is_none_or(|c| {
+            matches!(c.status, CallStatus::Ringing | CallStatus::Dialing) && !c.round_open
+        }),
+        Event::DialAgents { round: Some(_), .. } => call.is_some_and(Call::is_waiting),
+        Event::DialResult {
+            round: Some(n),
+            dial_call_status,
+            ..
+        } => call.is_some_and(|c| {
+            c.status == CallStatus::Dialing
+                && c.round_open
+                && c.attempts == *n
+                && c.attempts < settings.max_attempts
+                && !dial_call_status.is_some_and(DialStatus::connected)
+        }),
+        _ => false,
+    }
 }
 
 /// Decides what `event` does to the call in `state` (`None`: not stored).
@@ -210,6 +251,8 @@ struct Draft<'a> {
     attempts: Vec<AttemptChange>,
     effects: Vec<AgentEffect>,
     audit: Vec<NewAuditEvent>,
+    /// [`Context::inline`], switched off for an answer whose change is dropped.
+    inline: bool,
 }
 
 impl<'a> Draft<'a> {
@@ -222,6 +265,7 @@ impl<'a> Draft<'a> {
             attempts: Vec::new(),
             effects: Vec::new(),
             audit: Vec::new(),
+            inline: ctx.inline,
         }
     }
 
@@ -239,6 +283,7 @@ impl<'a> Draft<'a> {
             attempts: Vec::new(),
             effects: Vec::new(),
             audit: Vec::new(),
+            inline: ctx.inline,
         };
         d.record(
             AuditAction::CallReceived,
@@ -303,6 +348,9 @@ impl<'a> Draft<'a> {
             .filter_map(|(i, o)| {
                 let was = before_offers.get(i).map(|b| b.state);
                 let mark = match (was, o.state) {
+                    (None, OfferState::Ringing) if delivered_now && o.attempt == round => {
+                        OfferMark::ReserveRinging
+                    }
                     (None, OfferState::Ringing) => OfferMark::Reserve,
                     (Some(OfferState::Ringing), now) if now != OfferState::Ringing => {
                         OfferMark::Clear
@@ -532,21 +580,56 @@ impl<'a> Draft<'a> {
         self.record(AuditAction::CallEnqueued, [("priority", priority.into())]);
     }
 
-    /// What comes next for a caller without an answer: the open round's `<Dial>`, the hold
-    /// loop while it may wait, then voicemail or goodbye.
+    /// What comes next for a caller without an answer: the open round's `<Dial>`; while it
+    /// may wait, a round offered in this answer when it is at the queue's head and agents
+    /// are free, else the hold loop; then voicemail or goodbye.
     fn next_step(&mut self) -> Reply {
         if self.call.round_open {
             return self.open_round_document();
         }
         if self.may_wait() {
+            if let Some(offer) = self.offer_inline() {
+                return offer;
+            }
             return self.hold(true);
         }
         let (s, urls) = (self.ctx.settings, self.ctx.urls);
         if s.voicemail_enabled {
+            if self.inline {
+                return self.start_voicemail();
+            }
             return document(documents::to_voicemail(urls, &self.call.call_sid));
         }
         self.call.outcome.get_or_insert(Outcome::Unanswered);
         document(documents::goodbye(s))
+    }
+
+    /// Reserves the agents read for this caller (`ctx.candidates`) in a new round and
+    /// delivers it in this answer. `None`: not a request whose change is applied, nobody
+    /// read as free, or the caller does not wait (or may wait no longer).
+    fn offer_inline(&mut self) -> Option<Reply> {
+        if !self.inline
+            || self.ctx.candidates.is_empty()
+            || !self.call.is_waiting()
+            || !self.may_wait()
+        {
+            return None;
+        }
+        open_round(self);
+        Some(self.deliver("inline"))
+    }
+
+    /// Voicemail starts: an open round closed (its offers canceled: nobody knows they
+    /// rang), the status `voicemail`; the prompt and `<Record>`.
+    fn start_voicemail(&mut self) -> Reply {
+        if self.call.status != CallStatus::Voicemail {
+            self.close_round(RoundResult::Voicemail, false);
+            self.call.status = CallStatus::Voicemail;
+            self.call.voicemail_started_at = Some(self.now());
+            self.record(AuditAction::VoicemailStarted, []);
+        }
+        let (s, urls) = (self.ctx.settings, self.ctx.urls);
+        document(documents::voicemail(s, urls, &self.call.call_sid))
     }
 }
 
@@ -581,7 +664,18 @@ fn inbound(
         d.record(AuditAction::RecordingNoticePlayed, []);
     }
     let notice = d.call.recording_notice_played;
-    let doc = documents::greeting(ctx.settings, ctx.urls, &d.call.call_sid, notice);
+    // Straight on to the offer when agents are free for the caller, else to the first
+    // hold segment (its place announced). A caller already offered (a repeat) goes
+    // through the hold loop's request, which knows whether a push is delivering the offer.
+    let next = match d.offer_inline() {
+        Some(Reply::Document(dial)) => dial,
+        None if d.inline && d.call.is_waiting() && d.may_wait() => match d.hold(true) {
+            Reply::Document(hold) => hold,
+            Reply::Ack => documents::to_hold_loop(ctx.urls, &d.call.call_sid),
+        },
+        _ => documents::to_hold_loop(ctx.urls, &d.call.call_sid),
+    };
+    let doc = documents::greeting(ctx.settings, notice, next);
     d.finish(document(doc))
 }
 
@@ -755,6 +849,7 @@ pub fn push_failed(state: &CallState, ctx: &Context<'_>, round: i32) -> Option<C
 /// A request whose URL the server did not sign (or signed for another call): the document
 /// for the call's real state, and no change.
 fn repeat(mut d: Draft<'_>) -> Decision {
+    d.inline = false;
     let reply = match d.call.status {
         CallStatus::Completed | CallStatus::Answered => document(documents::hangup()),
         CallStatus::Voicemail => document(documents::to_voicemail(d.ctx.urls, &d.call.call_sid)),
@@ -895,20 +990,13 @@ fn voicemail(mut d: Draft<'_>) -> Decision {
     if d.call.is_over() || d.call.answered_by.is_some() || d.call.status == CallStatus::Answered {
         return d.finish(document(documents::hangup()));
     }
-    let sid = d.call.call_sid.clone();
     if !d.settings().voicemail_enabled {
         d.close_round(RoundResult::NoVoicemail, false);
         d.call.outcome.get_or_insert(Outcome::Unanswered);
         let reply = document(documents::goodbye(d.settings()));
         return d.finish(reply);
     }
-    if d.call.status != CallStatus::Voicemail {
-        d.close_round(RoundResult::Voicemail, false);
-        d.call.status = CallStatus::Voicemail;
-        d.call.voicemail_started_at = Some(d.now());
-        d.record(AuditAction::VoicemailStarted, []);
-    }
-    let reply = document(documents::voicemail(d.settings(), d.ctx.urls, &sid));
+    let reply = d.start_voicemail();
     d.finish(reply)
 }
 

@@ -39,14 +39,22 @@ pub fn hold(
         .redirect(Redirect::post(urls.dial_agents(call, next_round)))
 }
 
-/// The greeting, the recording notice when `notice`, then on to round 1.
+/// The greeting, the recording notice when `notice`, then `next`: round 1's `<Dial>` when
+/// agents were reserved for the caller at once, else [`to_hold_loop`].
 #[must_use]
-pub fn greeting(s: &FlowSettings, urls: &Urls, call: &str, notice: bool) -> Response {
+pub fn greeting(s: &FlowSettings, notice: bool, next: Response) -> Response {
     let mut doc = Response::new().say(s.texts.greeting.clone());
     if notice {
         doc = doc.say(s.texts.recording_notice.clone());
     }
-    doc.redirect(Redirect::post(urls.dial_agents(call, 1)))
+    doc.verbs.extend(next.verbs);
+    doc
+}
+
+/// On to the hold loop's first request (where a reserved offer is delivered).
+#[must_use]
+pub fn to_hold_loop(urls: &Urls, call: &str) -> Response {
+    Response::new().redirect(Redirect::post(urls.dial_agents(call, 1)))
 }
 
 fn leg_events() -> Option<EventSet<CallProgressEvent>> {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-use crate::decide::{Context, Reply, decide, wants_place};
+use crate::decide::{Context, Reply, decide, may_offer, wants_place};
 use crate::documents;
 use crate::event::Event;
 use crate::model::{Call, CallView};
@@ -387,15 +387,45 @@ impl CallFlow {
             }
             _ => 0,
         };
-        let place = match state {
-            Some(s) if !duplicate && wants_place(Some(&s.call), event) => {
-                Some(self.queue.place(&s.call, now).await?)
-            }
-            _ => None,
+        let call = state.map(|s| &s.call);
+        let free = if !duplicate && may_offer(call, event, &self.settings) {
+            let offered: Vec<AgentId> = state
+                .map(|s| s.offers.iter().map(|o| o.agent_id).collect())
+                .unwrap_or_default();
+            self.free_for(call_sid, &offered, now).await?
+        } else {
+            Vec::new()
+        };
+        let place = if free.is_empty() && !duplicate && wants_place(call, event) {
+            let joining;
+            let waiting = match call {
+                Some(c) if c.enqueued_at.is_some() => c,
+                // Joins the queue with this request: its place as of now, at its priority.
+                _ => {
+                    joining = Call {
+                        priority,
+                        enqueued_at: Some(now),
+                        ..Call::new(call_sid, "", "", now)
+                    };
+                    &joining
+                }
+            };
+            Some(self.queue.place(waiting, now).await?)
+        } else {
+            None
+        };
+        // An offer made here is timed after the read of its agents (as the matcher's): a
+        // request that waited for its turn must not date an offer before what freed them.
+        let now = if free.is_empty() {
+            now
+        } else {
+            self.clock.now().max(now)
         };
         let ctx = Context {
             priority,
             place,
+            candidates: &free,
+            inline: !duplicate,
             ..Context::new(now, &self.settings, &self.urls)
         };
         let decision = decide(state, event, &ctx);
@@ -428,7 +458,7 @@ impl CallFlow {
         }
         match self.calls.apply(&change).await? {
             Applied::Yes => {
-                self.wake.notify_one();
+                self.wake_if_matchable(&change);
                 if change.agents.iter().any(|e| e.delta.missed > 0) {
                     self.pause_after_misses_or_later(now).await;
                 }
@@ -442,6 +472,48 @@ impl CallFlow {
                 debug!(call_sid, "lost a race; deciding again");
                 Ok(None)
             }
+        }
+    }
+
+    /// The agents free for `call_sid` now when nobody waits ahead of it (the queue's head
+    /// is empty or is this caller), other than the ones it was `offered` before (a round
+    /// offered in a request's own answer rings other agents than the round it follows;
+    /// the matcher may ring them again later): what its request may offer it in its own
+    /// answer. The store re-checks each agent's reservability when the change is applied.
+    async fn free_for(
+        &self,
+        call_sid: &str,
+        offered: &[AgentId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<agents::Candidate>, FlowError> {
+        let s = &self.settings;
+        let per_offer = self.agents_per_offer();
+        let view = self
+            .queue
+            .match_view(&MatchWant {
+                heads: 1,
+                enqueued_after: now - s.queue.max_wait,
+                max_rounds: s.max_attempts,
+                agents: per_offer.saturating_add(u32::try_from(offered.len()).unwrap_or(u32::MAX)),
+                liveness: Liveness::new(now, self.heartbeat_ttl),
+            })
+            .await?;
+        if view.heads.first().is_some_and(|head| head != call_sid) {
+            return Ok(Vec::new());
+        }
+        Ok(view
+            .free
+            .into_iter()
+            .filter(|c| !offered.contains(&c.id))
+            .take(per_offer as usize)
+            .collect())
+    }
+
+    /// How many agents one offer rings: the strategy's.
+    fn agents_per_offer(&self) -> u32 {
+        match self.settings.queue.strategy {
+            QueueStrategy::RingAll => self.settings.max_agents_per_round,
+            QueueStrategy::LongestIdle => 1,
         }
     }
 
@@ -694,8 +766,20 @@ impl CallFlow {
         }
     }
 
-    /// Wakes the matcher (a change was applied: a caller may have joined the queue, an
-    /// agent may be free).
+    /// Wakes the matcher when an applied change may have made a match possible: the caller
+    /// waits in the queue, or an agent was released or its offer ended. (Agents going
+    /// available through the API nudge it themselves; the periodic pass catches the rest.)
+    fn wake_if_matchable(&self, change: &crate::port::CallChange) {
+        let frees = change
+            .agents
+            .iter()
+            .any(|e| e.release || e.offer == Some(agents::OfferMark::Clear));
+        if frees || change.call.is_waiting() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Wakes the matcher (a caller may have joined the queue, an agent may be free).
     pub fn nudge(&self) {
         self.wake.notify_one();
     }
@@ -714,16 +798,24 @@ impl CallFlow {
     /// # Errors
     /// [`FlowError::Calls`], [`FlowError::Agents`].
     pub async fn match_queue(&self) -> Result<MatchPass, FlowError> {
-        let mut pass = MatchPass {
-            withdrawn: self.withdraw_stale().await?,
-            paused: self.pause_after_misses(self.clock.now()).await?.len(),
-            ..MatchPass::default()
-        };
+        let withdrawn = self.withdraw_stale().await?;
+        let paused = self.pause_after_misses(self.clock.now()).await?.len();
+        Ok(MatchPass {
+            withdrawn,
+            paused,
+            ..self.match_waiting().await?
+        })
+    }
+
+    /// The matching part of [`CallFlow::match_queue`] alone (what a nudge runs: the
+    /// sweeps of stale reservations and missed-call pauses run on the matcher's interval).
+    ///
+    /// # Errors
+    /// [`FlowError::Calls`], [`FlowError::Agents`].
+    pub async fn match_waiting(&self) -> Result<MatchPass, FlowError> {
+        let mut pass = MatchPass::default();
         let s = &self.settings;
-        let per_caller = match s.queue.strategy {
-            QueueStrategy::RingAll => s.max_agents_per_round,
-            QueueStrategy::LongestIdle => 1,
-        };
+        let per_caller = self.agents_per_offer();
         let mut started = std::time::Instant::now();
         let mut reads = 0;
         while reads < MATCHES_PER_PASS && pass.reserved.len() < MATCHES_PER_PASS as usize {
@@ -809,7 +901,7 @@ impl CallFlow {
         }
         let applied = self.calls.apply(&change).await?;
         if applied == Applied::Yes {
-            self.wake.notify_one();
+            self.wake_if_matchable(&change);
         }
         Ok(applied)
     }

@@ -43,8 +43,8 @@ pub mod contract;
 
 pub use agents::AgentEffect;
 pub use decide::{
-    Context, Decision, MISSED_CALLS, QueuePlace, Reply, claim_push, decide, push_failed, repair,
-    reserve, wants_place, withdraw,
+    Context, Decision, MISSED_CALLS, QueuePlace, Reply, claim_push, decide, may_offer, push_failed,
+    repair, reserve, wants_place, withdraw,
 };
 pub use event::{
     Endpoint, Event, EventError, LegEvent, Params, RecordingInfo, TranscriptionInfo, check_sid,

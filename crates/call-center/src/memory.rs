@@ -90,7 +90,7 @@ impl MemoryCallStore {
         change
             .agents
             .iter()
-            .filter(|e| e.offer == Some(OfferMark::Reserve))
+            .filter(|e| e.offer.is_some_and(OfferMark::reserves))
             .all(|e| {
                 self.agents
                     .reservable(e.agent_id, &change.call.call_sid, change.call.updated_at)

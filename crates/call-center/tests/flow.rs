@@ -18,11 +18,10 @@ async fn answered_in_round_one() {
     let greeting = w.doc(inbound("c1")).await;
     assert!(greeting.contains("Thank you for calling"));
     assert!(greeting.contains("may be recorded"), "recording notice");
-    assert!(greeting.contains(
-        r#"<Redirect method="POST">https://cc.example.com/api/call-center/dial-agents?call=c1&amp;round=1&amp;mac="#
-    ));
-
-    let dial = w.doc(dial_agents("c1", 1)).await;
+    // Nobody waits ahead and two agents are free: the greeting goes straight on to the
+    // offer's <Dial>, with no hold-loop request in between.
+    assert!(!greeting.contains("<Redirect"), "{greeting}");
+    let dial = &greeting[greeting.find("<Dial").expect("the offer in the greeting")..];
     assert!(
         dial.contains("sip:alice@example.sip.telnyx.com")
             && dial.contains("sip:bob@example.sip.telnyx.com")
@@ -32,6 +31,10 @@ async fn answered_in_round_one() {
     ));
     assert!(dial.contains(r#"record="record-from-answer-dual""#));
     assert_eq!(w.call("c1").await.status, CallStatus::Dialing);
+    assert!(
+        w.doc(dial_agents("c1", 1)).await.contains(dial),
+        "a hold-loop request on the same call delivers the same offer"
+    );
 
     w.send(leg("c1", 1, &alice, "la", LegStatus::Initiated, 1))
         .await;
@@ -128,8 +131,8 @@ async fn answered_in_round_two() {
 #[tokio::test]
 async fn no_agent_at_all_goes_to_voicemail_with_transcription() {
     let w = World::default();
-    w.send(inbound("c3")).await;
-    let hold = w.doc(dial_agents("c3", 1)).await;
+    // Nobody free: the greeting goes on with the first hold segment (no request between).
+    let hold = w.doc(inbound("c3")).await;
     assert!(!hold.contains("<Dial"), "no empty <Dial>");
     assert!(
         hold.contains("<Say>You are next in line.</Say>")
@@ -144,12 +147,15 @@ async fn no_agent_at_all_goes_to_voicemail_with_transcription() {
         "the place is said again only when it improved: {again}"
     );
     w.tick(570);
-    let to_vm = w.doc(dial_agents("c3", 1)).await;
-    assert!(
-        to_vm.contains("/voicemail?call=c3&amp;mac="),
-        "the longest wait reached: {to_vm}"
+    // The longest wait reached: the hold request answers the voicemail prompt and
+    // <Record> itself (no <Redirect> to /voicemail).
+    let record = w.doc(dial_agents("c3", 1)).await;
+    assert_eq!(w.call("c3").await.status, CallStatus::Voicemail);
+    assert_eq!(
+        w.doc(voicemail("c3")).await,
+        record,
+        "/voicemail (the fallback's and a repeat's way in) answers the same"
     );
-    let record = w.doc(voicemail("c3")).await;
     for attr in [
         r#"transcription="true""#,
         r#"playBeep="true""#,

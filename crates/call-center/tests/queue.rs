@@ -44,34 +44,42 @@ async fn callers_are_offered_in_priority_then_arrival_order_one_offer_per_agent(
     let rule = PriorityRule::new("+1999*", 10, "VIP line", w.clock.now()).unwrap();
     w.calls.put_priority_rule(&rule, vec![]).await.unwrap();
     let ann = w.agent("Ann").await;
+    let mut greetings = std::collections::HashMap::new();
     for (sid, from) in [
         ("first", "+13125550101"),
         ("second", "+13125550102"),
         ("vip", "+19995550103"),
     ] {
         w.tick(1);
-        w.send(inbound_from(sid, from)).await;
+        greetings.insert(sid, w.doc(inbound_from(sid, from)).await);
     }
     assert_eq!(w.call("vip").await.priority, 10);
-    // Ann was free when "first" arrived: it holds her one offer; nobody else is reserved.
+    // Ann was free when "first" arrived, nobody waiting ahead: its greeting carried her
+    // offer (ringing at once); nobody else is reserved.
     assert!(w.call("first").await.round_open);
     assert!(w.call("second").await.is_waiting() && w.call("vip").await.is_waiting());
-    assert_eq!(
-        w.agent_view(&ann).await.activity,
-        Activity::Reserved,
-        "reserved, not ringing: the caller has not fetched the <Dial> yet"
-    );
+    assert_eq!(w.agent_view(&ann).await.activity, Activity::Ringing);
     let dial = w.doc(dial_agents("first", 1)).await;
     assert!(dial.contains("sip:ann@"), "{dial}");
-    assert_eq!(w.agent_view(&ann).await.activity, Activity::Ringing);
     // The place counts every caller ahead in the queue's order, "first" (being offered)
-    // included: behind the VIP.
-    let vip_hold = w.doc(dial_agents("vip", 1)).await;
-    assert!(vip_hold.contains("You are next in line."), "{vip_hold}");
-    let second_hold = w.doc(dial_agents("second", 1)).await;
+    // included; each greeting goes on with it (the VIP goes ahead of "second").
     assert!(
-        second_hold.contains("You are number 3 in line."),
-        "{second_hold}"
+        greetings["second"].contains("You are number 2 in line."),
+        "{}",
+        greetings["second"]
+    );
+    assert!(
+        greetings["vip"].contains("You are next in line."),
+        "{}",
+        greetings["vip"]
+    );
+    // Announced again only when it improved: "second" is now number 3.
+    let second_hold = w.doc(dial_agents("second", 1)).await;
+    assert!(!second_hold.contains("<Say>"), "{second_hold}");
+    assert_eq!(
+        w.flow.queue(10).await.unwrap()[2].call_sid,
+        "second",
+        "behind the VIP"
     );
     talk(&w, "first", 1, &ann).await;
     // Free again: the VIP goes first although "second" called earlier.
@@ -285,8 +293,9 @@ async fn a_caller_who_hangs_up_in_the_queue_is_abandoned_and_frees_its_reservati
         40,
         "its wait is kept"
     );
-    let ann = w.agent("Ann").await;
     w.send(inbound("reserved")).await;
+    let ann = w.agent("Ann").await;
+    w.sweep().await;
     assert_eq!(w.agent_view(&ann).await.activity, Activity::Reserved);
     w.send(call_status("reserved", "completed")).await;
     let view = w.agent_view(&ann).await;
@@ -299,8 +308,10 @@ async fn a_caller_who_hangs_up_in_the_queue_is_abandoned_and_frees_its_reservati
 #[tokio::test]
 async fn a_push_delivers_the_offer_once_and_a_failed_push_falls_back_to_the_hold_loop() {
     let w = World::default();
-    w.agent("Ann").await;
     w.send(inbound("c1")).await;
+    // Ann becomes free while c1 waits: the matcher reserves her, pending delivery.
+    w.agent("Ann").await;
+    w.sweep().await;
     let jobs = w.flow.claim_pushes().await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(
@@ -324,9 +335,11 @@ async fn a_push_delivers_the_offer_once_and_a_failed_push_falls_back_to_the_hold
     assert!(dial.contains("sip:ann@"), "{dial}");
     assert_eq!(w.call("c1").await.delivery, Some(Delivery::Delivered));
 
-    // A second caller; its push fails twice, then a third time: left to the hold loop.
-    w.send(call_status("c1", "completed")).await;
+    // A second caller, waiting while Ann rings for c1; reserved when c1 ends. Its push
+    // fails twice, then a third time: left to the hold loop.
     w.send(inbound("c2")).await;
+    assert!(w.call("c2").await.is_waiting());
+    w.send(call_status("c1", "completed")).await;
     for attempt in 1..=3 {
         let jobs = w.flow.claim_pushes().await.unwrap();
         assert_eq!(jobs.len(), 1, "attempt {attempt}");
@@ -341,8 +354,9 @@ async fn a_push_delivers_the_offer_once_and_a_failed_push_falls_back_to_the_hold
 #[tokio::test]
 async fn a_reservation_nobody_takes_up_is_withdrawn_and_the_caller_keeps_its_place() {
     let w = World::default();
-    let ann = w.agent("Ann").await;
     w.send(inbound("gone-quiet")).await;
+    let ann = w.agent("Ann").await;
+    w.sweep().await;
     assert!(w.call("gone-quiet").await.round_open);
     w.tick(29);
     assert_eq!(w.sweep().await.withdrawn, 0);
@@ -371,9 +385,8 @@ async fn the_longest_wait_sends_the_caller_to_voicemail() {
         "not reserved for a caller past its longest wait"
     );
     assert!(
-        w.doc(dial_agents("c1", 1))
-            .await
-            .contains("/voicemail?call=c1")
+        w.doc(dial_agents("c1", 1)).await.contains("<Record"),
+        "the voicemail prompt and <Record>, in the hold request's own answer"
     );
 }
 

@@ -259,10 +259,11 @@ pub(crate) fn rounds(
     (opened, closed)
 }
 
-/// How an [`agents::OfferMark`] is bound (`reserve`, `ring`, `clear`).
+/// How an [`agents::OfferMark`] is bound (`reserve`, `reserve-ring`, `ring`, `clear`).
 fn offer_mark(m: agents::OfferMark) -> &'static str {
     match m {
         agents::OfferMark::Reserve => "reserve",
+        agents::OfferMark::ReserveRinging => "reserve-ring",
         agents::OfferMark::Ring => "ring",
         agents::OfferMark::Clear => "clear",
     }

@@ -53,6 +53,21 @@ pub(crate) trait Table {
         )
     }
 
+    /// `INSERT INTO <table> (<columns>) VALUES (…), (…)`: `rows` rows, numbered from `$1`
+    /// (SQLite writes several rows in one statement: one trip to its thread, not `rows`).
+    fn insert_rows(rows: usize) -> String {
+        let n = Self::COLUMNS.len();
+        let values: Vec<String> = (0..rows)
+            .map(|r| format!("({})", params(1 + r * n, n)))
+            .collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            Self::NAME,
+            Self::columns(None),
+            values.join(", ")
+        )
+    }
+
     /// `col = <placeholder>, …` for every column but the first `skip`, numbered so that
     /// column `i` is parameter `first + i`.
     fn assignments(first: usize, skip: usize) -> String {

@@ -79,6 +79,9 @@ pub struct CallDriver<'a> {
     missed_later: Vec<String>,
     /// Agents that missed in a bridged round, their delay from the delivery.
     missed_at_flush: Vec<String>,
+    /// Requests sent about this call (callbacks sent twice count twice), and of them the
+    /// instruction requests (whose answer the caller waits for).
+    sent: crate::stats::Sent,
 }
 
 /// What interrupted a wait.
@@ -138,6 +141,7 @@ impl<'a> CallDriver<'a> {
             ready_at_flush: Vec::new(),
             missed_later: Vec::new(),
             missed_at_flush: Vec::new(),
+            sent: crate::stats::Sent::default(),
         }
     }
 
@@ -308,6 +312,8 @@ impl<'a> CallDriver<'a> {
         let mut params = self.base();
         params.extend(extra);
         let started = Instant::now();
+        self.sent.requests += 1;
+        self.sent.instructions += 1;
         let answer = self.server.post_form(url, &params).await;
         let ok = matches!(&answer, Ok(a) if a.status == 200);
         self.stats.request(url, started.elapsed(), ok);
@@ -359,9 +365,10 @@ impl<'a> CallDriver<'a> {
         self.deliver(&cb, twice).await
     }
 
-    async fn deliver(&self, cb: &Callback, twice: bool) -> anyhow::Result<()> {
+    async fn deliver(&mut self, cb: &Callback, twice: bool) -> anyhow::Result<()> {
         let ts = chrono::Utc::now().timestamp();
         for _ in 0..if twice { 2 } else { 1 } {
+            self.sent.requests += 1;
             let started = Instant::now();
             let answer = self
                 .server
@@ -503,7 +510,7 @@ impl<'a> CallDriver<'a> {
         params.push(("CallDuration", (duration as i64).to_string()));
         self.callback("/api/call-center/events", params).await?;
         self.flush().await?;
-        self.stats.outcome(outcome);
+        self.stats.outcome(outcome, self.sent);
         let head = format!("call {} from {}: {outcome}", self.truth.call_sid, self.from);
         self.trace.insert(0, head);
         Ok((self.truth, self.trace))

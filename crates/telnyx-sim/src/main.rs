@@ -329,6 +329,7 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
             "slowest_answer_ms": server.slowest_answer().as_secs_f64() * 1000.0,
             "failures": outcome.failures.iter().take(10).cloned().collect::<Vec<_>>(),
             "outcomes": outcome.stats.outcomes(),
+            "requests_per_call": outcome.stats.per_call(),
             "queue": queue,
         });
         std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;

@@ -21,9 +21,30 @@ struct Inner {
     latency: BTreeMap<String, Histogram<u64>>,
     errors: BTreeMap<String, u64>,
     outcomes: BTreeMap<String, u64>,
+    sent_by_outcome: BTreeMap<String, Sent>,
     requests: u64,
     fallbacks: u64,
     pushes_followed: u64,
+}
+
+/// Requests sent about calls.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Sent {
+    /// Every request (callbacks sent twice count twice).
+    pub requests: u64,
+    /// Instruction requests: the caller waits for each answer.
+    pub instructions: u64,
+}
+
+/// Requests per call for one outcome (means over the calls that ended so).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PerCall {
+    /// Calls that ended so.
+    pub calls: u64,
+    /// Requests per call.
+    pub requests: f64,
+    /// Instruction requests per call.
+    pub instructions: f64,
 }
 
 /// The words of the server's fallback document (its default apology): an instruction
@@ -94,9 +115,34 @@ impl Stats {
         self.lock().fallbacks
     }
 
-    /// Records a call's outcome as the simulator saw it.
-    pub fn outcome(&self, outcome: &str) {
-        *self.lock().outcomes.entry(outcome.to_owned()).or_default() += 1;
+    /// Records a call's outcome as the simulator saw it, with the requests it took.
+    pub fn outcome(&self, outcome: &str, sent: Sent) {
+        let mut inner = self.lock();
+        *inner.outcomes.entry(outcome.to_owned()).or_default() += 1;
+        let total = inner.sent_by_outcome.entry(outcome.to_owned()).or_default();
+        total.requests += sent.requests;
+        total.instructions += sent.instructions;
+    }
+
+    /// Requests per call, by outcome.
+    #[must_use]
+    pub fn per_call(&self) -> BTreeMap<String, PerCall> {
+        let inner = self.lock();
+        inner
+            .sent_by_outcome
+            .iter()
+            .map(|(outcome, sent)| {
+                let calls = inner.outcomes.get(outcome).copied().unwrap_or(0).max(1);
+                #[allow(clippy::cast_precision_loss)]
+                let mean = |n: u64| n as f64 / calls as f64;
+                let per = PerCall {
+                    calls,
+                    requests: mean(sent.requests),
+                    instructions: mean(sent.instructions),
+                };
+                (outcome.clone(), per)
+            })
+            .collect()
     }
 
     /// Requests under endpoint names ending in ` (progress)`: leg progress callbacks the
@@ -177,6 +223,14 @@ impl Stats {
             "requests: {}, errors: {errors}, fallback documents: {}, elapsed {secs:.2} s: {cps:.1} calls/s, {rps:.1} requests/s",
             inner.requests, inner.fallbacks
         );
+        drop(inner);
+        let per_call: Vec<String> = self
+            .per_call()
+            .iter()
+            .map(|(k, p)| format!("{k} {:.1} ({:.1} instructions)", p.requests, p.instructions))
+            .collect();
+        let _ = writeln!(out, "requests per call: {}", per_call.join(", "));
+        let inner = self.lock();
         let _ = writeln!(
             out,
             "{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",

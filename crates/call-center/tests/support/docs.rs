@@ -62,10 +62,13 @@ pub fn documents() -> Vec<(&'static str, Response)> {
     let urls = urls();
     let c = CALL;
     vec![
-        ("greeting", documents::greeting(&s, &urls, c, true)),
+        (
+            "greeting",
+            documents::greeting(&s, true, documents::to_hold_loop(&urls, c)),
+        ),
         (
             "greeting_without_recording_notice",
-            documents::greeting(&no_rec, &urls, c, false),
+            documents::greeting(&no_rec, false, documents::to_hold_loop(&urls, c)),
         ),
         (
             "dial_0_agents",

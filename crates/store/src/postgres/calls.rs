@@ -171,11 +171,12 @@ agent_effects AS (
         missed_in_a_row = CASE WHEN e.answered > 0 THEN 0 ELSE g.missed_in_a_row + e.missed END,
         offer_ringing = CASE
             WHEN e.offer = 'reserve' THEN false
+            WHEN e.offer = 'reserve-ring' THEN true
             WHEN e.offer = 'ring' AND g.offer_call_sid = $1 THEN true
             WHEN e.offer = 'clear' AND g.offer_call_sid = $1 THEN false
             ELSE g.offer_ringing END,
         offer_call_sid = CASE
-            WHEN e.offer = 'reserve' THEN $1
+            WHEN e.offer IN ('reserve', 'reserve-ring') THEN $1
             WHEN e.offer = 'clear' AND g.offer_call_sid = $1 THEN NULL
             ELSE g.offer_call_sid END
     FROM {effects} JOIN agent_locks l ON l.id = e.agent_id
@@ -187,7 +188,7 @@ audit AS (
 )
 SELECT (SELECT count(*) FROM call_row) + reservation_conflict((
     SELECT count(*) FROM {effects} LEFT JOIN agent_locks l ON l.id = e.agent_id
-    WHERE e.offer = 'reserve' AND (l.id IS NULL OR NOT l.reservable)
+    WHERE e.offer IN ('reserve', 'reserve-ring') AND (l.id IS NULL OR NOT l.reservable)
       AND EXISTS (SELECT 1 FROM call_row))) AS applied",
         now = l.now,
         reservable = crate::common::reservable_sql("g.", "$1", &format!("${}", l.now)),

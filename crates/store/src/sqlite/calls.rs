@@ -1,11 +1,17 @@
 //! SQLite's side of the call store: the load (three short queries on one connection) and
-//! the apply (one `BEGIN IMMEDIATE` transaction of a few statements).
+//! the apply, with group commit: a change joins the queue of pending changes and waits for
+//! the writer's turn; whoever gets the turn first applies every change queued by then in
+//! one `BEGIN IMMEDIATE` transaction, each inside its own savepoint (a conflict or an error
+//! rolls back that change alone), commits once, and only then answers each. The pages
+//! several changes share (agents, the audit log's tail, indexes) are written to the WAL
+//! once per batch instead of once per change.
 
 use std::sync::LazyLock;
 
 use agents::OfferMark;
 use call_center::{Applied, CallChange, CallState, Receipt, Snapshot};
 use sqlx::SqliteConnection;
+use tokio::sync::oneshot;
 
 use super::SqliteStore;
 use crate::common::{is_unique_violation, unexpected};
@@ -31,8 +37,9 @@ static OFFERS: LazyLock<&'static str> = LazyLock::new(|| {
         OfferRow::select()
     ))
 });
-static UPSERT_OFFER: LazyLock<&'static str> =
-    LazyLock::new(|| String::leak(format!("{}{}", OfferRow::insert(1), offer_upsert_suffix())));
+static UPSERT_OFFERS: LazyLock<super::MultiInsert> = LazyLock::new(|| {
+    super::MultiInsert::new(|n| format!("{}{}", OfferRow::insert_rows(n), offer_upsert_suffix()))
+});
 static OPEN_ROUND: LazyLock<&'static str> = LazyLock::new(|| {
     String::leak(format!(
         "{} ON CONFLICT (call_sid, attempt) DO NOTHING",
@@ -63,18 +70,58 @@ static AGENT_EFFECT: LazyLock<&'static str> = LazyLock::new(|| {
         missed_in_a_row = CASE WHEN $2 > 0 THEN 0 ELSE missed_in_a_row + $3 END,
         offer_ringing = CASE
             WHEN $9 = 'reserve' THEN 0
+            WHEN $9 = 'reserve-ring' THEN 1
             WHEN $9 = 'ring' AND offer_call_sid = $10 THEN 1
             WHEN $9 = 'clear' AND offer_call_sid = $10 THEN 0
             ELSE offer_ringing END,
         offer_call_sid = CASE
-            WHEN $9 = 'reserve' THEN $10
+            WHEN $9 IN ('reserve', 'reserve-ring') THEN $10
             WHEN $9 = 'clear' AND offer_call_sid = $10 THEN NULL
             ELSE offer_call_sid END
-    WHERE id = $1 AND ($9 IS NULL OR $9 <> 'reserve' OR {reservable})",
+    WHERE id = $1 AND ($9 IS NULL OR $9 NOT IN ('reserve', 'reserve-ring') OR {reservable})",
         releases = crate::common::releases_sql("", "$10"),
         reservable = crate::common::reservable_sql("", "$10", "$11"),
     ))
 });
+
+/// Changes one transaction applies at most.
+const BATCH_MAX: usize = 64;
+
+/// A change waiting for the writer, and where its result goes.
+struct Queued {
+    change: CallChange,
+    done: oneshot::Sender<anyhow::Result<Applied>>,
+}
+
+/// The changes waiting for the writer's turn.
+#[derive(Default)]
+pub(crate) struct Pending(std::sync::Mutex<Vec<Queued>>);
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pending({})", self.lock().len())
+    }
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&self, queued: Queued) {
+        self.lock().push(queued);
+    }
+
+    /// The oldest waiting changes (at most [`BATCH_MAX`]) whose requester still waits.
+    fn take(&self) -> Vec<Queued> {
+        let mut queue = self.lock();
+        queue.retain(|q| !q.done.is_closed());
+        let n = queue.len().min(BATCH_MAX);
+        queue.drain(..n).collect()
+    }
+}
 
 impl SqliteStore {
     pub(crate) async fn load_snapshot(
@@ -123,22 +170,89 @@ impl SqliteStore {
         Ok(Snapshot { state, seen })
     }
 
+    /// Queues `change` and waits for its result: applied by whoever takes the writer's
+    /// turn first, this request or one queued before it (group commit). The batch runs on
+    /// its own task, so a request given up on (its deadline) never cuts a batch short.
     pub(crate) async fn apply_change(&self, change: &CallChange) -> anyhow::Result<Applied> {
-        let mut tx = self.write().await.map_err(unexpected("begin"))?;
-        match apply_in(&mut tx, change).await {
-            Ok(true) => {
-                tx.commit().await.map_err(unexpected("commit"))?;
-                Ok(Applied::Yes)
+        let (done, mut result) = oneshot::channel();
+        self.pending.push(Queued {
+            change: change.clone(),
+            done,
+        });
+        // A timeout here drops `result`: the change is skipped by the next batch.
+        let turn = self.turn().await.map_err(unexpected("waiting to write"))?;
+        match result.try_recv() {
+            Ok(applied) => return applied,
+            Err(oneshot::error::TryRecvError::Closed) => {
+                return Err(anyhow::anyhow!("the batch writer dropped a call change"));
             }
-            Ok(false) => Ok(Applied::Conflict),
-            Err(e)
-                if is_unique_violation(&e, "webhook_receipts")
-                    || is_unique_violation(&e, "offers") =>
-            {
-                Ok(Applied::Conflict)
-            }
-            Err(e) => Err(anyhow::Error::new(e).context("applying a call change")),
+            Err(oneshot::error::TryRecvError::Empty) => {}
         }
+        let batch = self.pending.take();
+        let store = self.clone();
+        tokio::spawn(async move {
+            let results = store.apply_batch(&batch).await;
+            drop(turn);
+            for (queued, applied) in batch.into_iter().zip(results) {
+                // The requester may have given up meanwhile: nothing to tell.
+                let _ = queued.done.send(applied);
+            }
+        });
+        result
+            .await
+            .map_err(|_| anyhow::anyhow!("the batch writer dropped a call change"))?
+    }
+
+    /// One transaction for `batch`: each change inside a savepoint (not needed for one
+    /// alone), one commit; a result per change, all failed when the transaction is.
+    async fn apply_batch(&self, batch: &[Queued]) -> Vec<anyhow::Result<Applied>> {
+        let failed = |what: &str, e: &sqlx::Error| -> Vec<anyhow::Result<Applied>> {
+            batch
+                .iter()
+                .map(|_| Err(anyhow::anyhow!("{what}: {e}")))
+                .collect()
+        };
+        let mut tx = match self.pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(e) => return failed("begin", &e),
+        };
+        let alone = batch.len() == 1;
+        let mut results = Vec::with_capacity(batch.len());
+        for queued in batch {
+            if !alone && let Err(e) = savepoint(&mut tx, "SAVEPOINT change").await {
+                return failed("savepoint", &e);
+            }
+            let applied = apply_in(&mut tx, &queued.change).await;
+            let kept = matches!(applied, Ok(true));
+            if !alone
+                && !kept
+                && let Err(e) = savepoint(&mut tx, "ROLLBACK TO change").await
+            {
+                return failed("rollback to savepoint", &e);
+            }
+            if !alone && let Err(e) = savepoint(&mut tx, "RELEASE change").await {
+                return failed("release savepoint", &e);
+            }
+            results.push(match applied {
+                Ok(true) => Ok(Applied::Yes),
+                Ok(false) => Ok(Applied::Conflict),
+                Err(e)
+                    if is_unique_violation(&e, "webhook_receipts")
+                        || is_unique_violation(&e, "offers") =>
+                {
+                    Ok(Applied::Conflict)
+                }
+                Err(e) => Err(anyhow::Error::new(e).context("applying a call change")),
+            });
+        }
+        if alone && !matches!(results.first(), Some(Ok(Applied::Yes))) {
+            // Dropped: rolled back.
+            return results;
+        }
+        if let Err(e) = tx.commit().await {
+            return failed("commit", &e);
+        }
+        results
     }
 
     pub(crate) async fn insert_receipts(&self, rows: &[ReceiptRow]) -> Result<(), sqlx::Error> {
@@ -146,6 +260,10 @@ impl SqliteStore {
         insert_receipts(&mut tx, rows).await?;
         tx.commit().await
     }
+}
+
+async fn savepoint(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).execute(conn).await.map(|_| ())
 }
 
 async fn insert_receipts(
@@ -184,11 +302,12 @@ async fn apply_in(conn: &mut SqliteConnection, change: &CallChange) -> Result<bo
     }
     let now = change.call.updated_at;
     insert_receipts(conn, &crate::rows::receipts(&change.receipts, now)).await?;
-    for offer in &change.offers {
-        OfferRow::from(offer)
-            .bind(sqlx::query(*UPSERT_OFFER))
-            .execute(&mut *conn)
-            .await?;
+    for chunk in change.offers.chunks(super::ROWS_PER_INSERT) {
+        let mut q = sqlx::query(UPSERT_OFFERS.rows(chunk.len()));
+        for offer in chunk {
+            q = OfferRow::from(offer).bind(q);
+        }
+        q.execute(&mut *conn).await?;
     }
     let (opened, closed) = crate::rows::rounds(&change.call.call_sid, &change.attempts);
     for round in opened {
@@ -214,7 +333,7 @@ async fn apply_in(conn: &mut SqliteConnection, change: &CallChange) -> Result<bo
             .bind(SqlTime(now))
             .execute(&mut *conn)
             .await?;
-        if effect.offer == Some(OfferMark::Reserve) && written.rows_affected() == 0 {
+        if effect.offer.is_some_and(OfferMark::reserves) && written.rows_affected() == 0 {
             // The agent stopped being reservable since the matcher read it (a miss, a
             // pause, another reservation): the whole change is a conflict.
             return Ok(false);

@@ -30,14 +30,34 @@ use crate::schema::{AuditEventRow, Table};
 /// The embedded SQLite migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
-static INSERT_AUDIT: LazyLock<&'static str> =
-    LazyLock::new(|| String::leak(AuditEventRow::insert(1)));
+/// Rows one multi-row `INSERT` writes at most (longer lists take several).
+pub(crate) const ROWS_PER_INSERT: usize = 16;
+
+/// `INSERT … VALUES (…) × n` for n = 1..=[`ROWS_PER_INSERT`], built once.
+pub(crate) struct MultiInsert([&'static str; ROWS_PER_INSERT]);
+
+impl MultiInsert {
+    pub(crate) fn new(build: fn(usize) -> String) -> Self {
+        Self(std::array::from_fn(|i| &*String::leak(build(i + 1))))
+    }
+
+    /// The statement for `rows` rows (1..=[`ROWS_PER_INSERT`]).
+    pub(crate) fn rows(&self, rows: usize) -> &'static str {
+        self.0[rows.clamp(1, ROWS_PER_INSERT) - 1]
+    }
+}
+
+static INSERT_AUDIT: LazyLock<MultiInsert> =
+    LazyLock::new(|| MultiInsert::new(AuditEventRow::insert_rows));
 
 /// Stores in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<Mutex<()>>,
+    /// Call changes waiting for the writer: the one whose turn comes commits all of them
+    /// in one transaction ([`calls`]'s group commit).
+    pending: Arc<calls::Pending>,
     /// The longest a write waits for its turn (then it fails: a stalled writer must not
     /// stall every request behind it).
     write_wait: StdDuration,
@@ -103,14 +123,14 @@ impl SqliteStore {
         Ok(Self {
             pool,
             writer: Arc::new(Mutex::new(())),
+            pending: Arc::default(),
             write_wait: acquire_timeout,
         })
     }
 
-    /// Waits for this process's turn to write (at most the acquire timeout), then begins an
-    /// immediate transaction.
-    pub(crate) async fn write(&self) -> Result<WriteTx<Sqlite>, sqlx::Error> {
-        let turn = tokio::time::timeout(self.write_wait, Arc::clone(&self.writer).lock_owned())
+    /// Waits for this process's turn to write (at most the acquire timeout).
+    pub(crate) async fn turn(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, sqlx::Error> {
+        tokio::time::timeout(self.write_wait, Arc::clone(&self.writer).lock_owned())
             .await
             .map_err(|_| {
                 sqlx::Error::Io(std::io::Error::new(
@@ -120,7 +140,13 @@ impl SqliteStore {
                         self.write_wait.as_millis()
                     ),
                 ))
-            })?;
+            })
+    }
+
+    /// Waits for this process's turn to write (at most the acquire timeout), then begins an
+    /// immediate transaction.
+    pub(crate) async fn write(&self) -> Result<WriteTx<Sqlite>, sqlx::Error> {
+        let turn = self.turn().await?;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteTx {
             tx,
@@ -133,10 +159,15 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         events: &[::audit::NewAuditEvent],
     ) -> Result<(), sqlx::Error> {
-        for row in crate::rows::audit_rows(events) {
-            row.bind(sqlx::query(*INSERT_AUDIT))
-                .execute(&mut *conn)
-                .await?;
+        let rows = crate::rows::audit_rows(events);
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<AuditEventRow> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+            let mut q = sqlx::query(INSERT_AUDIT.rows(chunk.len()));
+            for row in chunk {
+                q = row.bind(q);
+            }
+            q.execute(&mut *conn).await?;
         }
         Ok(())
     }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The side-by-side load benchmark against Telnyx's own Python demo (call-center-texml),
+# with the harness in ../shared/bench-vs-demo (never copied here): the same wrk generator
+# follows each server's TeXML on the same machine, configurations alternating round by
+# round, the table built from medians with B/A ratios. Called by `make bench`; alone:
+#
+#   tools/bench-vs-demo.sh                       # c = 20, 3 rounds of 10 s, six configurations (about 8 min)
+#   ROUNDS=1 DURATION=5 tools/bench-vs-demo.sh   # a trial
+#
+# Needs: wrk (apt-get install wrk), python3, openssl, PostgreSQL on 127.0.0.1:5432, and the
+# demo's source: PYDEMO_MIRROR, a git directory of github.com/team-telnyx/demo-python-telnyx
+# (cloned here from GitHub when unset and reachable). Results: target/bench/vs-demo/.
+#
+# Our server runs as `target/bench/callcenter-vs-demo`, a wrapper that sets what the
+# generator's no-answer flow needs of a server with a queue: agents that never answer are
+# offered again at once (CALL_CENTER_NO_ANSWER_DELAY_SECONDS=0) and never paused for it
+# (CALL_CENTER_MISSES_TO_PAUSE=0); the demo has neither rule. Everything else is the
+# default (recording, audit chain, durable writes).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+harness=${BENCH_VS_DEMO:-$root/../shared/bench-vs-demo}
+out=${OUT:-$root/target/bench/vs-demo}
+mkdir -p "$out" target/bench
+
+[[ -x $harness/run.sh ]] || { echo "bench-vs-demo: no harness at $harness (set BENCH_VS_DEMO)" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "bench-vs-demo: wrk is missing (apt-get install -y wrk)" >&2; exit 2; }
+
+pydemo_root=${PYDEMO_ROOT:-${TMPDIR:-/tmp}/pydemo}
+if [[ ! -x $pydemo_root/venv/bin/python ]]; then
+    mirror=${PYDEMO_MIRROR:-}
+    if [[ -z $mirror ]]; then
+        for m in /work/.mirror/team-telnyx+demo-python-telnyx/repo "$root/target/bench/demo-python-telnyx.git"; do
+            [[ -d $m ]] && mirror=$m && break
+        done
+    fi
+    if [[ -z $mirror ]]; then
+        mirror=$root/target/bench/demo-python-telnyx.git
+        git clone -q --bare https://github.com/team-telnyx/demo-python-telnyx "$mirror" || {
+            echo "bench-vs-demo: the demo's source is not reachable; set PYDEMO_MIRROR to a git directory of team-telnyx/demo-python-telnyx" >&2
+            exit 2
+        }
+    fi
+    PYDEMO_MIRROR=$mirror "$harness/pydemo/setup.sh"
+fi
+
+[[ -x target/release/callcenter ]] || cargo build --release -p callcenter
+wrapper=$root/target/bench/callcenter-vs-demo
+cat >"$wrapper" <<EOF
+#!/usr/bin/env bash
+# Written by tools/bench-vs-demo.sh: the server with the benchmark's two settings.
+export CALL_CENTER_NO_ANSWER_DELAY_SECONDS=0 CALL_CENTER_MISSES_TO_PAUSE=0
+exec -a "\$0" "$root/target/release/callcenter" "\$@"
+EOF
+chmod +x "$wrapper"
+
+CC_BIN=$wrapper OUT=$out NOANSWER_AGENTS=own \
+    CONCURRENCY=${CONCURRENCY:-20} ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10} \
+    CONFIGS=${CONFIGS:-"A B-sqlite B-postgres A-answered B-sqlite-answered B-postgres-answered"} \
+    "$harness/run.sh"
+echo "bench-vs-demo: table in $out/summary.md"
