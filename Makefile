@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: help run test test-pg ci lint fmt guard bench demo faults queue-acceptance fuzz-api twilio-fixtures signature-fixtures screenshots
+.PHONY: help run test test-pg ci lint fmt guard bench bench-vs-demo demo faults queue-acceptance fuzz-api twilio-fixtures signature-fixtures screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -47,8 +47,11 @@ ci: lint guard ## What CI runs: lint, the dependency guard, every test including
 twilio-fixtures: ## Regenerate the TwiML peer fixtures with Twilio's Python library
 	python3 -m venv .venv && .venv/bin/pip install -q twilio && .venv/bin/python tools/twiml_fixtures.py
 
-bench: ## Criterion benchmarks and load runs (SQLite, PostgreSQL, two instances); results in target/bench/ (about 40 min)
+bench: ## Criterion benchmarks, load runs (SQLite, PostgreSQL, two instances), then bench-vs-demo; results in target/bench/ (about 50 min)
 	./tools/bench.sh
+
+bench-vs-demo: ## Side by side with Telnyx's Python demo (../shared/bench-vs-demo; needs wrk and PYDEMO_MIRROR), and the in-process ceilings (about 12 min)
+	./tools/bench-vs-demo.sh
 
 faults: ## Load under faults on PostgreSQL: restart, a 10 s stall, SIGKILL of the server, one of two instances killed (about 6 min)
 	./tools/faults.sh

@@ -54,8 +54,33 @@ exec -a "\$0" "$root/target/release/callcenter" "\$@"
 EOF
 chmod +x "$wrapper"
 
+c=${CONCURRENCY:-20}
 CC_BIN=$wrapper OUT=$out NOANSWER_AGENTS=own \
-    CONCURRENCY=${CONCURRENCY:-20} ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10} \
+    CONCURRENCY=$c ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10} \
     CONFIGS=${CONFIGS:-"A B-sqlite B-postgres A-answered B-sqlite-answered B-postgres-answered"} \
     "$harness/run.sh"
-echo "bench-vs-demo: table in $out/summary.md"
+
+# The ceilings on the same machine: the same flows' statements in-process (hot_path_sql:
+# no HTTP, no form parsing, no TeXML rendering), three runs each, and pgbench's simple
+# update transactions against the same PostgreSQL.
+[[ -x target/release/examples/hot_path_sql ]] || cargo build --release -p store --examples
+pg_admin=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
+ceilings=$out/ceilings.jsonl
+: >"$ceilings"
+for run in 1 2 3; do
+    for flow in noanswer answered; do
+        rm -f "$out/ceiling.db"*
+        target/release/examples/hot_path_sql "sqlite://$out/ceiling.db" "${CEILING_CALLS:-3000}" "$c" 0 4 "$flow" |
+            tee -a "$ceilings"
+        psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS bench_ceiling WITH (FORCE)" -c "CREATE DATABASE bench_ceiling" >/dev/null
+        target/release/examples/hot_path_sql "${pg_admin%/*}/bench_ceiling" "${CEILING_CALLS:-3000}" "$c" 0 10 "$flow" |
+            tee -a "$ceilings"
+    done
+done
+rm -f "$out/ceiling.db"*
+psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS bench_ceiling WITH (FORCE)" -c "CREATE DATABASE bench_ceiling" >/dev/null
+pgbench -q -i -s 10 "${pg_admin%/*}/bench_ceiling" >/dev/null 2>&1
+pgbench -N -c "$c" -j 2 -T 10 "${pg_admin%/*}/bench_ceiling" 2>/dev/null | tee "$out/pgbench.txt" | grep -E "^tps|latency average"
+psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS bench_ceiling WITH (FORCE)" >/dev/null
+python3 tools/bench_vs_demo_summary.py "$out/results.jsonl" "$ceilings" "$out/pgbench.txt" | tee "$out/ceilings.md"
+echo "bench-vs-demo: tables in $out/summary.md and $out/ceilings.md"

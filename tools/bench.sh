@@ -9,7 +9,9 @@
 #     (alternating rounds, ratio of medians);
 #  5. audit on versus the no-op audit sink (alternating rounds, ratio of medians);
 #  6. "available now" among 10,000 agents; the queue's matcher with 10,000 callers waiting
-#     and 1,000 agents; the report summary over one million calls.
+#     and 1,000 agents; the report summary over one million calls;
+#  7. side by side with Telnyx's Python demo on the same generator (tools/bench-vs-demo.sh,
+#     which needs wrk and the demo's source), and the ceilings of those flows.
 #
 # Needs PostgreSQL at BENCH_PG_URL (default: the local test server) and psql. Knobs:
 # BENCH_CALLS (20000), BENCH_CONCURRENCY (200), BENCH_AGENTS (20), BENCH_PACED_CALLS (600),
@@ -104,3 +106,9 @@ tools/report-bench.sh "$(scratch_db callcenter_report)" "$report_calls" | tee -a
 
 step "summary"
 python3 tools/bench_summary.py "$results" | tee "$out/summary.md"
+
+step "side by side with Telnyx's Python demo (../shared/bench-vs-demo), and the ceilings"
+if ! tools/bench-vs-demo.sh; then
+    echo "bench: the side-by-side comparison did not run (the reason is above)" >&2
+    exit 1
+fi

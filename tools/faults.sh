@@ -4,7 +4,9 @@
 #   db-stall       a TCP proxy holds every byte to and from the database for 10 s;
 #   server-kill    the server is killed with SIGKILL while the database is stalled (so its
 #                  spool holds callbacks already acknowledged), then restarted on its spool;
-#   instance-kill  one of two instances behind the simulator is killed with SIGKILL.
+#   instance-kill  one of two instances behind the simulator is killed with SIGKILL;
+#   sqlite-kill    the server on SQLite (its group commit: several webhooks per transaction)
+#                  is killed with SIGKILL mid-run, then restarted on the same file.
 # After each: instruction requests answered 200 (and the slowest answer against the
 # deadline), fallback documents, webhooks sent again (Telnyx's failover), callbacks lost
 # (the simulator's consistency check: every call's status, outcome, talk time and voicemail,
@@ -30,14 +32,14 @@ scenarios=()
 for arg in "$@"; do
     case $arg in
     --short) calls=${FAULT_CALLS:-160} concurrency=${FAULT_CONCURRENCY:-24} ;;
-    pg-restart | db-stall | server-kill | instance-kill) scenarios+=("$arg") ;;
+    pg-restart | db-stall | server-kill | instance-kill | sqlite-kill) scenarios+=("$arg") ;;
     *)
-        echo "usage: tools/faults.sh [--short] [pg-restart|db-stall|server-kill|instance-kill ...]" >&2
+        echo "usage: tools/faults.sh [--short] [pg-restart|db-stall|server-kill|instance-kill|sqlite-kill ...]" >&2
         exit 2
         ;;
     esac
 done
-((${#scenarios[@]})) || scenarios=(pg-restart db-stall server-kill instance-kill)
+((${#scenarios[@]})) || scenarios=(pg-restart db-stall server-kill instance-kill sqlite-kill)
 
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 if [[ -z $pgbin || ! -x $pgbin/initdb ]]; then
@@ -125,6 +127,12 @@ fault_server-kill() {
     kill -USR1 "$proxy_pid"
     start_server "$name" 1 "${ports[0]}" "$db_url"
 }
+fault_sqlite-kill() {
+    kill -KILL "${server_pid[1]}"
+    wait "${server_pid[1]}" 2>/dev/null || true
+    sleep 1
+    start_server "$name" 1 "${ports[0]}" "$db_url"
+}
 fault_instance-kill() {
     kill -KILL "${server_pid[2]}"
     wait "${server_pid[2]}" 2>/dev/null || true
@@ -142,6 +150,7 @@ for name in "${scenarios[@]}"; do
     proxy_pid=$!
     pids+=("$proxy_pid")
     db_url="postgres://postgres@127.0.0.1:$proxy_port/faults"
+    [[ $name == sqlite-kill ]] && db_url="sqlite://$work/$name/cc.db"
     ports=()
     servers=()
     for i in $(seq 1 "$instances"); do

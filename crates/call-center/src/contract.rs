@@ -1127,6 +1127,7 @@ pub async fn queue_order_and_place(s: Stores) {
         max_rounds: 2,
         agents: 10,
         liveness: Liveness::new(t0(), Duration::hours(1)),
+        free_if_nobody_waits: true,
     };
     let view = s.queue.match_view(&want(10)).await.unwrap();
     assert_eq!(
@@ -1281,6 +1282,7 @@ pub async fn misses_delays_and_pauses(s: Stores) {
         max_rounds: 1,
         agents: 10,
         liveness: at(10),
+        free_if_nobody_waits: true,
     };
     assert_eq!(
         s.queue.match_view(&matcher_reads).await.unwrap().free,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use agents::{AgentId, AgentStore, AgentStoreError, Clock, Liveness, PauseReason};
 use audit::{Actor, AuditAction, AuditSink, NewAuditEvent};
 use chrono::{DateTime, Duration, Utc};
+use rand::seq::SliceRandom as _;
 use serde_json::Value;
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -73,6 +74,10 @@ enum Reservation {
     /// The caller does not wait any more.
     NotWaiting,
 }
+
+/// A request offering agents in its own answer picks them among this many times as many
+/// of the longest idle ([`CallFlow::free_for`]).
+const INLINE_SPREAD: u32 = 4;
 
 /// Callers the matcher looks at per read of the queue's head.
 const HEADS: u32 = 8;
@@ -480,6 +485,10 @@ impl CallFlow {
     /// offered in a request's own answer rings other agents than the round it follows;
     /// the matcher may ring them again later): what its request may offer it in its own
     /// answer. The store re-checks each agent's reservability when the change is applied.
+    ///
+    /// Requests run concurrently (the matcher is one loop): each takes its agents at
+    /// random among the [`INLINE_SPREAD`] × n longest idle, keeping their order, so
+    /// concurrent requests rarely reach for the same agents and lose the race.
     async fn free_for(
         &self,
         call_sid: &str,
@@ -488,25 +497,35 @@ impl CallFlow {
     ) -> Result<Vec<agents::Candidate>, FlowError> {
         let s = &self.settings;
         let per_offer = self.agents_per_offer();
+        // Eligibility as of the read (a request decided as of its receipt must still see
+        // an agent released since).
+        let now = self.clock.now().max(now);
+        let pool = per_offer.saturating_mul(INLINE_SPREAD);
         let view = self
             .queue
             .match_view(&MatchWant {
                 heads: 1,
                 enqueued_after: now - s.queue.max_wait,
                 max_rounds: s.max_attempts,
-                agents: per_offer.saturating_add(u32::try_from(offered.len()).unwrap_or(u32::MAX)),
+                agents: pool.saturating_add(u32::try_from(offered.len()).unwrap_or(u32::MAX)),
                 liveness: Liveness::new(now, self.heartbeat_ttl),
+                free_if_nobody_waits: true,
             })
             .await?;
         if view.heads.first().is_some_and(|head| head != call_sid) {
             return Ok(Vec::new());
         }
-        Ok(view
+        let mut free: Vec<(usize, agents::Candidate)> = view
             .free
             .into_iter()
             .filter(|c| !offered.contains(&c.id))
-            .take(per_offer as usize)
-            .collect())
+            .take(pool as usize)
+            .enumerate()
+            .collect();
+        free.shuffle(&mut rand::rng());
+        free.truncate(per_offer as usize);
+        free.sort_by_key(|(i, _)| *i);
+        Ok(free.into_iter().map(|(_, c)| c).collect())
     }
 
     /// How many agents one offer rings: the strategy's.
@@ -829,6 +848,7 @@ impl CallFlow {
                     max_rounds: s.max_attempts,
                     agents: per_caller,
                     liveness: Liveness::new(read_at, self.heartbeat_ttl),
+                    free_if_nobody_waits: false,
                 })
                 .await?;
             if heads.is_empty() || free.is_empty() {

@@ -223,6 +223,9 @@ pub struct MatchWant {
     pub agents: u32,
     /// The heartbeat window and the time eligibility is judged at.
     pub liveness: Liveness,
+    /// Whether the agents are wanted even when nobody waits (a request offering agents in
+    /// its own answer); when not, a store may skip reading them for an empty queue.
+    pub free_if_nobody_waits: bool,
 }
 
 /// The head of the queue and the agents eligible, read together.

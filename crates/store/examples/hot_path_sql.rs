@@ -357,6 +357,16 @@ async fn main() {
         flow: CallFlow::new(ports, settings, urls, ttl),
         agents: rung,
     };
+    // The matcher, as the server runs it: after every change that may make a match.
+    let matcher = {
+        let flow = bench.flow.clone();
+        tokio::spawn(async move {
+            loop {
+                flow.nudged().await;
+                flow.match_waiting().await.unwrap();
+            }
+        })
+    };
     let audit = store.audit();
     let sealer = tokio::spawn(async move {
         loop {
@@ -381,6 +391,7 @@ async fn main() {
         .await;
     let secs = started.elapsed().as_secs_f64();
     sealer.abort();
+    matcher.abort();
     #[allow(clippy::cast_precision_loss)]
     let line = serde_json::json!({
         "label": "direct-sql",

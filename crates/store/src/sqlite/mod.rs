@@ -78,6 +78,9 @@ impl SqliteStore {
             .fetch_all(&mut *conn)
             .await
             .context("the queue's head")?;
+        if heads.is_empty() && !want.free_if_nobody_waits {
+            return Ok(call_center::MatchView::default());
+        }
         let rows: Vec<crate::common::FreeAgentRow> =
             sqlx::query_as(crate::common::sql::AVAILABLE_NOW)
                 .bind(crate::types::SqlTime(want.liveness.cutoff))
