@@ -44,7 +44,8 @@ if [[ ! -x $pydemo_root/venv/bin/python ]]; then
     PYDEMO_MIRROR=$mirror "$harness/pydemo/setup.sh"
 fi
 
-[[ -x target/release/callcenter ]] || cargo build --release -p callcenter
+cargo build --release -p callcenter
+cargo build --release -p store --examples
 wrapper=$root/target/bench/callcenter-vs-demo
 cat >"$wrapper" <<EOF
 #!/usr/bin/env bash
@@ -63,7 +64,6 @@ CC_BIN=$wrapper OUT=$out NOANSWER_AGENTS=own \
 # The ceilings on the same machine: the same flows' statements in-process (hot_path_sql:
 # no HTTP, no form parsing, no TeXML rendering), three runs each, and pgbench's simple
 # update transactions against the same PostgreSQL.
-[[ -x target/release/examples/hot_path_sql ]] || cargo build --release -p store --examples
 pg_admin=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
 ceilings=$out/ceilings.jsonl
 : >"$ceilings"
