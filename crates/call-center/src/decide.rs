@@ -40,6 +40,13 @@ pub struct Context<'a> {
     /// (`offer_delivered` via `inline`), or the voicemail prompt and `<Record>` — instead of
     /// a `<Redirect>` to the request that would start it.
     pub inline: bool,
+    /// Whether nobody waits ahead of this caller (read with `candidates`): only then may a
+    /// request offer it agents in its own answer.
+    pub at_head: bool,
+    /// Agents of the caller's ringing offers found eligible but for that offer (present,
+    /// not paused, heartbeat fresh): with no no-answer delay, the `<Dial action>` of their
+    /// round may ring them again (read only then).
+    pub ring_again: &'a [AgentId],
     /// The queue priority of a new caller (from the priority rules; read only at
     /// `/inbound`).
     pub priority: i32,
@@ -66,6 +73,8 @@ impl<'a> Context<'a> {
             urls,
             candidates: &[],
             inline: false,
+            at_head: false,
+            ring_again: &[],
             priority: 0,
             place: None,
         }
@@ -608,15 +617,50 @@ impl<'a> Draft<'a> {
     /// delivers it in this answer. `None`: not a request whose change is applied, nobody
     /// read as free, or the caller does not wait (or may wait no longer).
     fn offer_inline(&mut self) -> Option<Reply> {
-        if !self.inline
-            || self.ctx.candidates.is_empty()
-            || !self.call.is_waiting()
-            || !self.may_wait()
-        {
+        if !self.inline || !self.ctx.at_head || !self.call.is_waiting() || !self.may_wait() {
             return None;
         }
-        open_round(self);
+        let mut agents = self.rung_again();
+        for c in self.ctx.candidates {
+            if !agents.iter().any(|a| a.id == c.id) {
+                agents.push(c.clone());
+            }
+        }
+        if agents.is_empty() {
+            return None;
+        }
+        open_round(self, &agents);
         Some(self.deliver("inline"))
+    }
+
+    /// With no no-answer delay, the agents whose offers this change found missed (the round
+    /// just closed) are free again the moment it is stored, and no other request can take
+    /// them first: the next round rings them first (those still eligible, `ring_again`;
+    /// not those the miss pauses).
+    fn rung_again(&self) -> Vec<Candidate> {
+        let q = &self.settings().queue;
+        if q.no_answer_delay > chrono::Duration::zero() {
+            return Vec::new();
+        }
+        let before = self.before.map_or(&[][..], |s| s.offers.as_slice());
+        self.offers
+            .iter()
+            .zip(before)
+            .filter(|(now, was)| {
+                was.state == OfferState::Ringing
+                    && now.state == OfferState::Missed
+                    && now.attempt == self.call.attempts
+                    && self.ctx.ring_again.contains(&now.agent_id)
+                    && (q.misses_to_pause <= 0 || now.misses_before + 1 < q.misses_to_pause)
+            })
+            .filter_map(|(o, _)| {
+                Some(Candidate {
+                    id: o.agent_id,
+                    sip_uri: agents::SipUri::parse(&o.sip_uri).ok()?,
+                    missed_in_a_row: o.misses_before + 1,
+                })
+            })
+            .collect()
     }
 
     /// Voicemail starts: an open round closed (its offers canceled: nobody knows they
@@ -719,7 +763,7 @@ fn dial_agents(mut d: Draft<'_>, round: i32, pushed: bool) -> Decision {
 
 /// Opens round `attempts + 1` for the candidates the strategy takes: each becomes an
 /// offer, its agent reserved (one open offer per agent, the stores' unique index).
-fn open_round(d: &mut Draft<'_>) {
+fn open_round(d: &mut Draft<'_>, agents: &[Candidate]) {
     let n = d.call.attempts + 1;
     let now = d.now();
     d.call.attempts = n;
@@ -732,7 +776,7 @@ fn open_round(d: &mut Draft<'_>) {
         QueueStrategy::RingAll => d.settings().max_agents_per_round as usize,
         QueueStrategy::LongestIdle => 1,
     };
-    let candidates: Vec<&Candidate> = d.ctx.candidates.iter().take(limit).collect();
+    let candidates: Vec<&Candidate> = agents.iter().take(limit).collect();
     d.attempts.push(AttemptChange::Opened {
         attempt: n,
         started_at: now,
@@ -777,7 +821,7 @@ pub fn reserve(state: &CallState, ctx: &Context<'_>) -> Option<CallChange> {
     if !d.may_wait() {
         return None;
     }
-    open_round(&mut d);
+    open_round(&mut d, ctx.candidates);
     d.finish(Reply::Ack).change
 }
 

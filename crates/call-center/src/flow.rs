@@ -75,6 +75,15 @@ enum Reservation {
     NotWaiting,
 }
 
+/// How one try at deciding a request went.
+enum Try {
+    /// Decided (and applied, when it changed something).
+    Done(Handled),
+    /// Another request changed the call or took an agent first; `offered`: the change
+    /// offered agents read as free.
+    Lost { offered: bool },
+}
+
 /// A request offering agents in its own answer picks them among this many times as many
 /// of the longest idle ([`CallFlow::free_for`]).
 const INLINE_SPREAD: u32 = 4;
@@ -357,15 +366,19 @@ impl CallFlow {
             now: received_at,
         };
         for lost in 0..MAX_TRIES {
-            if let Some(done) = self.try_once(&attempt).await? {
-                return Ok(done);
+            match self.try_once(&attempt).await? {
+                Try::Done(done) => return Ok(done),
+                // Another request took an agent read as free: read again at once (the
+                // agents it took are gone from the next read). A caller sent to the hold
+                // loop instead would wait a hold segment for an agent that may be free.
+                Try::Lost { offered: true } => {}
+                Try::Lost { offered: false } => back_off(lost).await,
             }
-            back_off(lost).await;
         }
         Err(FlowError::Contention(call_sid))
     }
 
-    async fn try_once(&self, a: &Attempt<'_>) -> Result<Option<Handled>, FlowError> {
+    async fn try_once(&self, a: &Attempt<'_>) -> Result<Try, FlowError> {
         let Attempt {
             event,
             call_sid,
@@ -393,15 +406,19 @@ impl CallFlow {
             _ => 0,
         };
         let call = state.map(|s| &s.call);
-        let free = if !duplicate && may_offer(call, event, &self.settings) {
-            let offered: Vec<AgentId> = state
-                .map(|s| s.offers.iter().map(|o| o.agent_id).collect())
-                .unwrap_or_default();
-            self.free_for(call_sid, &offered, now).await?
+        let (at_head, free) = if !duplicate && may_offer(call, event, &self.settings) {
+            self.free_for(call_sid, now).await?
         } else {
-            Vec::new()
+            (false, Vec::new())
         };
-        let place = if free.is_empty() && !duplicate && wants_place(call, event) {
+        let ring_again = match state {
+            Some(s) if at_head && matches!(event, Event::DialResult { .. }) => {
+                self.eligible_again(s, now).await?
+            }
+            _ => Vec::new(),
+        };
+        let offered_now = at_head && !free.is_empty();
+        let place = if !offered_now && !duplicate && wants_place(call, event) {
             let joining;
             let waiting = match call {
                 Some(c) if c.enqueued_at.is_some() => c,
@@ -421,21 +438,23 @@ impl CallFlow {
         };
         // An offer made here is timed after the read of its agents (as the matcher's): a
         // request that waited for its turn must not date an offer before what freed them.
-        let now = if free.is_empty() {
-            now
-        } else {
+        let now = if at_head {
             self.clock.now().max(now)
+        } else {
+            now
         };
         let ctx = Context {
             priority,
             place,
             candidates: &free,
             inline: !duplicate,
+            at_head,
+            ring_again: &ring_again,
             ..Context::new(now, &self.settings, &self.urls)
         };
         let decision = decide(state, event, &ctx);
         if duplicate {
-            return Ok(Some(Handled {
+            return Ok(Try::Done(Handled {
                 reply: decision.reply,
                 duplicate: true,
                 applied: false,
@@ -448,9 +467,9 @@ impl CallFlow {
                 .cloned()
                 .collect();
             if self.remember(&signed, now).await? == Applied::Conflict {
-                return Ok(None);
+                return Ok(Try::Lost { offered: false });
             }
-            return Ok(Some(Handled {
+            return Ok(Try::Done(Handled {
                 reply: decision.reply,
                 duplicate: false,
                 applied: false,
@@ -467,7 +486,7 @@ impl CallFlow {
                 if change.agents.iter().any(|e| e.delta.missed > 0) {
                     self.pause_after_misses_or_later(now).await;
                 }
-                Ok(Some(Handled {
+                Ok(Try::Done(Handled {
                     reply: decision.reply,
                     duplicate: false,
                     applied: true,
@@ -475,16 +494,19 @@ impl CallFlow {
             }
             Applied::Conflict => {
                 debug!(call_sid, "lost a race; deciding again");
-                Ok(None)
+                Ok(Try::Lost {
+                    offered: change
+                        .agents
+                        .iter()
+                        .any(|e| e.offer.is_some_and(agents::OfferMark::reserves)),
+                })
             }
         }
     }
 
-    /// The agents free for `call_sid` now when nobody waits ahead of it (the queue's head
-    /// is empty or is this caller), other than the ones it was `offered` before (a round
-    /// offered in a request's own answer rings other agents than the round it follows;
-    /// the matcher may ring them again later): what its request may offer it in its own
-    /// answer. The store re-checks each agent's reservability when the change is applied.
+    /// Whether nobody waits ahead of `call_sid` (the queue's head is empty or is this
+    /// caller), and the agents free now: what its request may offer it in its own answer.
+    /// The store re-checks each agent's reservability when the change is applied.
     ///
     /// Requests run concurrently (the matcher is one loop): each takes its agents at
     /// random among the [`INLINE_SPREAD`] × n longest idle, keeping their order, so
@@ -492,9 +514,8 @@ impl CallFlow {
     async fn free_for(
         &self,
         call_sid: &str,
-        offered: &[AgentId],
         now: DateTime<Utc>,
-    ) -> Result<Vec<agents::Candidate>, FlowError> {
+    ) -> Result<(bool, Vec<agents::Candidate>), FlowError> {
         let s = &self.settings;
         let per_offer = self.agents_per_offer();
         // Eligibility as of the read (a request decided as of its receipt must still see
@@ -507,25 +528,47 @@ impl CallFlow {
                 heads: 1,
                 enqueued_after: now - s.queue.max_wait,
                 max_rounds: s.max_attempts,
-                agents: pool.saturating_add(u32::try_from(offered.len()).unwrap_or(u32::MAX)),
+                agents: pool,
                 liveness: Liveness::new(now, self.heartbeat_ttl),
                 free_if_nobody_waits: true,
             })
             .await?;
         if view.heads.first().is_some_and(|head| head != call_sid) {
-            return Ok(Vec::new());
+            return Ok((false, Vec::new()));
         }
-        let mut free: Vec<(usize, agents::Candidate)> = view
-            .free
-            .into_iter()
-            .filter(|c| !offered.contains(&c.id))
-            .take(pool as usize)
-            .enumerate()
-            .collect();
+        let mut free: Vec<(usize, agents::Candidate)> = view.free.into_iter().enumerate().collect();
         free.shuffle(&mut rand::rng());
         free.truncate(per_offer as usize);
         free.sort_by_key(|(i, _)| *i);
-        Ok(free.into_iter().map(|(_, c)| c).collect())
+        Ok((true, free.into_iter().map(|(_, c)| c).collect()))
+    }
+
+    /// With no no-answer delay: the agents of the caller's ringing offers that are eligible
+    /// but for that offer (present, not paused, heartbeat fresh), whom the next round may
+    /// ring again.
+    async fn eligible_again(
+        &self,
+        state: &crate::model::CallState,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AgentId>, FlowError> {
+        if self.settings.queue.no_answer_delay > Duration::zero() {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now().max(now);
+        let liveness = Liveness::new(now, self.heartbeat_ttl);
+        let mut eligible = Vec::new();
+        let ringing = state.offers.iter().filter(|o| {
+            o.attempt == state.call.attempts && o.state == crate::model::OfferState::Ringing
+        });
+        for offer in ringing {
+            if let Some(agent) = self.agents.get(offer.agent_id).await?
+                && agent.reservable(&state.call.call_sid, now)
+                && liveness.is_fresh(agent.last_heartbeat_at)
+            {
+                eligible.push(agent.id);
+            }
+        }
+        Ok(eligible)
     }
 
     /// How many agents one offer rings: the strategy's.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use audit::{Actor, MemoryAuditLog, NewAuditEvent};
 use chrono::{DateTime, Utc};
 
-use crate::model::{Call, CallState, OfferState};
+use crate::model::{Call, CallState, Offer, OfferState};
 use crate::port::{
     Applied, CallChange, CallFilter, CallStore, CallStoreError, Receipt, Redaction, Snapshot,
 };
@@ -69,6 +69,9 @@ impl MemoryCallStore {
 
     /// Whether `change` opens an offer for an agent that holds an open offer of another
     /// call (or of another round of this call).
+    /// Whether `change` takes an open offer of another round or call (the databases' unique
+    /// index; the change's own rows are written in order, so an offer it ends first is not
+    /// open any more).
     fn takes_an_open_offer(inner: &Inner, change: &CallChange) -> bool {
         change
             .offers
@@ -80,6 +83,7 @@ impl MemoryCallStore {
                         o.agent_id == new.agent_id
                             && o.state == OfferState::Ringing
                             && (o.call_sid != new.call_sid || o.attempt != new.attempt)
+                            && !ends_in(change, o)
                     })
                 })
             })
@@ -601,4 +605,14 @@ impl crate::queue::QueueStore for MemoryCallStore {
             .map(|c| c.call_sid.clone())
             .collect())
     }
+}
+
+/// Whether `change` also writes `offer` as no longer ringing.
+fn ends_in(change: &CallChange, offer: &Offer) -> bool {
+    change.offers.iter().any(|o| {
+        o.call_sid == offer.call_sid
+            && o.attempt == offer.attempt
+            && o.agent_id == offer.agent_id
+            && o.state != OfferState::Ringing
+    })
 }

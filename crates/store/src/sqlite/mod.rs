@@ -33,17 +33,24 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 /// Rows one multi-row `INSERT` writes at most (longer lists take several).
 pub(crate) const ROWS_PER_INSERT: usize = 16;
 
-/// `INSERT … VALUES (…) × n` for n = 1..=[`ROWS_PER_INSERT`], built once.
-pub(crate) struct MultiInsert([&'static str; ROWS_PER_INSERT]);
+/// A statement over `n` rows (`INSERT … VALUES (…) × n`, `UPDATE … FROM (VALUES …)`) for
+/// n = 1..=max, built once: several rows cost one trip to SQLite's thread, not n.
+pub(crate) struct MultiInsert(Vec<&'static str>);
 
 impl MultiInsert {
+    /// For 1..=[`ROWS_PER_INSERT`] rows.
     pub(crate) fn new(build: fn(usize) -> String) -> Self {
-        Self(std::array::from_fn(|i| &*String::leak(build(i + 1))))
+        Self::up_to(ROWS_PER_INSERT, build)
     }
 
-    /// The statement for `rows` rows (1..=[`ROWS_PER_INSERT`]).
+    /// For 1..=`max` rows.
+    pub(crate) fn up_to(max: usize, build: fn(usize) -> String) -> Self {
+        Self((1..=max.max(1)).map(|n| &*String::leak(build(n))).collect())
+    }
+
+    /// The statement for `rows` rows (1..=max).
     pub(crate) fn rows(&self, rows: usize) -> &'static str {
-        self.0[rows.clamp(1, ROWS_PER_INSERT) - 1]
+        self.0[rows.clamp(1, self.0.len()) - 1]
     }
 }
 
@@ -112,6 +119,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(StdDuration::from_secs(5))
+            // Each multi-row statement is prepared once per row count (see MultiInsert).
+            .statement_cache_capacity(400)
             .pragma("cache_size", "-1024");
         if let Some(parent) = Path::new(options.get_filename()).parent()
             && !parent.as_os_str().is_empty()
