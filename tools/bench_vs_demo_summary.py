@@ -29,9 +29,9 @@ def main(results, ceilings, pgbench):
     print("|---|---|---|---|---|")
     for backend in ("sqlite", "postgres"):
         for flow, short in (("cc-noanswer", "noanswer"), ("cc-answered", "answered")):
-            server = [r["calls_per_second"] * STORED[flow] for r in rows
+            server = [r["calls_per_s"] * STORED[flow] for r in rows
                       if r.get("config", "").startswith(f"B-{backend}") and r.get("flow") == flow
-                      and "signed" not in r.get("config", "") and r.get("calls_per_second")]
+                      and "signed" not in r.get("config", "") and r.get("calls_per_s")]
             ceil = [d["stored_webhooks_per_second"] for d in direct
                     if d.get("backend") == backend and d.get("flow") == short]
             if not server or not ceil:
