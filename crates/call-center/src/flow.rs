@@ -516,7 +516,6 @@ impl CallFlow {
         call_sid: &str,
         now: DateTime<Utc>,
     ) -> Result<(bool, Vec<agents::Candidate>), FlowError> {
-        let s = &self.settings;
         let per_offer = self.agents_per_offer();
         // Eligibility as of the read (a request decided as of its receipt must still see
         // an agent released since).
@@ -524,14 +523,7 @@ impl CallFlow {
         let pool = per_offer.saturating_mul(INLINE_SPREAD);
         let view = self
             .queue
-            .match_view(&MatchWant {
-                heads: 1,
-                enqueued_after: now - s.queue.max_wait,
-                max_rounds: s.max_attempts,
-                agents: pool,
-                liveness: Liveness::new(now, self.heartbeat_ttl),
-                free_if_nobody_waits: true,
-            })
+            .match_view(&self.match_want(now, 1, pool, true))
             .await?;
         if view.heads.first().is_some_and(|head| head != call_sid) {
             return Ok((false, Vec::new()));
@@ -569,6 +561,25 @@ impl CallFlow {
             }
         }
         Ok(eligible)
+    }
+
+    /// The read of the queue's first `heads` callers (those who may still wait) with up to
+    /// `agents` eligible agents, as of `at`.
+    fn match_want(
+        &self,
+        at: DateTime<Utc>,
+        heads: u32,
+        agents: u32,
+        free_if_nobody_waits: bool,
+    ) -> MatchWant {
+        MatchWant {
+            heads,
+            enqueued_after: at - self.settings.queue.max_wait,
+            max_rounds: self.settings.max_attempts,
+            agents,
+            liveness: Liveness::new(at, self.heartbeat_ttl),
+            free_if_nobody_waits,
+        }
     }
 
     /// How many agents one offer rings: the strategy's.
@@ -876,7 +887,6 @@ impl CallFlow {
     /// [`FlowError::Calls`], [`FlowError::Agents`].
     pub async fn match_waiting(&self) -> Result<MatchPass, FlowError> {
         let mut pass = MatchPass::default();
-        let s = &self.settings;
         let per_caller = self.agents_per_offer();
         let mut started = std::time::Instant::now();
         let mut reads = 0;
@@ -885,14 +895,7 @@ impl CallFlow {
             let read_at = self.clock.now();
             let MatchView { heads, free } = self
                 .queue
-                .match_view(&MatchWant {
-                    heads: HEADS,
-                    enqueued_after: read_at - s.queue.max_wait,
-                    max_rounds: s.max_attempts,
-                    agents: per_caller,
-                    liveness: Liveness::new(read_at, self.heartbeat_ttl),
-                    free_if_nobody_waits: false,
-                })
+                .match_view(&self.match_want(read_at, HEADS, per_caller, false))
                 .await?;
             if heads.is_empty() || free.is_empty() {
                 break;
