@@ -171,6 +171,23 @@ impl Browser {
         panic!("clicking {css}: replaced on every try");
     }
 
+    /// Chooses `value` in the `<select>` at `css`, finding it again when a live update
+    /// replaced it between find and choice (a stale reference).
+    pub async fn select(&self, css: &str, value: &str) {
+        for _ in 0..50 {
+            self.wait_for(css).await;
+            let element = self.client.find(Locator::Css(css)).await.expect("element");
+            match element.select_by_value(value).await {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("choosing {value} in {css}: {e}"),
+            }
+        }
+        panic!("choosing {value} in {css}: replaced on every try");
+    }
+
     /// Runs `script` in the page.
     pub async fn run(&self, script: &str) -> serde_json::Value {
         self.client.execute(script, vec![]).await.expect("script")

@@ -271,14 +271,22 @@ async fn a_voicemail_is_assigned_and_done_from_the_pages(app: TestApp) {
     let item = "#inbox li[data-call='v3:vm-web']";
     b.wait_text(item, "Please call me back.").await;
     b.screenshot("wallboard-voicemail").await;
-    b.client
-        .find(Locator::Css(&format!("{item} select[name=agent_id]")))
-        .await
-        .unwrap()
-        .select_by_value(&cy.id)
-        .await
-        .unwrap();
-    b.click(&format!("{item} button[type=submit]")).await;
+    // A live update may replace the item between the choice and the click (the choice is
+    // then lost): choose and submit again until the item says assigned.
+    for _ in 0..10 {
+        b.select(&format!("{item} select[name=agent_id]"), &cy.id)
+            .await;
+        b.click(&format!("{item} button[type=submit]")).await;
+        for _ in 0..20 {
+            if b.text(item).await.contains("assigned") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if b.text(item).await.contains("assigned") {
+            break;
+        }
+    }
     b.wait_text(item, "assigned").await;
 
     sign_in_agent(&b, &app, &cy.id, &cy_token).await;
