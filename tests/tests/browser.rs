@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use e2e::browser::Browser;
 use e2e::{ADMIN, TestApp};
-use fantoccini::Locator;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -281,7 +280,7 @@ async fn a_voicemail_is_assigned_and_done_from_the_pages(app: TestApp) {
             if b.text(item).await.contains("assigned") {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if b.text(item).await.contains("assigned") {
             break;
