@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -115,16 +116,11 @@ impl Browser {
             .is_ok()
     }
 
-    /// The text of the first element matching `css`.
+    /// The text of the first element matching `css` (found again when a live update replaced
+    /// it, like [`Browser::click`]).
     pub async fn text(&self, css: &str) -> String {
-        self.wait_for(css).await;
-        self.client
-            .find(Locator::Css(css))
+        self.on_element(css, "reading", |e| async move { e.text().await })
             .await
-            .expect("the element")
-            .text()
-            .await
-            .expect("its text")
     }
 
     /// Waits until the text of `css` contains `needle`; the text.
@@ -154,38 +150,43 @@ impl Browser {
         field.send_keys(value).await.expect("typing");
     }
 
-    /// Clicks the first element matching `css`. A live update may replace the element
-    /// between finding and clicking it (a stale reference): it is found again.
+    /// Clicks the first element matching `css`, found again when a live update replaced it.
     pub async fn click(&self, css: &str) {
-        for _ in 0..50 {
-            self.wait_for(css).await;
-            let element = self.client.find(Locator::Css(css)).await.expect("element");
-            match element.click().await {
-                Ok(()) => return,
-                Err(e) if e.to_string().contains("stale element") => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("clicking {css}: {e}"),
-            }
-        }
-        panic!("clicking {css}: replaced on every try");
+        self.on_element(css, "clicking", |e| async move { e.click().await })
+            .await;
     }
 
-    /// Chooses `value` in the `<select>` at `css`, finding it again when a live update
-    /// replaced it between find and choice (a stale reference).
+    /// Chooses `value` in the `<select>` at `css`, found again when a live update replaced it.
     pub async fn select(&self, css: &str, value: &str) {
+        self.on_element(css, "choosing", |e| async move {
+            e.select_by_value(value).await
+        })
+        .await;
+    }
+
+    /// Runs `act` on the first element matching `css`. A live update may replace the element
+    /// between finding and acting on it (a stale reference): it is then found again.
+    async fn on_element<T, F, Fut>(&self, css: &str, what: &str, act: F) -> T
+    where
+        F: Fn(Element) -> Fut,
+        Fut: Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
         for _ in 0..50 {
             self.wait_for(css).await;
-            let element = self.client.find(Locator::Css(css)).await.expect("element");
-            match element.select_by_value(value).await {
-                Ok(()) => return,
-                Err(e) if e.to_string().contains("stale element") => {
+            let found = self.client.find(Locator::Css(css)).await;
+            let outcome = match found {
+                Ok(element) => act(element).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(value) => return value,
+                Err(e) if is_stale(&e) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(e) => panic!("choosing {value} in {css}: {e}"),
+                Err(e) => panic!("{what} {css}: {e}"),
             }
         }
-        panic!("choosing {value} in {css}: replaced on every try");
+        panic!("{what} {css}: replaced on every try");
     }
 
     /// Runs `script` in the page.
@@ -207,6 +208,13 @@ impl Browser {
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
     }
+}
+
+/// Whether a WebDriver error says the element went away: replaced by a live update between
+/// finding it and using it, or gone for a moment while the page re-renders.
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    let text = e.to_string();
+    text.contains("stale element") || text.contains("no such element")
 }
 
 impl Drop for Browser {
