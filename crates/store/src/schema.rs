@@ -106,6 +106,8 @@ pub(crate) trait Table {
 ///   (so one query can carry several records side by side);
 /// - `sqlx::FromRow` on any backend;
 /// - `bind(q)`: binds every column in order on any backend;
+/// - `push_params(out)` and `from_rusqlite(row, first)`: the same for SQLite's writer thread
+///   and inline reads (rusqlite);
 /// - `bind_arrays(rows, q)`: PostgreSQL, one array per column (for `unnest`).
 macro_rules! table {
     (
@@ -156,6 +158,25 @@ macro_rules! table {
                 $($ty: sqlx::Encode<'q, DB> + sqlx::Type<DB>,)+
             {
                 q$(.bind(self.$field))+
+            }
+
+            /// SQLite's inline reads: decodes the columns starting at position `first`.
+            #[allow(dead_code, unused_assignments)]
+            pub fn from_rusqlite(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
+                let mut at = first;
+                Ok(Self {
+                    $($field: {
+                        let value = row.get(at)?;
+                        at += 1;
+                        value
+                    },)+
+                })
+            }
+
+            /// The SQLite writer thread: every column, in order, as rusqlite parameters.
+            #[allow(dead_code)]
+            pub fn push_params<'a>(&'a self, out: &mut Vec<&'a dyn rusqlite::ToSql>) {
+                $(out.push(&self.$field);)+
             }
 
             /// PostgreSQL: binds one array per column (for [`$crate::schema::Table::unnest`]).

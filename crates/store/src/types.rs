@@ -139,6 +139,40 @@ impl<'r> Decode<'r, Sqlite> for SqlId {
 
 pg_delegate!(SqlId, Uuid);
 
+/// The SQLite writer thread (rusqlite) binds the same text as sqlx does.
+impl rusqlite::ToSql for SqlTime {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.text()))
+    }
+}
+
+/// Inline reads (rusqlite) decode the same text as sqlx does.
+impl rusqlite::types::FromSql for SqlTime {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Self::parse(text).map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// Inline reads (rusqlite) decode the same text as sqlx does.
+impl rusqlite::types::FromSql for SqlId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Uuid::parse_str(text)
+            .map(Self)
+            .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// The SQLite writer thread (rusqlite) binds the same text as sqlx does.
+impl rusqlite::ToSql for SqlId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(
+            self.0.hyphenated().to_string(),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ static PENDING_AUDIT: LazyLock<&'static str> = LazyLock::new(|| {
 });
 
 /// Seals one statement writes at most.
-const SEALS_PER_STATEMENT: usize = 64;
+pub(super) const SEALS_PER_STATEMENT: usize = 64;
 
 /// The chain columns of `n` entries: `(id, seq, prev_digest, digest)` per entry.
 fn write_seals_sql(n: usize) -> String {
@@ -33,7 +33,7 @@ fn write_seals_sql(n: usize) -> String {
     )
 }
 
-static WRITE_SEALS: LazyLock<super::MultiInsert> =
+pub(super) static WRITE_SEALS: LazyLock<super::MultiInsert> =
     LazyLock::new(|| super::MultiInsert::up_to(SEALS_PER_STATEMENT, write_seals_sql));
 
 impl SqliteStore {

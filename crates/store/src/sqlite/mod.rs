@@ -11,8 +11,9 @@
 
 mod audit;
 mod calls;
+mod direct;
+mod writer;
 
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration as StdDuration;
@@ -54,7 +55,7 @@ impl MultiInsert {
     }
 }
 
-static INSERT_AUDIT: LazyLock<MultiInsert> =
+pub(super) static INSERT_AUDIT: LazyLock<MultiInsert> =
     LazyLock::new(|| MultiInsert::new(AuditEventRow::insert_rows));
 
 /// Stores in one SQLite file.
@@ -65,37 +66,29 @@ pub struct SqliteStore {
     /// Call changes waiting for the writer: the one whose turn comes commits all of them
     /// in one transaction ([`calls`]'s group commit).
     pending: Arc<calls::Pending>,
+    /// Connections for the hot reads, run inline.
+    readers: Arc<direct::Readers>,
+    /// The thread that applies those batches on its own connection.
+    batch_writer: Arc<writer::Writer>,
     /// The longest a write waits for its turn (then it fails: a stalled writer must not
     /// stall every request behind it).
     write_wait: StdDuration,
 }
 
 impl SqliteStore {
-    /// The matcher's read: the queue's head, then the eligible agents, on one connection
-    /// (in process, a statement costs no round trip).
+    /// The matcher's read: the queue's head, then the eligible agents, on one connection,
+    /// inline ([`direct::Readers`]).
     pub(crate) async fn read_match_view(
         &self,
         want: &call_center::MatchWant,
     ) -> anyhow::Result<call_center::MatchView> {
-        let mut conn = self.pool.acquire().await.context("acquire")?;
-        let heads: Vec<String> = sqlx::query_scalar(crate::queue::sql::HEADS)
-            .bind(crate::types::SqlTime(want.enqueued_after))
-            .bind(want.max_rounds)
-            .bind(i64::from(want.heads))
-            .fetch_all(&mut *conn)
-            .await
-            .context("the queue's head")?;
-        if heads.is_empty() && !want.free_if_nobody_waits {
+        let rows = self
+            .readers
+            .read(|conn| read_match_view(conn, want))
+            .context("the queue's head and the eligible agents")?;
+        let Some((heads, rows)) = rows else {
             return Ok(call_center::MatchView::default());
-        }
-        let rows: Vec<crate::common::FreeAgentRow> =
-            sqlx::query_as(crate::common::sql::AVAILABLE_NOW)
-                .bind(crate::types::SqlTime(want.liveness.cutoff))
-                .bind(i64::from(want.agents))
-                .bind(crate::types::SqlTime(want.liveness.now))
-                .fetch_all(&mut *conn)
-                .await
-                .context("the eligible agents")?;
+        };
         Ok(call_center::MatchView {
             heads,
             free: crate::common::candidates(rows)?,
@@ -112,17 +105,30 @@ impl SqliteStore {
         max_connections: u32,
         acquire_timeout: StdDuration,
     ) -> anyhow::Result<Self> {
+        let busy_timeout = StdDuration::from_secs(5);
         let options = SqliteConnectOptions::from_str(url)
             .context("DATABASE_URL is not a SQLite URL")?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(StdDuration::from_secs(5))
+            .busy_timeout(busy_timeout)
             // Each multi-row statement is prepared once per row count (see MultiInsert).
             .statement_cache_capacity(400)
-            .pragma("cache_size", "-1024");
-        if let Some(parent) = Path::new(options.get_filename()).parent()
+            .pragma("cache_size", "-1024")
+            // The writer's checkpointer thread checkpoints (see writer.rs), not a commit.
+            .pragma("wal_autocheckpoint", "0");
+        let file = options.get_filename().to_path_buf();
+        if file.as_os_str().is_empty()
+            || file.as_os_str() == ":memory:"
+            || url.contains("mode=memory")
+        {
+            anyhow::bail!(
+                "an in-memory SQLite database cannot be shared by the server's connections; \
+                 give DATABASE_URL a file, e.g. sqlite://data/callcenter.db"
+            );
+        }
+        if let Some(parent) = file.parent()
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent)
@@ -136,6 +142,8 @@ impl SqliteStore {
             pool,
             writer: Arc::new(Mutex::new(())),
             pending: Arc::default(),
+            readers: Arc::new(direct::Readers::new(file.clone(), busy_timeout)),
+            batch_writer: Arc::new(writer::Writer::start(file, busy_timeout)?),
             write_wait: acquire_timeout,
         })
     }
@@ -183,6 +191,40 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// The queue's head and, when someone waits (or `free_if_nobody_waits`), the eligible
+/// agents; `None` when nobody waits and no agents are wanted.
+#[allow(clippy::type_complexity)]
+fn read_match_view(
+    conn: &rusqlite::Connection,
+    want: &call_center::MatchWant,
+) -> rusqlite::Result<Option<(Vec<String>, Vec<crate::common::FreeAgentRow>)>> {
+    use crate::types::SqlTime;
+    let heads = direct::query(
+        conn,
+        crate::queue::sql::HEADS,
+        &[
+            &SqlTime(want.enqueued_after),
+            &want.max_rounds,
+            &i64::from(want.heads),
+        ],
+        |row| row.get::<_, String>(0),
+    )?;
+    if heads.is_empty() && !want.free_if_nobody_waits {
+        return Ok(None);
+    }
+    let agents = direct::query(
+        conn,
+        crate::common::sql::AVAILABLE_NOW,
+        &[
+            &SqlTime(want.liveness.cutoff),
+            &i64::from(want.agents),
+            &SqlTime(want.liveness.now),
+        ],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+    )?;
+    Ok(Some((heads, agents)))
 }
 
 crate::common::backend!(SqliteStore, Sqlite, SqlitePool, MIGRATOR, "");

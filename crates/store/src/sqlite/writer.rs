@@ -1,0 +1,407 @@
+//! The SQLite writer thread: applies batches of call changes on its own connection
+//! (rusqlite, on the same file and the same SQLite library as sqlx), so a batch of any size
+//! costs one hand-off between threads instead of one per statement. A statement is
+//! executed where SQLite runs, prepared once and kept in the connection's cache.
+//!
+//! The thread is used only by whoever holds this process's write turn
+//! ([`super::SqliteStore::turn`]), so it never competes with the pool's writers for the
+//! file's write lock.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration as StdDuration;
+
+use agents::OfferMark;
+use call_center::{Applied, CallChange};
+use rusqlite::{Connection, ToSql};
+
+use super::direct::{bind_numbered, query};
+use tokio::sync::oneshot;
+
+use crate::schema::{AuditEventRow, AuditSealRow, CallRow, OfferRow, Table};
+use crate::types::SqlTime;
+
+/// A batch for the thread, and where its results go (one per change, in order).
+struct Job {
+    changes: Vec<CallChange>,
+    done: oneshot::Sender<Vec<anyhow::Result<Applied>>>,
+}
+
+/// The handle of the writer thread; the thread ends when the last handle is dropped.
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+    /// Dropped with the writer: ends the checkpointer.
+    _checkpoints: mpsc::Sender<()>,
+}
+
+/// How often the checkpointer moves the WAL's pages into the database file.
+const CHECKPOINT_EVERY: StdDuration = StdDuration::from_millis(250);
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+impl Writer {
+    /// Starts the thread for the database file at `path`; it opens its connection on its
+    /// first batch (after the migrations have run), and again after a connection failed.
+    pub(crate) fn start(path: PathBuf, busy_timeout: StdDuration) -> anyhow::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let path_for_checkpoints = path.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || {
+                let mut conn: Option<Connection> = None;
+                while let Ok(job) = queue.recv() {
+                    let results = match connection(&mut conn, &path, busy_timeout) {
+                        Ok(c) => apply_batch(c, &job.changes),
+                        Err(e) => {
+                            conn = None;
+                            job.changes
+                                .iter()
+                                .map(|_| {
+                                    Err(anyhow::anyhow!(
+                                        "opening the SQLite writer's connection: {e}"
+                                    ))
+                                })
+                                .collect()
+                        }
+                    };
+                    // The requester may have given up meanwhile: nothing to tell.
+                    let _ = job.done.send(results);
+                }
+            })?;
+        let (checkpoints, stop) = mpsc::channel::<()>();
+        let file = path_for_checkpoints;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".to_owned())
+            .spawn(move || checkpoint_until(&stop, &file, busy_timeout))?;
+        Ok(Self {
+            jobs,
+            _checkpoints: checkpoints,
+        })
+    }
+
+    /// Applies `changes` in one transaction (see [`apply_batch`]); a result per change.
+    pub(crate) async fn apply(
+        &self,
+        changes: Vec<CallChange>,
+    ) -> anyhow::Result<Vec<anyhow::Result<Applied>>> {
+        let (done, results) = oneshot::channel();
+        self.jobs
+            .send(Job { changes, done })
+            .map_err(|_| anyhow::anyhow!("the SQLite writer thread has stopped"))?;
+        results
+            .await
+            .map_err(|_| anyhow::anyhow!("the SQLite writer thread dropped a batch"))
+    }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] (passive: it never blocks the writer
+/// or a reader) until `stop` is dropped. Neither the writer nor the pool checkpoints on
+/// commit (`wal_autocheckpoint = 0`): a checkpoint syncs the file, and one run by the
+/// committing writer held every webhook queued behind it for as long as the sync took.
+fn checkpoint_until(stop: &mpsc::Receiver<()>, path: &Path, busy_timeout: StdDuration) {
+    let mut conn: Option<Connection> = None;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        let done = connection(&mut conn, path, busy_timeout)
+            .and_then(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())));
+        if let Err(e) = done {
+            conn = None;
+            tracing::warn!(error = %e, "checkpointing the SQLite WAL");
+        }
+    }
+}
+
+/// The thread's connection, opened when there is none.
+fn connection<'c>(
+    conn: &'c mut Option<Connection>,
+    path: &Path,
+    busy_timeout: StdDuration,
+) -> rusqlite::Result<&'c Connection> {
+    if conn.is_none() {
+        *conn = Some(super::direct::open(path, busy_timeout, false)?);
+    }
+    conn.as_ref().ok_or(rusqlite::Error::InvalidQuery)
+}
+
+/// One `BEGIN IMMEDIATE` transaction for the batch, one commit; a result per change. A
+/// change found in conflict by its check writes nothing. Should anything fail (an error no
+/// check foresaw), the batch is rolled back and each change applied alone, so one change's
+/// failure is its own.
+fn apply_batch(conn: &Connection, changes: &[CallChange]) -> Vec<anyhow::Result<Applied>> {
+    if changes.len() > 1 {
+        match try_batch(conn, changes) {
+            Ok(results) => return results,
+            Err(e) => {
+                rollback(conn);
+                tracing::warn!(error = %e, changes = changes.len(), "a batch failed; applying its changes one by one");
+            }
+        }
+    }
+    changes
+        .iter()
+        .map(|change| apply_alone(conn, change))
+        .collect()
+}
+
+fn try_batch(
+    conn: &Connection,
+    changes: &[CallChange],
+) -> rusqlite::Result<Vec<anyhow::Result<Applied>>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut results = Vec::with_capacity(changes.len());
+    for change in changes {
+        results.push(Ok(if apply_in(conn, change)? {
+            Applied::Yes
+        } else {
+            Applied::Conflict
+        }));
+    }
+    seal_within(conn)?;
+    conn.execute_batch("COMMIT")?;
+    Ok(results)
+}
+
+fn apply_alone(conn: &Connection, change: &CallChange) -> anyhow::Result<Applied> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| anyhow::Error::new(e).context("begin"))?;
+    let applied = apply_in(conn, change).and_then(|written| {
+        if written {
+            seal_within(conn)?;
+            conn.execute_batch("COMMIT")?;
+        } else {
+            conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(written)
+    });
+    match applied {
+        Ok(true) => Ok(Applied::Yes),
+        Ok(false) => Ok(Applied::Conflict),
+        Err(e) => {
+            rollback(conn);
+            if is_unique_violation(&e, "webhook_receipts") || is_unique_violation(&e, "offers") {
+                Ok(Applied::Conflict)
+            } else {
+                Err(anyhow::Error::new(e).context("applying a call change"))
+            }
+        }
+    }
+}
+
+/// Chains the pending audit entries (the batch's own, and any an earlier writer left) in
+/// the batch's transaction, so the sealer finds nothing left to hold the write turn for.
+/// Sealing is the sealer's job should it fail here: its savepoint is rolled back, the
+/// calls' changes still commit, and the periodic sealer tries again and reports.
+fn seal_within(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("SAVEPOINT seal")?;
+    match seal(conn) {
+        Ok(()) => conn.execute_batch("RELEASE seal"),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "sealing in the batch failed; the sealer will try again");
+            conn.execute_batch("ROLLBACK TO seal; RELEASE seal")
+        }
+    }
+}
+
+/// One round of the sealer, as `seal_pending` does it through sqlx (same statements).
+fn seal(conn: &Connection) -> anyhow::Result<()> {
+    let head = query(
+        conn,
+        "SELECT seq, digest FROM audit_chain_head WHERE id = 1",
+        &[],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+    )?
+    .into_iter()
+    .next();
+    let head = crate::audit::head(head);
+    let at = AuditEventRow::COLUMNS.len();
+    let rows = query(
+        conn,
+        super::SqliteStore::pending_audit(),
+        &[&crate::audit::SEAL_BATCH],
+        |row| {
+            Ok((
+                AuditEventRow::from_rusqlite(row, 0)?,
+                AuditSealRow::from_rusqlite(row, at)?,
+            ))
+        },
+    )?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let entries = rows
+        .into_iter()
+        .map(|(event, seal)| crate::rows::audit_entry(event, seal))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (seals, new_head) = crate::audit::seal(&head, &entries);
+    for chunk in seals.chunks(super::audit::SEALS_PER_STATEMENT) {
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 4);
+        for s in chunk {
+            values.extend([&s.id as &dyn ToSql, &s.seq, &s.prev_digest, &s.digest]);
+        }
+        execute(conn, super::audit::WRITE_SEALS.rows(chunk.len()), &values)?;
+    }
+    execute(
+        conn,
+        "UPDATE audit_chain_head SET seq = $1, digest = $2 WHERE id = 1",
+        &[&new_head.seq, &new_head.digest],
+    )?;
+    Ok(())
+}
+
+/// Ends a transaction left open by an error (none open: nothing to do).
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::warn!(error = %e, "rolling back a failed SQLite batch");
+    }
+}
+
+/// A unique constraint of `table` refused a row.
+fn is_unique_violation(e: &rusqlite::Error, table: &str) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(code, Some(message))
+            if code.code == rusqlite::ErrorCode::ConstraintViolation
+                && message.contains(&format!("{table}."))
+    )
+}
+
+/// Executes `sql` (prepared once per connection) with `values`; the rows it changed.
+fn execute(conn: &Connection, sql: &str, values: &[&dyn ToSql]) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind_numbered(&mut stmt, values)?;
+    stmt.raw_execute()
+}
+
+/// Executes `statement` (for 1..=[`super::ROWS_PER_INSERT`] rows) over `rows`, a chunk at a
+/// time, each row's parameters from `push`, then `tail` (parameters after the rows).
+fn execute_rows<R>(
+    conn: &Connection,
+    statement: &super::MultiInsert,
+    rows: &[R],
+    push: impl for<'a> Fn(&'a R, &mut Vec<&'a dyn ToSql>),
+    tail: &[&dyn ToSql],
+) -> rusqlite::Result<()> {
+    for chunk in rows.chunks(super::ROWS_PER_INSERT) {
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 12 + tail.len());
+        for row in chunk {
+            push(row, &mut values);
+        }
+        values.extend_from_slice(tail);
+        execute(conn, statement.rows(chunk.len()), &values)?;
+    }
+    Ok(())
+}
+
+/// Whether `change` may be written: its call at the expected version, none of its receipts
+/// stored, every agent it reserves still reservable (checked before anything is written,
+/// under the write lock, so a change in conflict leaves nothing to roll back).
+fn check(conn: &Connection, change: &CallChange) -> rusqlite::Result<bool> {
+    let keys: Vec<&str> = change.receipts.iter().map(|r| r.key.as_str()).collect();
+    let reserved: Vec<String> = change
+        .agents
+        .iter()
+        .filter(|e| e.offer.is_some_and(OfferMark::reserves))
+        .map(|e| e.agent_id.0.hyphenated().to_string())
+        .collect();
+    let json = |v: &[&str]| serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned());
+    let reserved_ids: Vec<&str> = reserved.iter().map(String::as_str).collect();
+    let (keys, reserved_ids, now) = (
+        json(&keys),
+        json(&reserved_ids),
+        SqlTime(change.call.updated_at),
+    );
+    let mut stmt = conn.prepare_cached(&super::calls::CHECK)?;
+    bind_numbered(
+        &mut stmt,
+        &[&change.call.call_sid, &keys, &reserved_ids, &now],
+    )?;
+    let mut rows = stmt.raw_query();
+    let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let (version, seen, reservable): (Option<i64>, i64, i64) =
+        (row.get(0)?, row.get(1)?, row.get(2)?);
+    let at_version = match version {
+        None => change.expected_version == 0,
+        Some(v) => change.expected_version != 0 && v == change.expected_version,
+    };
+    Ok(at_version && seen == 0 && usize::try_from(reservable).is_ok_and(|n| n == reserved.len()))
+}
+
+/// The call row at the expected version.
+fn write_call(conn: &Connection, change: &CallChange) -> rusqlite::Result<()> {
+    let row = CallRow::from(&change.call);
+    let mut values = Vec::with_capacity(CallRow::COLUMNS.len() + 1);
+    row.push_params(&mut values);
+    let written = if change.expected_version == 0 {
+        execute(conn, &super::calls::INSERT_CALL, &values)?
+    } else {
+        values.push(&change.expected_version);
+        execute(conn, &super::calls::UPDATE_CALL, &values)?
+    };
+    if written == 1 {
+        Ok(())
+    } else {
+        // The call moved from its version after its check: cannot happen under the write
+        // lock, and rolls the batch back should it.
+        Err(rusqlite::Error::StatementChangedRows(written))
+    }
+}
+
+/// The writes of a change inside the transaction; `false` (nothing written) when the call
+/// row was not at the expected version, a receipt is already stored, or an agent it
+/// reserves is no longer reservable (see [`agents::Agent::reservable`]).
+fn apply_in(conn: &Connection, change: &CallChange) -> rusqlite::Result<bool> {
+    if !check(conn, change)? {
+        return Ok(false);
+    }
+    write_call(conn, change)?;
+    let now = SqlTime(change.call.updated_at);
+    let receipts = crate::rows::receipts(&change.receipts, now.0);
+    execute_rows(
+        conn,
+        &super::calls::INSERT_RECEIPTS,
+        &receipts,
+        |r, out| r.push_params(out),
+        &[],
+    )?;
+    let offers: Vec<OfferRow> = change.offers.iter().map(OfferRow::from).collect();
+    execute_rows(
+        conn,
+        &super::calls::UPSERT_OFFERS,
+        &offers,
+        |r, out| r.push_params(out),
+        &[],
+    )?;
+    let (opened, closed) = crate::rows::rounds(&change.call.call_sid, &change.attempts);
+    for round in &opened {
+        let mut values = Vec::new();
+        round.push_params(&mut values);
+        execute(conn, &super::calls::OPEN_ROUND, &values)?;
+    }
+    for round in &closed {
+        let mut values = Vec::new();
+        round.push_params(&mut values);
+        execute(conn, super::calls::CLOSE_ROUND, &values)?;
+    }
+    let effects = crate::rows::effects(&change.agents);
+    execute_rows(
+        conn,
+        &super::calls::AGENT_EFFECTS,
+        &effects,
+        |r, out| r.push_params(out),
+        &[&change.call.call_sid, &now],
+    )?;
+    let audit = crate::rows::audit_rows(&change.audit);
+    execute_rows(
+        conn,
+        &super::INSERT_AUDIT,
+        &audit,
+        |r, out| r.push_params(out),
+        &[],
+    )?;
+    Ok(true)
+}
