@@ -42,13 +42,10 @@ macro_rules! agent_store {
                 &self,
                 id: ::agents::AgentId,
             ) -> Result<Option<::agents::Agent>, ::agents::AgentStoreError> {
-                use crate::common::{sql, unexpected};
-                let row: Option<crate::schema::AgentRow> =
-                    sqlx::query_as::<$db, _>(*sql::AGENT_BY_ID)
-                        .bind(crate::types::SqlId(id.0))
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(unexpected("get agent"))?;
+                use crate::common::{AgentKey, sql};
+                let row = self
+                    .agent_row(*sql::AGENT_BY_ID, AgentKey::Id(crate::types::SqlId(id.0)))
+                    .await?;
                 Ok(row.map(::agents::Agent::try_from).transpose()?)
             }
 
@@ -72,13 +69,10 @@ macro_rules! agent_store {
                 &self,
                 key: &str,
             ) -> Result<Option<::agents::Agent>, ::agents::AgentStoreError> {
-                use crate::common::{sql, unexpected};
-                let row: Option<crate::schema::AgentRow> =
-                    sqlx::query_as::<$db, _>(*sql::AGENT_BY_SIP_KEY)
-                        .bind(key)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(unexpected("sip lookup"))?;
+                use crate::common::{AgentKey, sql};
+                let row = self
+                    .agent_row(*sql::AGENT_BY_SIP_KEY, AgentKey::SipKey(key))
+                    .await?;
                 Ok(row.map(::agents::Agent::try_from).transpose()?)
             }
 

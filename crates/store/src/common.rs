@@ -184,6 +184,15 @@ pub(crate) fn reservable_sql(g: &str, call: &str, now: &str) -> String {
     )
 }
 
+/// The key of a one-agent lookup ([`sql::AGENT_BY_ID`], [`sql::AGENT_BY_SIP_KEY`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AgentKey<'a> {
+    /// By id.
+    Id(crate::types::SqlId),
+    /// By the SIP URI's key.
+    SipKey(&'a str),
+}
+
 /// One row of [`sql::AVAILABLE_NOW`]: id, SIP URI, misses in a row, idle since.
 pub(crate) type FreeAgentRow = (crate::types::SqlId, String, i32, crate::types::SqlTime);
 

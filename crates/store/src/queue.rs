@@ -118,13 +118,7 @@ macro_rules! queue_store {
         impl call_center::QueueStore for $store {
             #[tracing::instrument(skip_all, err)]
             async fn priority_for(&self, number: &str) -> Result<i32, call_center::CallStoreError> {
-                let p: Option<i32> =
-                    sqlx::query_scalar::<$db, i32>(crate::queue::sql::PRIORITY_FOR)
-                        .bind(number)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(crate::common::unexpected("caller priority"))?;
-                Ok(p.unwrap_or(0))
+                Ok(self.priority_row(number).await?.unwrap_or(0))
             }
 
             #[tracing::instrument(skip_all, err)]

@@ -40,6 +40,33 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// One agent's row by `sql` ([`crate::common::sql::AGENT_BY_ID`] with an id, or
+    /// `AGENT_BY_SIP_KEY` with a key); SQLite reads it inline.
+    pub(crate) async fn agent_row(
+        &self,
+        sql: &'static str,
+        key: crate::common::AgentKey<'_>,
+    ) -> anyhow::Result<Option<crate::schema::AgentRow>> {
+        let query = sqlx::query_as(sql);
+        let query = match key {
+            crate::common::AgentKey::Id(id) => query.bind(id),
+            crate::common::AgentKey::SipKey(key) => query.bind(key),
+        };
+        query
+            .fetch_optional(&self.pool)
+            .await
+            .context("agent lookup")
+    }
+
+    /// The priority of the rule matching `number`, if one does.
+    pub(crate) async fn priority_row(&self, number: &str) -> anyhow::Result<Option<i32>> {
+        sqlx::query_scalar(crate::queue::sql::PRIORITY_FOR)
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await
+            .context("caller priority")
+    }
+
     /// The matcher's read in one statement ([`crate::queue::sql::MATCH_VIEW_PG`]).
     pub(crate) async fn read_match_view(
         &self,

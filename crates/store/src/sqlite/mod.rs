@@ -95,6 +95,41 @@ impl SqliteStore {
         })
     }
 
+    /// One agent's row by `sql` ([`crate::common::sql::AGENT_BY_ID`] with an id, or
+    /// `AGENT_BY_SIP_KEY` with a key), read inline.
+    pub(crate) async fn agent_row(
+        &self,
+        sql: &'static str,
+        key: crate::common::AgentKey<'_>,
+    ) -> anyhow::Result<Option<crate::schema::AgentRow>> {
+        let rows = self
+            .readers
+            .read(|conn| {
+                let key: &dyn rusqlite::ToSql = match &key {
+                    crate::common::AgentKey::Id(id) => id,
+                    crate::common::AgentKey::SipKey(key) => key,
+                };
+                direct::query(conn, sql, &[key], |row| {
+                    crate::schema::AgentRow::from_rusqlite(row, 0)
+                })
+            })
+            .context("agent lookup")?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// The priority of the rule matching `number`, if one does, read inline.
+    pub(crate) async fn priority_row(&self, number: &str) -> anyhow::Result<Option<i32>> {
+        let rows = self
+            .readers
+            .read(|conn| {
+                direct::query(conn, crate::queue::sql::PRIORITY_FOR, &[&number], |row| {
+                    row.get::<_, i32>(0)
+                })
+            })
+            .context("caller priority")?;
+        Ok(rows.into_iter().next())
+    }
+
     /// Opens (creating the file and its folder on first run) with WAL, foreign keys and a
     /// busy timeout.
     ///
