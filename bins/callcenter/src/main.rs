@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: under load, glibc's malloc and free (with their arena locks) took about a tenth
+/// of the server's CPU; see docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // `.env` is read when present; real environment variables win.
     let _ = dotenvy::dotenv();

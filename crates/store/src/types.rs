@@ -59,7 +59,25 @@ impl SqlTime {
     /// The SQLite text form.
     #[must_use]
     pub fn text(&self) -> String {
-        self.0.format(FORMAT).to_string()
+        use chrono::{Datelike as _, Timelike as _};
+        // What `FORMAT` gives, written directly: chrono's `format` parses the pattern on every
+        // call, and the hot path writes several timestamps per change.
+        let t = self.0;
+        let mut out = String::with_capacity(27);
+        let _ = std::fmt::Write::write_fmt(
+            &mut out,
+            format_args!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.nanosecond() / 1_000 % 1_000_000
+            ),
+        );
+        out
     }
 
     /// Reads the SQLite text form (also accepts RFC 3339 with an offset).
@@ -186,5 +204,8 @@ mod tests {
         assert!(SqlTime(t).text() < SqlTime(later).text());
         assert_eq!(SqlTime::parse(&SqlTime(later).text()).unwrap().0, later);
         assert_eq!(SqlTime::parse("2026-11-24T10:00:00+00:00").unwrap().0, t);
+        let odd =
+            Utc.with_ymd_and_hms(987, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::microseconds(67);
+        assert_eq!(SqlTime(odd).text(), odd.format(FORMAT).to_string());
     }
 }

@@ -1,7 +1,6 @@
 //! SQLite's side of the call store: the load (one statement) and the apply, with group
-//! commit: a change joins the queue of pending changes and waits for the writer's turn;
-//! whoever gets the turn first hands every change queued by then to the writer thread
-//! ([`super::writer`]), which applies them in one `BEGIN IMMEDIATE` transaction (each
+//! commit: a change joins the writer thread's queue ([`super::writer`]); the thread takes
+//! every change queued by then, applies them in one `BEGIN IMMEDIATE` transaction (each
 //! checked first: a change in conflict writes nothing), commits once, and only then are
 //! they answered. The pages several changes share (agents, the audit log's tail, indexes)
 //! are written to the WAL once per batch instead of once per change.
@@ -10,10 +9,8 @@ use std::sync::LazyLock;
 
 use call_center::{Applied, CallChange, CallState, Receipt, Snapshot};
 use sqlx::SqliteConnection;
-use tokio::sync::oneshot;
 
 use super::SqliteStore;
-use crate::common::unexpected;
 use crate::schema::{CallRow, OfferRow, ReceiptRow, RoundOpenedRow, Table, offer_upsert_suffix};
 
 pub(super) static INSERT_CALL: LazyLock<&'static str> = LazyLock::new(|| {
@@ -117,45 +114,6 @@ fn agent_effects(rows: usize) -> String {
 pub(super) static AGENT_EFFECTS: LazyLock<super::MultiInsert> =
     LazyLock::new(|| super::MultiInsert::new(agent_effects));
 
-/// Changes one transaction applies at most.
-const BATCH_MAX: usize = 64;
-
-/// A change waiting for the writer, and where its result goes.
-struct Queued {
-    change: CallChange,
-    done: oneshot::Sender<anyhow::Result<Applied>>,
-}
-
-/// The changes waiting for the writer's turn.
-#[derive(Default)]
-pub(crate) struct Pending(std::sync::Mutex<Vec<Queued>>);
-
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pending({})", self.lock().len())
-    }
-}
-
-impl Pending {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn push(&self, queued: Queued) {
-        self.lock().push(queued);
-    }
-
-    /// The oldest waiting changes (at most [`BATCH_MAX`]) whose requester still waits.
-    fn take(&self) -> Vec<Queued> {
-        let mut queue = self.lock();
-        queue.retain(|q| !q.done.is_closed());
-        let n = queue.len().min(BATCH_MAX);
-        queue.drain(..n).collect()
-    }
-}
-
 impl SqliteStore {
     /// The call with its offers and the receipts asked for, in one statement, read inline
     /// ([`super::direct::Readers`]).
@@ -187,52 +145,21 @@ impl SqliteStore {
         Ok(Snapshot { state, seen })
     }
 
-    /// Queues `change` and waits for its result: applied by whoever takes the writer's
-    /// turn first, this request or one queued before it (group commit), on the writer
-    /// thread ([`super::writer`]) in one transaction. The batch runs on its own task, so a
-    /// request given up on (its deadline) never cuts a batch short.
+    /// Hands `change` to the writer thread ([`super::writer`]) and waits for its result:
+    /// the thread applies every change queued by then in one transaction (group commit) and
+    /// answers each after the commit. A request that waited longer than the pool's acquire
+    /// timeout gives up (a stalled writer must not hold every request); a change not yet
+    /// taken when its requester gave up is skipped.
     pub(crate) async fn apply_change(&self, change: &CallChange) -> anyhow::Result<Applied> {
-        let (done, mut result) = oneshot::channel();
-        self.pending.push(Queued {
-            change: change.clone(),
-            done,
-        });
-        // Whichever comes first: the result (a batch led by another request took the
-        // change; leaving the turn's queue then spares the writers behind it a hand-over
-        // each) or the turn. A timeout drops `result`: the next batch skips the change.
-        let turn = tokio::select! {
-            biased;
-            applied = &mut result => {
-                return applied.map_err(|_| anyhow::anyhow!("the batch writer dropped a call change"))?;
-            }
-            turn = self.turn() => turn.map_err(unexpected("waiting to write"))?,
-        };
-        match result.try_recv() {
-            Ok(applied) => return applied,
-            Err(oneshot::error::TryRecvError::Closed) => {
-                return Err(anyhow::anyhow!("the batch writer dropped a call change"));
-            }
-            Err(oneshot::error::TryRecvError::Empty) => {}
+        let result = self.batch_writer.submit(change.clone())?;
+        match tokio::time::timeout(self.write_wait, result).await {
+            Ok(Ok(applied)) => applied,
+            Ok(Err(_)) => Err(anyhow::anyhow!("the SQLite writer dropped a call change")),
+            Err(_) => Err(anyhow::anyhow!(
+                "waited {} ms for the SQLite writer",
+                self.write_wait.as_millis()
+            )),
         }
-        let batch = self.pending.take();
-        let writer = std::sync::Arc::clone(&self.batch_writer);
-        tokio::spawn(async move {
-            let (changes, answers): (Vec<_>, Vec<_>) =
-                batch.into_iter().map(|q| (q.change, q.done)).unzip();
-            let count = changes.len();
-            let results = match writer.apply(changes).await {
-                Ok(results) => results,
-                Err(e) => (0..count).map(|_| Err(anyhow::anyhow!("{e:#}"))).collect(),
-            };
-            drop(turn);
-            for (done, applied) in answers.into_iter().zip(results) {
-                // The requester may have given up meanwhile: nothing to tell.
-                let _ = done.send(applied);
-            }
-        });
-        result
-            .await
-            .map_err(|_| anyhow::anyhow!("the batch writer dropped a call change"))?
     }
 
     pub(crate) async fn insert_receipts(&self, rows: &[ReceiptRow]) -> Result<(), sqlx::Error> {

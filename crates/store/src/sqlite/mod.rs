@@ -63,12 +63,10 @@ pub(super) static INSERT_AUDIT: LazyLock<MultiInsert> =
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<Mutex<()>>,
-    /// Call changes waiting for the writer: the one whose turn comes commits all of them
-    /// in one transaction ([`calls`]'s group commit).
-    pending: Arc<calls::Pending>,
     /// Connections for the hot reads, run inline.
     readers: Arc<direct::Readers>,
-    /// The thread that applies those batches on its own connection.
+    /// The thread that applies call changes in batches on its own connection (group
+    /// commit), taking this process's write turn for each batch.
     batch_writer: Arc<writer::Writer>,
     /// The longest a write waits for its turn (then it fails: a stalled writer must not
     /// stall every request behind it).
@@ -173,12 +171,12 @@ impl SqliteStore {
             .max_connections(max_connections.max(1))
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
+        let turn = Arc::new(Mutex::new(()));
         Ok(Self {
             pool,
-            writer: Arc::new(Mutex::new(())),
-            pending: Arc::default(),
+            writer: Arc::clone(&turn),
             readers: Arc::new(direct::Readers::new(file.clone(), busy_timeout)),
-            batch_writer: Arc::new(writer::Writer::start(file, busy_timeout)?),
+            batch_writer: Arc::new(writer::Writer::start(file, busy_timeout, turn)?),
             write_wait: acquire_timeout,
         })
     }

@@ -8,7 +8,7 @@
 //! file's write lock.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration as StdDuration;
 
 use agents::OfferMark;
@@ -21,15 +21,18 @@ use tokio::sync::oneshot;
 use crate::schema::{AuditEventRow, AuditSealRow, CallRow, OfferRow, Table};
 use crate::types::SqlTime;
 
-/// A batch for the thread, and where its results go (one per change, in order).
-struct Job {
-    changes: Vec<CallChange>,
-    done: oneshot::Sender<Vec<anyhow::Result<Applied>>>,
+/// Changes one transaction applies at most.
+const BATCH_MAX: usize = 64;
+
+/// A change for the thread, and where its result goes.
+struct Queued {
+    change: CallChange,
+    done: oneshot::Sender<anyhow::Result<Applied>>,
 }
 
 /// The handle of the writer thread; the thread ends when the last handle is dropped.
 pub(crate) struct Writer {
-    jobs: mpsc::Sender<Job>,
+    queue: mpsc::Sender<Queued>,
     /// Dropped with the writer: ends the checkpointer.
     _checkpoints: mpsc::Sender<()>,
 }
@@ -44,57 +47,88 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Starts the thread for the database file at `path`; it opens its connection on its
-    /// first batch (after the migrations have run), and again after a connection failed.
-    pub(crate) fn start(path: PathBuf, busy_timeout: StdDuration) -> anyhow::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+    /// Starts the thread for the database file at `path`, writing under `turn` (this
+    /// process's write turn, shared with the pool's writers), and its checkpointer. The
+    /// thread opens its connection on its first batch (after the migrations have run), and
+    /// again after a connection failed.
+    pub(crate) fn start(
+        path: PathBuf,
+        busy_timeout: StdDuration,
+        turn: Arc<tokio::sync::Mutex<()>>,
+    ) -> anyhow::Result<Self> {
+        let (queue, changes) = mpsc::channel::<Queued>();
         let path_for_checkpoints = path.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || {
-                let mut conn: Option<Connection> = None;
-                while let Ok(job) = queue.recv() {
-                    let results = match connection(&mut conn, &path, busy_timeout) {
-                        Ok(c) => apply_batch(c, &job.changes),
-                        Err(e) => {
-                            conn = None;
-                            job.changes
-                                .iter()
-                                .map(|_| {
-                                    Err(anyhow::anyhow!(
-                                        "opening the SQLite writer's connection: {e}"
-                                    ))
-                                })
-                                .collect()
-                        }
-                    };
-                    // The requester may have given up meanwhile: nothing to tell.
-                    let _ = job.done.send(results);
-                }
-            })?;
+            .spawn(move || write_until_closed(&changes, &path, busy_timeout, &turn))?;
         let (checkpoints, stop) = mpsc::channel::<()>();
-        let file = path_for_checkpoints;
         std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_until(&stop, &file, busy_timeout))?;
+            .spawn(move || checkpoint_until(&stop, &path_for_checkpoints, busy_timeout))?;
         Ok(Self {
-            jobs,
+            queue,
             _checkpoints: checkpoints,
         })
     }
 
-    /// Applies `changes` in one transaction (see [`apply_batch`]); a result per change.
-    pub(crate) async fn apply(
+    /// Queues `change`; its result comes after the commit of the batch that applied it.
+    pub(crate) fn submit(
         &self,
-        changes: Vec<CallChange>,
-    ) -> anyhow::Result<Vec<anyhow::Result<Applied>>> {
-        let (done, results) = oneshot::channel();
-        self.jobs
-            .send(Job { changes, done })
+        change: CallChange,
+    ) -> anyhow::Result<oneshot::Receiver<anyhow::Result<Applied>>> {
+        let (done, result) = oneshot::channel();
+        self.queue
+            .send(Queued { change, done })
             .map_err(|_| anyhow::anyhow!("the SQLite writer thread has stopped"))?;
-        results
-            .await
-            .map_err(|_| anyhow::anyhow!("the SQLite writer thread dropped a batch"))
+        Ok(result)
+    }
+}
+
+/// The writer thread: waits for a change, takes every change queued by then (at most
+/// [`BATCH_MAX`]; one whose requester gave up is skipped), waits for the write turn, applies
+/// them in one transaction, answers each; until every handle is gone. No hand-over happens
+/// between batches: the next one starts as soon as the commit is done.
+fn write_until_closed(
+    changes: &mpsc::Receiver<Queued>,
+    path: &Path,
+    busy_timeout: StdDuration,
+    turn: &tokio::sync::Mutex<()>,
+) {
+    let mut conn: Option<Connection> = None;
+    while let Ok(first) = changes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX
+            && let Ok(next) = changes.try_recv()
+        {
+            batch.push(next);
+        }
+        batch.retain(|q| !q.done.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let (changes, answers): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|q| (q.change, q.done)).unzip();
+        let results = {
+            let _turn = turn.blocking_lock();
+            match connection(&mut conn, path, busy_timeout) {
+                Ok(c) => apply_batch(c, &changes),
+                Err(e) => {
+                    conn = None;
+                    changes
+                        .iter()
+                        .map(|_| {
+                            Err(anyhow::anyhow!(
+                                "opening the SQLite writer's connection: {e}"
+                            ))
+                        })
+                        .collect()
+                }
+            }
+        };
+        for (done, applied) in answers.into_iter().zip(results) {
+            // The requester may have given up meanwhile: nothing to tell.
+            let _ = done.send(applied);
+        }
     }
 }
 
