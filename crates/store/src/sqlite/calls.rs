@@ -32,7 +32,7 @@ pub(super) static UPDATE_CALL: LazyLock<&'static str> = LazyLock::new(|| {
 static LOAD: LazyLock<&'static str> = LazyLock::new(|| {
     String::leak(format!(
         "SELECT {}, {}, (SELECT json_group_array(json_array(r.key, r.fingerprint)) \
-             FROM webhook_receipts r WHERE r.key IN (SELECT value FROM json_each($2))) \
+             FROM json_each($2) AS k JOIN webhook_receipts r ON r.key = k.value) \
          FROM (SELECT 1) AS one LEFT JOIN calls c ON c.call_sid = $1 \
          LEFT JOIN offers o ON o.call_sid = c.call_sid \
          ORDER BY o.attempt, o.offered_at, o.agent_id",
@@ -50,8 +50,8 @@ const SEEN_AT: usize = OFFERS_AT + OfferRow::COLUMNS.len();
 pub(super) static CHECK: LazyLock<&'static str> = LazyLock::new(|| {
     String::leak(format!(
         "SELECT (SELECT version FROM calls WHERE call_sid = $1), \
-         (SELECT count(*) FROM webhook_receipts WHERE key IN (SELECT value FROM json_each($2))), \
-         (SELECT count(*) FROM agents WHERE id IN (SELECT value FROM json_each($3)) AND {})",
+         (SELECT count(*) FROM json_each($2) AS k JOIN webhook_receipts r ON r.key = k.value), \
+         (SELECT count(*) FROM json_each($3) AS k JOIN agents ON agents.id = k.value WHERE {})",
         crate::common::reservable_sql("", "$1", "$4")
     ))
 });
