@@ -27,6 +27,10 @@
 #[path = "support/mod.rs"]
 mod support;
 
+/// The server's allocator, so the ceiling and the server are measured alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 use support::arg;
