@@ -50,23 +50,55 @@ pub(super) fn open(
     Ok(conn)
 }
 
-/// Binds `values` to a statement written with numbered placeholders (`$1`, `$2`, … as sqlx
-/// writes them; SQLite treats `$n` as a name, so each is looked up by its number).
+/// For each parameter of a statement, the number of its value (`$3` → 3), per statement
+/// text (a `'static` text, so its address names it) and per thread: SQLite finds a
+/// parameter's name by a linear search, so looking up every name at every execution of a
+/// 144-parameter statement costs more than running it.
+type ParamNumbers = std::collections::HashMap<(usize, usize), std::rc::Rc<[usize]>>;
+
+thread_local! {
+    static PARAM_NUMBERS: std::cell::RefCell<ParamNumbers> = std::cell::RefCell::default();
+}
+
+/// The value number of each parameter of `stmt`, read from their names.
+fn param_numbers(stmt: &rusqlite::CachedStatement<'_>) -> rusqlite::Result<std::rc::Rc<[usize]>> {
+    (1..=stmt.parameter_count())
+        .map(|index| {
+            stmt.parameter_name(index)
+                .and_then(|name| name.strip_prefix('$'))
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| rusqlite::Error::InvalidParameterName(format!("parameter {index}")))
+        })
+        .collect()
+}
+
+/// Binds `values` to `stmt`, prepared from `sql`, a statement written with numbered
+/// placeholders (`$1`, `$2`, … as sqlx writes them; SQLite treats `$n` as a name, so each is
+/// bound by its number).
 pub(super) fn bind_numbered(
     stmt: &mut rusqlite::CachedStatement<'_>,
+    sql: &'static str,
     values: &[&dyn ToSql],
 ) -> rusqlite::Result<()> {
-    for index in 1..=stmt.parameter_count() {
-        let number = stmt
-            .parameter_name(index)
-            .and_then(|name| name.strip_prefix('$'))
-            .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| rusqlite::Error::InvalidParameterName(format!("parameter {index}")))?;
-        let value = number
-            .checked_sub(1)
-            .and_then(|at| values.get(at))
-            .ok_or(rusqlite::Error::InvalidParameterCount(number, values.len()))?;
-        stmt.raw_bind_parameter(index, value)?;
+    let key = (sql.as_ptr() as usize, sql.len());
+    let cached = PARAM_NUMBERS.with(|numbers| numbers.borrow().get(&key).cloned());
+    let numbers = match cached {
+        Some(numbers) => numbers,
+        None => {
+            let numbers = param_numbers(stmt)?;
+            PARAM_NUMBERS.with(|all| all.borrow_mut().insert(key, numbers.clone()));
+            numbers
+        }
+    };
+    for (index, number) in numbers.iter().enumerate() {
+        let value = values
+            .get(number - 1)
+            .ok_or(rusqlite::Error::InvalidParameterCount(
+                *number,
+                values.len(),
+            ))?;
+        stmt.raw_bind_parameter(index + 1, value)?;
     }
     Ok(())
 }
@@ -124,12 +156,12 @@ impl Readers {
 /// Runs `sql` (prepared once per connection) with `values`, each row through `decode`.
 pub(super) fn query<T>(
     conn: &Connection,
-    sql: &str,
+    sql: &'static str,
     values: &[&dyn ToSql],
     mut decode: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    bind_numbered(&mut stmt, values)?;
+    bind_numbered(&mut stmt, sql, values)?;
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {

@@ -305,9 +305,9 @@ fn is_unique_violation(e: &rusqlite::Error, table: &str) -> bool {
 }
 
 /// Executes `sql` (prepared once per connection) with `values`; the rows it changed.
-fn execute(conn: &Connection, sql: &str, values: &[&dyn ToSql]) -> rusqlite::Result<usize> {
+fn execute(conn: &Connection, sql: &'static str, values: &[&dyn ToSql]) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare_cached(sql)?;
-    bind_numbered(&mut stmt, values)?;
+    bind_numbered(&mut stmt, sql, values)?;
     stmt.raw_execute()
 }
 
@@ -349,9 +349,11 @@ fn check(conn: &Connection, change: &CallChange) -> rusqlite::Result<bool> {
         json(&reserved_ids),
         SqlTime(change.call.updated_at),
     );
-    let mut stmt = conn.prepare_cached(&super::calls::CHECK)?;
+    let sql: &'static str = &super::calls::CHECK;
+    let mut stmt = conn.prepare_cached(sql)?;
     bind_numbered(
         &mut stmt,
+        sql,
         &[&change.call.call_sid, &keys, &reserved_ids, &now],
     )?;
     let mut rows = stmt.raw_query();
