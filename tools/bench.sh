@@ -2,8 +2,8 @@
 # make bench: every benchmark of the project, with results in target/bench/.
 #
 #  1. criterion benchmarks of the crates (TeXML rendering, audit chain, the domain flow);
-#  2. load runs with telnyx-sim (20,000 calls, 200 at once, 20 agents) on SQLite (also with
-#     MALLOC_ARENA_MAX=2), on PostgreSQL, and on two server instances sharing PostgreSQL;
+#  2. load runs with telnyx-sim (20,000 calls, 200 at once, 20 agents) on SQLite, on
+#     PostgreSQL, and on two server instances sharing PostgreSQL;
 #  3. the latency at 200 concurrent calls paced at twice real time, on PostgreSQL;
 #  4. the direct-SQL ceiling of the webhook hot path on the same PostgreSQL versus the server
 #     (alternating rounds, ratio of medians);
@@ -63,8 +63,6 @@ fi
 
 step "load: $calls calls, $concurrency at once, $agents agents, 1 simulated second = 1 ms"
 load sqlite sqlite 1 "$calls" "$concurrency" "$agents" --seed 1
-# The same run with glibc's malloc arenas capped as in the systemd unit of docs/operations.md.
-MALLOC_ARENA_MAX=2 load sqlite-arena-max-2 sqlite 1 "$calls" "$concurrency" "$agents" --seed 1
 load postgres "$pg" 1 "$calls" "$concurrency" "$agents" --seed 1
 load postgres-2-instances "$pg" 2 "$calls" "$concurrency" "$agents" --seed 1
 
