@@ -100,14 +100,20 @@ pub(crate) trait Table {
     }
 }
 
+/// A row's columns as rusqlite parameters, in order (SQLite's writer thread).
+pub(crate) trait PushParams {
+    /// Appends every column, in order.
+    fn push_params<'a>(&'a self, out: &mut Vec<&'a dyn rusqlite::ToSql>);
+}
+
 /// Defines a row struct for a table, with:
 /// - [`Table`] (name, columns, PostgreSQL types);
 /// - `decode_at(row, first)`: reads the columns from position `first` of any backend's row
 ///   (so one query can carry several records side by side);
 /// - `sqlx::FromRow` on any backend;
 /// - `bind(q)`: binds every column in order on any backend;
-/// - `push_params(out)` and `from_rusqlite(row, first)`: the same for SQLite's writer thread
-///   and inline reads (rusqlite);
+/// - [`PushParams`] and `from_rusqlite(row, first)`: the same for SQLite's writer thread and
+///   inline reads (rusqlite);
 /// - `bind_arrays(rows, q)`: PostgreSQL, one array per column (for `unnest`).
 macro_rules! table {
     (
@@ -173,11 +179,6 @@ macro_rules! table {
                 })
             }
 
-            /// The SQLite writer thread: every column, in order, as rusqlite parameters.
-            #[allow(dead_code)]
-            pub fn push_params<'a>(&'a self, out: &mut Vec<&'a dyn rusqlite::ToSql>) {
-                $(out.push(&self.$field);)+
-            }
 
             /// PostgreSQL: binds one array per column (for [`$crate::schema::Table::unnest`]).
             #[allow(dead_code)]
@@ -186,6 +187,12 @@ macro_rules! table {
                 q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
             ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
                 q$(.bind(rows.iter().map(|r| r.$field.clone()).collect::<Vec<$ty>>()))+
+            }
+        }
+
+        impl $crate::schema::PushParams for $name {
+            fn push_params<'a>(&'a self, out: &mut Vec<&'a dyn rusqlite::ToSql>) {
+                $(out.push(&self.$field);)+
             }
         }
 

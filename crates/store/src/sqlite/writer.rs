@@ -18,7 +18,7 @@ use rusqlite::{Connection, ToSql};
 use super::direct::{bind_numbered, query};
 use tokio::sync::oneshot;
 
-use crate::schema::{AuditEventRow, AuditSealRow, CallRow, OfferRow, Table};
+use crate::schema::{AuditEventRow, AuditSealRow, CallRow, OfferRow, PushParams, Table};
 use crate::types::SqlTime;
 
 /// Changes one transaction applies at most.
@@ -311,19 +311,29 @@ fn execute(conn: &Connection, sql: &'static str, values: &[&dyn ToSql]) -> rusql
     stmt.raw_execute()
 }
 
+/// Executes `sql` with one row's columns as its parameters.
+fn execute_row(
+    conn: &Connection,
+    sql: &'static str,
+    row: &impl PushParams,
+) -> rusqlite::Result<usize> {
+    let mut values = Vec::new();
+    row.push_params(&mut values);
+    execute(conn, sql, &values)
+}
+
 /// Executes `statement` (for 1..=[`super::ROWS_PER_INSERT`] rows) over `rows`, a chunk at a
-/// time, each row's parameters from `push`, then `tail` (parameters after the rows).
-fn execute_rows<R>(
+/// time, each row's columns in order, then `tail` (parameters after the rows).
+fn execute_rows<R: PushParams>(
     conn: &Connection,
     statement: &super::MultiInsert,
     rows: &[R],
-    push: impl for<'a> Fn(&'a R, &mut Vec<&'a dyn ToSql>),
     tail: &[&dyn ToSql],
 ) -> rusqlite::Result<()> {
     for chunk in rows.chunks(super::ROWS_PER_INSERT) {
         let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 12 + tail.len());
         for row in chunk {
-            push(row, &mut values);
+            row.push_params(&mut values);
         }
         values.extend_from_slice(tail);
         execute(conn, statement.rows(chunk.len()), &values)?;
@@ -397,47 +407,24 @@ fn apply_in(conn: &Connection, change: &CallChange) -> rusqlite::Result<bool> {
     write_call(conn, change)?;
     let now = SqlTime(change.call.updated_at);
     let receipts = crate::rows::receipts(&change.receipts, now.0);
-    execute_rows(
-        conn,
-        &super::calls::INSERT_RECEIPTS,
-        &receipts,
-        |r, out| r.push_params(out),
-        &[],
-    )?;
+    execute_rows(conn, &super::calls::INSERT_RECEIPTS, &receipts, &[])?;
     let offers: Vec<OfferRow> = change.offers.iter().map(OfferRow::from).collect();
-    execute_rows(
-        conn,
-        &super::calls::UPSERT_OFFERS,
-        &offers,
-        |r, out| r.push_params(out),
-        &[],
-    )?;
+    execute_rows(conn, &super::calls::UPSERT_OFFERS, &offers, &[])?;
     let (opened, closed) = crate::rows::rounds(&change.call.call_sid, &change.attempts);
     for round in &opened {
-        let mut values = Vec::new();
-        round.push_params(&mut values);
-        execute(conn, &super::calls::OPEN_ROUND, &values)?;
+        execute_row(conn, &super::calls::OPEN_ROUND, round)?;
     }
     for round in &closed {
-        let mut values = Vec::new();
-        round.push_params(&mut values);
-        execute(conn, super::calls::CLOSE_ROUND, &values)?;
+        execute_row(conn, super::calls::CLOSE_ROUND, round)?;
     }
     let effects = crate::rows::effects(&change.agents);
     execute_rows(
         conn,
         &super::calls::AGENT_EFFECTS,
         &effects,
-        |r, out| r.push_params(out),
         &[&change.call.call_sid, &now],
     )?;
     let audit = crate::rows::audit_rows(&change.audit);
-    execute_rows(
-        conn,
-        &super::INSERT_AUDIT,
-        &audit,
-        |r, out| r.push_params(out),
-        &[],
-    )?;
+    execute_rows(conn, &super::INSERT_AUDIT, &audit, &[])?;
     Ok(true)
 }
