@@ -42,9 +42,8 @@ macro_rules! agent_store {
                 &self,
                 id: ::agents::AgentId,
             ) -> Result<Option<::agents::Agent>, ::agents::AgentStoreError> {
-                use crate::common::{AgentKey, sql};
                 let row = self
-                    .agent_row(*sql::AGENT_BY_ID, AgentKey::Id(crate::types::SqlId(id.0)))
+                    .agent_row(crate::common::AgentKey::Id(crate::types::SqlId(id.0)))
                     .await?;
                 Ok(row.map(::agents::Agent::try_from).transpose()?)
             }
@@ -69,10 +68,7 @@ macro_rules! agent_store {
                 &self,
                 key: &str,
             ) -> Result<Option<::agents::Agent>, ::agents::AgentStoreError> {
-                use crate::common::{AgentKey, sql};
-                let row = self
-                    .agent_row(*sql::AGENT_BY_SIP_KEY, AgentKey::SipKey(key))
-                    .await?;
+                let row = self.agent_row(crate::common::AgentKey::SipKey(key)).await?;
                 Ok(row.map(::agents::Agent::try_from).transpose()?)
             }
 

@@ -27,6 +27,13 @@ where
     crate::rows::audit_entry(event, seal)
 }
 
+/// The chain head (the sealer appends its backend's row lock).
+pub(crate) const CHAIN_HEAD: &str = "SELECT seq, digest FROM audit_chain_head WHERE id = 1";
+
+/// Moves the chain head (in the sealer's transaction).
+pub(crate) const SET_CHAIN_HEAD: &str =
+    "UPDATE audit_chain_head SET seq = $1, digest = $2 WHERE id = 1";
+
 /// Entries per sealing transaction.
 pub(crate) const SEAL_BATCH: i64 = 5_000;
 

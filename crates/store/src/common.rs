@@ -121,13 +121,12 @@ macro_rules! backend {
             async fn chain_head_for_sealing(
                 conn: &mut <$db as sqlx::Database>::Connection,
             ) -> anyhow::Result<::audit::ChainHead> {
-                let row: Option<(i64, String)> = sqlx::query_as::<$db, _>(concat!(
-                    "SELECT seq, digest FROM audit_chain_head WHERE id = 1",
-                    $lock
-                ))
-                .fetch_optional(conn)
-                .await
-                .map_err(crate::common::unexpected("chain head"))?;
+                static SQL: std::sync::LazyLock<String> =
+                    std::sync::LazyLock::new(|| format!("{}{}", crate::audit::CHAIN_HEAD, $lock));
+                let row: Option<(i64, String)> = sqlx::query_as::<$db, _>(SQL.as_str())
+                    .fetch_optional(conn)
+                    .await
+                    .map_err(crate::common::unexpected("chain head"))?;
                 Ok(crate::audit::head(row))
             }
 
@@ -136,14 +135,12 @@ macro_rules! backend {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 head: &::audit::ChainHead,
             ) -> anyhow::Result<()> {
-                sqlx::query::<$db>(
-                    "UPDATE audit_chain_head SET seq = $1, digest = $2 WHERE id = 1",
-                )
-                .bind(head.seq)
-                .bind(&head.digest)
-                .execute(conn)
-                .await
-                .map_err(crate::common::unexpected("moving the chain head"))?;
+                sqlx::query::<$db>(crate::audit::SET_CHAIN_HEAD)
+                    .bind(head.seq)
+                    .bind(&head.digest)
+                    .execute(conn)
+                    .await
+                    .map_err(crate::common::unexpected("moving the chain head"))?;
                 Ok(())
             }
         }
@@ -184,13 +181,23 @@ pub(crate) fn reservable_sql(g: &str, call: &str, now: &str) -> String {
     )
 }
 
-/// The key of a one-agent lookup ([`sql::AGENT_BY_ID`], [`sql::AGENT_BY_SIP_KEY`]).
+/// The key of a one-agent lookup.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum AgentKey<'a> {
     /// By id.
     Id(crate::types::SqlId),
     /// By the SIP URI's key.
     SipKey(&'a str),
+}
+
+impl AgentKey<'_> {
+    /// The lookup's statement ([`sql::AGENT_BY_ID`] or [`sql::AGENT_BY_SIP_KEY`]).
+    pub(crate) fn sql(&self) -> &'static str {
+        match self {
+            Self::Id(_) => *sql::AGENT_BY_ID,
+            Self::SipKey(_) => *sql::AGENT_BY_SIP_KEY,
+        }
+    }
 }
 
 /// One row of [`sql::AVAILABLE_NOW`]: id, SIP URI, misses in a row, idle since.

@@ -40,14 +40,12 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// One agent's row by `sql` ([`crate::common::sql::AGENT_BY_ID`] with an id, or
-    /// `AGENT_BY_SIP_KEY` with a key); SQLite reads it inline.
+    /// One agent's row by `key` (SQLite reads it inline).
     pub(crate) async fn agent_row(
         &self,
-        sql: &'static str,
         key: crate::common::AgentKey<'_>,
     ) -> anyhow::Result<Option<crate::schema::AgentRow>> {
-        let query = sqlx::query_as(sql);
+        let query = sqlx::query_as(key.sql());
         let query = match key {
             crate::common::AgentKey::Id(id) => query.bind(id),
             crate::common::AgentKey::SipKey(key) => query.bind(key),

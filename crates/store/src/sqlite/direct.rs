@@ -3,8 +3,8 @@
 //! each statement on a worker thread of its connection, so every statement costs two thread
 //! switches; on the hot path that cost, not SQLite, was the server's ceiling.
 //!
-//! - [`Readers`]: the hot reads (a call's load, the matcher's view) run inline on the calling
-//!   thread. In WAL mode a reader never waits for the writer, and these reads are a few
+//! - [`Readers`]: the hot reads (a call's load, the matcher's view, one-agent lookups, the
+//!   caller's priority) run inline on the calling thread. In WAL mode a reader never waits for the writer, and these reads are a few
 //!   index lookups in pages SQLite or the OS already holds.
 //! - The writer thread ([`super::writer`]) applies whole batches of call changes.
 

@@ -62,7 +62,8 @@ pub(super) static INSERT_AUDIT: LazyLock<MultiInsert> =
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    writer: Arc<Mutex<()>>,
+    /// This process's write turn: the pool's writers and the writer thread take it in turn.
+    write_turn: Arc<Mutex<()>>,
     /// Connections for the hot reads, run inline.
     readers: Arc<direct::Readers>,
     /// The thread that applies call changes in batches on its own connection (group
@@ -93,13 +94,12 @@ impl SqliteStore {
         })
     }
 
-    /// One agent's row by `sql` ([`crate::common::sql::AGENT_BY_ID`] with an id, or
-    /// `AGENT_BY_SIP_KEY` with a key), read inline.
+    /// One agent's row by `key`, read inline.
     pub(crate) async fn agent_row(
         &self,
-        sql: &'static str,
         key: crate::common::AgentKey<'_>,
     ) -> anyhow::Result<Option<crate::schema::AgentRow>> {
+        let sql = key.sql();
         let rows = self
             .readers
             .read(|conn| {
@@ -174,7 +174,7 @@ impl SqliteStore {
         let turn = Arc::new(Mutex::new(()));
         Ok(Self {
             pool,
-            writer: Arc::clone(&turn),
+            write_turn: Arc::clone(&turn),
             readers: Arc::new(direct::Readers::new(file.clone(), busy_timeout)),
             batch_writer: Arc::new(writer::Writer::start(file, busy_timeout, turn)?),
             write_wait: acquire_timeout,
@@ -183,7 +183,7 @@ impl SqliteStore {
 
     /// Waits for this process's turn to write (at most the acquire timeout).
     pub(crate) async fn turn(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, sqlx::Error> {
-        tokio::time::timeout(self.write_wait, Arc::clone(&self.writer).lock_owned())
+        tokio::time::timeout(self.write_wait, Arc::clone(&self.write_turn).lock_owned())
             .await
             .map_err(|_| {
                 sqlx::Error::Io(std::io::Error::new(

@@ -3,9 +3,8 @@
 //! costs one hand-off between threads instead of one per statement. A statement is
 //! executed where SQLite runs, prepared once and kept in the connection's cache.
 //!
-//! The thread is used only by whoever holds this process's write turn
-//! ([`super::SqliteStore::turn`]), so it never competes with the pool's writers for the
-//! file's write lock.
+//! The thread takes this process's write turn ([`super::SqliteStore::turn`]) for each
+//! batch, so it never competes with the pool's writers for the file's write lock.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
@@ -14,10 +13,9 @@ use std::time::Duration as StdDuration;
 use agents::OfferMark;
 use call_center::{Applied, CallChange};
 use rusqlite::{Connection, ToSql};
-
-use super::direct::{bind_numbered, query};
 use tokio::sync::oneshot;
 
+use super::direct::{bind_numbered, query};
 use crate::schema::{AuditEventRow, AuditSealRow, CallRow, OfferRow, PushParams, Table};
 use crate::types::SqlTime;
 
@@ -154,10 +152,11 @@ fn connection<'c>(
     path: &Path,
     busy_timeout: StdDuration,
 ) -> rusqlite::Result<&'c Connection> {
-    if conn.is_none() {
-        *conn = Some(super::direct::open(path, busy_timeout, false)?);
-    }
-    conn.as_ref().ok_or(rusqlite::Error::InvalidQuery)
+    let open = match conn.take() {
+        Some(open) => open,
+        None => super::direct::open(path, busy_timeout, false)?,
+    };
+    Ok(conn.insert(open))
 }
 
 /// One `BEGIN IMMEDIATE` transaction for the batch, one commit; a result per change. A
@@ -241,12 +240,9 @@ fn seal_within(conn: &Connection) -> rusqlite::Result<()> {
 
 /// One round of the sealer, as `seal_pending` does it through sqlx (same statements).
 fn seal(conn: &Connection) -> anyhow::Result<()> {
-    let head = query(
-        conn,
-        "SELECT seq, digest FROM audit_chain_head WHERE id = 1",
-        &[],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-    )?
+    let head = query(conn, crate::audit::CHAIN_HEAD, &[], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?
     .into_iter()
     .next();
     let head = crate::audit::head(head);
@@ -279,7 +275,7 @@ fn seal(conn: &Connection) -> anyhow::Result<()> {
     }
     execute(
         conn,
-        "UPDATE audit_chain_head SET seq = $1, digest = $2 WHERE id = 1",
+        crate::audit::SET_CHAIN_HEAD,
         &[&new_head.seq, &new_head.digest],
     )?;
     Ok(())
@@ -359,17 +355,15 @@ fn check(conn: &Connection, change: &CallChange) -> rusqlite::Result<bool> {
         json(&reserved_ids),
         SqlTime(change.call.updated_at),
     );
-    let sql: &'static str = &super::calls::CHECK;
-    let mut stmt = conn.prepare_cached(sql)?;
-    bind_numbered(
-        &mut stmt,
-        sql,
+    let (version, seen, reservable): (Option<i64>, i64, i64) = query(
+        conn,
+        &super::calls::CHECK,
         &[&change.call.call_sid, &keys, &reserved_ids, &now],
-    )?;
-    let mut rows = stmt.raw_query();
-    let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    let (version, seen, reservable): (Option<i64>, i64, i64) =
-        (row.get(0)?, row.get(1)?, row.get(2)?);
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?
+    .into_iter()
+    .next()
+    .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let at_version = match version {
         None => change.expected_version == 0,
         Some(v) => change.expected_version != 0 && v == change.expected_version,
