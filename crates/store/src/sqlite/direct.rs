@@ -16,10 +16,14 @@ use rusqlite::{Connection, OpenFlags, ToSql};
 /// Idle read connections kept (more are opened when more readers run at once, then closed).
 const IDLE_READERS: usize = 16;
 
+/// The size (bytes) a WAL file is cut back to when it is started over: one that grew while a
+/// long read kept it from being checkpointed does not keep its disk space.
+pub(super) const WAL_SIZE_LIMIT: &str = "67108864";
+
 /// Opens `path` with WAL (the pool set it on the file), `synchronous = NORMAL` like the pool,
 /// foreign keys, the busy timeout, no checkpoint on commit (the writer's checkpointer does
-/// them), and room for every multi-row statement; read-only connections refuse writes
-/// (`query_only`).
+/// them), the WAL's size limit, and room for every multi-row statement; read-only
+/// connections refuse writes (`query_only`).
 pub(super) fn open(
     path: &Path,
     busy_timeout: StdDuration,
@@ -32,10 +36,10 @@ pub(super) fn open(
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(busy_timeout)?;
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA wal_autocheckpoint = 0;",
-    )?;
+             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+    ))?;
     // A statement whose plan looked at a bound value (SQLite 3.51 reads a bound `LIMIT`)
     // is prepared again whenever that value changes; with the query planner stability
     // guarantee each statement keeps the plan it was prepared with.

@@ -150,7 +150,8 @@ impl SqliteStore {
             .statement_cache_capacity(400)
             .pragma("cache_size", "-1024")
             // The writer's checkpointer thread checkpoints (see writer.rs), not a commit.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", direct::WAL_SIZE_LIMIT);
         let file = options.get_filename().to_path_buf();
         if file.as_os_str().is_empty()
             || file.as_os_str() == ":memory:"

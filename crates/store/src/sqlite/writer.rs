@@ -56,13 +56,21 @@ impl Writer {
     ) -> anyhow::Result<Self> {
         let (queue, changes) = mpsc::channel::<Queued>();
         let path_for_checkpoints = path.clone();
+        let turn_for_checkpoints = Arc::clone(&turn);
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || write_until_closed(&changes, &path, busy_timeout, &turn))?;
         let (checkpoints, stop) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_until(&stop, &path_for_checkpoints, busy_timeout))?;
+            .spawn(move || {
+                checkpoint_until(
+                    &stop,
+                    &path_for_checkpoints,
+                    busy_timeout,
+                    &turn_for_checkpoints,
+                );
+            })?;
         Ok(Self {
             queue,
             _checkpoints: checkpoints,
@@ -130,20 +138,49 @@ fn write_until_closed(
     }
 }
 
-/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] (passive: it never blocks the writer
-/// or a reader) until `stop` is dropped. Neither the writer nor the pool checkpoints on
-/// commit (`wal_autocheckpoint = 0`): a checkpoint syncs the file, and one run by the
-/// committing writer held every webhook queued behind it for as long as the sync took.
-fn checkpoint_until(stop: &mpsc::Receiver<()>, path: &Path, busy_timeout: StdDuration) {
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until `stop` is dropped, in two passes
+/// (both passive: a reader is never blocked):
+///
+/// 1. without the write turn, so webhooks keep committing while most of the WAL is copied
+///    into the database file;
+/// 2. holding the write turn, so nothing is appended while the few frames committed
+///    meanwhile are copied: the WAL is then wholly checkpointed, and the next write starts
+///    it over from its beginning.
+///
+/// Without the second pass a writer that never pauses keeps the WAL from ever being
+/// wholly checkpointed, so it is never started over: it grew by 150 MB a second under
+/// load, and every frame appended made the kernel allocate and zero new file blocks.
+///
+/// Neither the writer nor the pool checkpoints on commit (`wal_autocheckpoint = 0`): a
+/// checkpoint syncs the file, and one run by the committing writer held every webhook
+/// queued behind it for as long as the whole copy took.
+fn checkpoint_until(
+    stop: &mpsc::Receiver<()>,
+    path: &Path,
+    busy_timeout: StdDuration,
+    turn: &tokio::sync::Mutex<()>,
+) {
     let mut conn: Option<Connection> = None;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        let done = connection(&mut conn, path, busy_timeout)
-            .and_then(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())));
+        let done =
+            connection(&mut conn, path, busy_timeout).and_then(|c| checkpoint_twice(c, turn));
         if let Err(e) = done {
             conn = None;
             tracing::warn!(error = %e, "checkpointing the SQLite WAL");
         }
     }
+}
+
+/// The two passes of [`checkpoint_until`].
+fn checkpoint_twice(conn: &Connection, turn: &tokio::sync::Mutex<()>) -> rusqlite::Result<()> {
+    checkpoint(conn)?;
+    let _turn = turn.blocking_lock();
+    checkpoint(conn)
+}
+
+/// One passive checkpoint.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }
 
 /// The thread's connection, opened when there is none.
@@ -421,4 +458,65 @@ fn apply_in(conn: &Connection, change: &CallChange) -> rusqlite::Result<bool> {
     let audit = crate::rows::audit_rows(&change.audit);
     execute_rows(conn, &super::INSERT_AUDIT, &audit, &[])?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::*;
+
+    /// The first pass alone never catches up with a writer that commits back to back, so
+    /// its WAL would hold everything ever written; the second pass (under the write turn)
+    /// lets the next write start the WAL over.
+    #[test]
+    fn a_writer_that_never_pauses_still_gets_its_wal_started_over() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("wal.db");
+        let timeout = StdDuration::from_secs(5);
+        let setup = super::super::direct::open(&path, timeout, false).expect("open");
+        setup
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+            .expect("schema");
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (path, turn, stop, written) = (
+                path.clone(),
+                Arc::clone(&turn),
+                Arc::clone(&stop),
+                Arc::clone(&written),
+            );
+            std::thread::spawn(move || {
+                let conn = super::super::direct::open(&path, timeout, false).expect("open");
+                while !stop.load(Ordering::Relaxed) {
+                    let _turn = turn.blocking_lock();
+                    conn.execute_batch(
+                        "BEGIN IMMEDIATE; \
+                         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8) \
+                         INSERT INTO t (body) SELECT zeroblob(4000) FROM n; \
+                         COMMIT",
+                    )
+                    .expect("a write");
+                    written.fetch_add(8 * 4000, Ordering::Relaxed);
+                }
+            })
+        };
+        let wal = dir.path().join("wal.db-wal");
+        let checkpointer = super::super::direct::open(&path, timeout, false).expect("open");
+        let mut largest = 0;
+        for _ in 0..40 {
+            std::thread::sleep(StdDuration::from_millis(10));
+            checkpoint_twice(&checkpointer, &turn).expect("checkpoint");
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("the writer");
+        let written = written.load(Ordering::Relaxed);
+        assert!(
+            largest * 4 < written,
+            "the WAL reached {largest} bytes while {written} were written"
+        );
+    }
 }
