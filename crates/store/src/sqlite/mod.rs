@@ -237,7 +237,7 @@ fn read_match_view(
     use crate::types::SqlTime;
     let heads = direct::query(
         conn,
-        crate::queue::sql::HEADS,
+        crate::queue::sql::HEADS_SQLITE.as_str(),
         &[
             &SqlTime(want.enqueued_after),
             &want.max_rounds,
