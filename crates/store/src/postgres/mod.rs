@@ -28,6 +28,16 @@ static INSERT_AUDIT: LazyLock<&'static str> = LazyLock::new(|| {
     ))
 });
 
+/// The settings of the `changes` pool's sessions. Plans are generic, made once per
+/// connection (planning the apply statement costs more than running it), often while the
+/// tables are nearly empty; with sequential scans off such a plan still reaches every table
+/// by an index, so a webhook's cost does not grow with the rows kept (a plan made on an
+/// empty `agents` table scanned it at every apply).
+pub(crate) const CHANGES_SESSION: [(&str, &str); 2] = [
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+];
+
 /// Stores on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -122,11 +132,7 @@ impl PgStore {
                 .acquire_timeout(options.acquire_timeout)
                 .test_before_acquire(false)
         };
-        let changes = pool_options().connect_lazy_with(
-            connect
-                .clone()
-                .options([("plan_cache_mode", "force_generic_plan")]),
-        );
+        let changes = pool_options().connect_lazy_with(connect.clone().options(CHANGES_SESSION));
         Ok(Self {
             pool: pool_options().connect_lazy_with(connect),
             changes,
