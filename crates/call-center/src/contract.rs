@@ -151,6 +151,9 @@ pub async fn insert_once(s: Stores) {
         s.calls.apply(&create("c1")).await.unwrap(),
         Applied::Conflict
     );
+    if let Some(copy) = s.calls.committed("c1") {
+        assert_eq!(copy, loaded);
+    }
     assert_eq!(
         audited(s.audit.as_ref(), "c1").await,
         vec![AuditAction::CallReceived]
@@ -224,6 +227,10 @@ pub async fn full_round_trip(s: Stores) {
     };
     assert_eq!(s.calls.apply(&update).await.unwrap(), Applied::Yes);
     let loaded = s.calls.load("c2", &[]).await.unwrap().state.unwrap();
+    // A store that keeps its committed copy of a call keeps what it stored, offers upserted.
+    if let Some(copy) = s.calls.committed("c2") {
+        assert_eq!(copy, loaded);
+    }
     assert_eq!(loaded.call, c);
     let mut offers = loaded.offers.clone();
     offers.sort_by_key(|o| o.sip_uri.clone());

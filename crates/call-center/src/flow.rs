@@ -15,9 +15,9 @@ use tracing::{debug, info, warn};
 use crate::decide::{Context, Reply, decide, may_offer, wants_place};
 use crate::documents;
 use crate::event::Event;
-use crate::model::{Call, CallView};
+use crate::model::{Call, CallState, CallView};
 use crate::port::{
-    Applied, CallFilter, CallStore, CallStoreError, Receipt, Redaction, SignedRequest,
+    Applied, CallFilter, CallStore, CallStoreError, Receipt, Redaction, SignedRequest, Snapshot,
 };
 use crate::queue::{MatchView, MatchWant, PriorityRule, QueueStore, QueuedCaller, RuleError};
 use crate::settings::{FlowSettings, QueueStrategy};
@@ -366,8 +366,18 @@ impl CallFlow {
             now: received_at,
         };
         for lost in 0..MAX_TRIES {
-            match self.try_once(&attempt).await? {
+            // The first try decides from the call as this process committed it, when the
+            // store keeps it (no read); any other reads the call and the receipts.
+            let committed = if lost == 0 {
+                self.calls.committed(&call_sid)
+            } else {
+                None
+            };
+            let from_committed = committed.is_some();
+            match self.try_once(&attempt, committed).await? {
                 Try::Done(done) => return Ok(done),
+                // Stale, a webhook seen before, or no change to check: read it all, at once.
+                Try::Lost { .. } if from_committed => {}
                 // Another request took an agent read as free: read again at once (the
                 // agents it took are gone from the next read). A caller sent to the hold
                 // loop instead would wait a hold segment for an agent that may be free.
@@ -378,7 +388,14 @@ impl CallFlow {
         Err(FlowError::Contention(call_sid))
     }
 
-    async fn try_once(&self, a: &Attempt<'_>) -> Result<Try, FlowError> {
+    /// One decision and its change. `committed`: the call as this process committed it
+    /// ([`CallStore::committed`]); its receipts are then not read, so only a decision with
+    /// a change (checked by the store: version and receipts) is taken from it.
+    async fn try_once(
+        &self,
+        a: &Attempt<'_>,
+        committed: Option<CallState>,
+    ) -> Result<Try, FlowError> {
         let Attempt {
             event,
             call_sid,
@@ -386,7 +403,14 @@ impl CallFlow {
             receipts,
             now,
         } = *a;
-        let snapshot = self.calls.load(call_sid, keys).await?;
+        let from_committed = committed.is_some();
+        let snapshot = match committed {
+            Some(state) => Snapshot {
+                state: Some(state),
+                seen: Vec::new(),
+            },
+            None => self.calls.load(call_sid, keys).await?,
+        };
         for seen in &snapshot.seen {
             let replayed = receipts
                 .iter()
@@ -461,6 +485,11 @@ impl CallFlow {
             }));
         }
         let Some(mut change) = decision.change else {
+            if from_committed {
+                // Nothing for the store to check: whether this webhook was seen before is
+                // read with the call.
+                return Ok(Try::Lost { offered: false });
+            }
             let signed: Vec<Receipt> = receipts
                 .iter()
                 .filter(|r| !r.fingerprint.is_empty())
@@ -540,7 +569,7 @@ impl CallFlow {
     /// ring again.
     async fn eligible_again(
         &self,
-        state: &crate::model::CallState,
+        state: &CallState,
         now: DateTime<Utc>,
     ) -> Result<Vec<AgentId>, FlowError> {
         if self.settings.queue.no_answer_delay > Duration::zero() {

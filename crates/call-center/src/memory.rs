@@ -113,6 +113,16 @@ impl MemoryCallStore {
 
 #[async_trait]
 impl CallStore for MemoryCallStore {
+    /// The stored state itself: the flow's first try then always decides from it, as on
+    /// SQLite when the call was written by this process.
+    fn committed(&self, call_sid: &str) -> Option<CallState> {
+        let inner = self.lock();
+        if inner.fail {
+            return None;
+        }
+        inner.calls.get(call_sid).cloned()
+    }
+
     async fn load(
         &self,
         call_sid: &str,

@@ -136,6 +136,17 @@ pub trait CallStore: Send + Sync {
         receipt_keys: &[String],
     ) -> Result<Snapshot, CallStoreError>;
 
+    /// The call as this process last committed it, when the store keeps such a copy (a
+    /// store written by one process: SQLite); `None` when it keeps none or has none for
+    /// this call. No receipt is read. A decision made from it is safe all the same: a
+    /// change is still checked by [`CallStore::apply`] (the call's version and every
+    /// receipt), so a copy gone stale, or a webhook seen before, costs a conflict and a
+    /// full [`CallStore::load`], never a wrong write; the flow takes no decision without
+    /// a change from it.
+    fn committed(&self, _call_sid: &str) -> Option<CallState> {
+        None
+    }
+
     /// Applies `change` atomically (one transaction): the call (inserted when
     /// `expected_version` is 0, else updated only at that version), offers, rounds, agent
     /// effects, receipts and audit events. Engaging an agent is a compare-and-set; counters

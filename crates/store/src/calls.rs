@@ -7,6 +7,10 @@ macro_rules! call_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl call_center::CallStore for $store {
+            fn committed(&self, call_sid: &str) -> Option<call_center::CallState> {
+                self.committed_state(call_sid)
+            }
+
             #[tracing::instrument(skip_all, err)]
             async fn load(
                 &self,

@@ -245,6 +245,13 @@ static INSERT_RECEIPTS: LazyLock<&'static str> = LazyLock::new(|| {
 });
 
 impl PgStore {
+    /// None: several instances may write the same calls, so no process's copy is the
+    /// stored state.
+    #[allow(clippy::unused_self)] // the same shape as SQLite's
+    pub(crate) fn committed_state(&self, _call_sid: &str) -> Option<CallState> {
+        None
+    }
+
     pub(crate) async fn load_snapshot(
         &self,
         call_sid: &str,

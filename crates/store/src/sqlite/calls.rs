@@ -145,6 +145,41 @@ impl SqliteStore {
         Ok(Snapshot { state, seen })
     }
 
+    /// The call as this process last committed it ([`super::committed`]). In debug builds
+    /// (every test) it is compared with the stored call when both are at the same version:
+    /// the same version must be the same state.
+    pub(crate) fn committed_state(&self, call_sid: &str) -> Option<CallState> {
+        let state = self.committed.get(call_sid)?;
+        #[cfg(debug_assertions)]
+        self.same_as_stored(&state);
+        Some(state)
+    }
+
+    #[cfg(debug_assertions)]
+    fn same_as_stored(&self, state: &CallState) {
+        let Ok((_, Some(call), offers)) = self
+            .readers
+            .read(|conn| read_call(conn, &state.call.call_sid, "[]"))
+        else {
+            return;
+        };
+        let Ok(call) = call_center::Call::try_from(call) else {
+            return;
+        };
+        if call.version != state.call.version {
+            return;
+        }
+        let offers: Vec<call_center::Offer> = offers
+            .into_iter()
+            .filter_map(|o| o.try_into().ok())
+            .collect();
+        debug_assert_eq!(
+            &CallState { call, offers },
+            state,
+            "the committed copy differs from the stored call at the same version"
+        );
+    }
+
     /// Hands `change` to the writer thread ([`super::writer`]) and waits for its result:
     /// the thread applies every change queued by then in one transaction (group commit) and
     /// answers each after the commit. A request that waited longer than the pool's acquire

@@ -11,6 +11,7 @@
 
 mod audit;
 mod calls;
+mod committed;
 mod direct;
 mod writer;
 
@@ -69,6 +70,8 @@ pub struct SqliteStore {
     /// The thread that applies call changes in batches on its own connection (group
     /// commit), taking this process's write turn for each batch.
     batch_writer: Arc<writer::Writer>,
+    /// The calls as the writer thread committed them.
+    committed: Arc<committed::Committed>,
     /// The longest a write waits for its turn (then it fails: a stalled writer must not
     /// stall every request behind it).
     write_wait: StdDuration,
@@ -173,11 +176,18 @@ impl SqliteStore {
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
         let turn = Arc::new(Mutex::new(()));
+        let committed = Arc::new(committed::Committed::default());
         Ok(Self {
             pool,
             write_turn: Arc::clone(&turn),
             readers: Arc::new(direct::Readers::new(file.clone(), busy_timeout)),
-            batch_writer: Arc::new(writer::Writer::start(file, busy_timeout, turn)?),
+            batch_writer: Arc::new(writer::Writer::start(
+                file,
+                busy_timeout,
+                turn,
+                Arc::clone(&committed),
+            )?),
+            committed,
             write_wait: acquire_timeout,
         })
     }

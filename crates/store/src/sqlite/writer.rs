@@ -15,6 +15,7 @@ use call_center::{Applied, CallChange};
 use rusqlite::{Connection, ToSql};
 use tokio::sync::oneshot;
 
+use super::committed::Committed;
 use super::direct::{bind_numbered, query};
 use crate::schema::{AuditEventRow, AuditSealRow, CallRow, OfferRow, PushParams, Table};
 use crate::types::SqlTime;
@@ -53,13 +54,16 @@ impl Writer {
         path: PathBuf,
         busy_timeout: StdDuration,
         turn: Arc<tokio::sync::Mutex<()>>,
+        committed: Arc<Committed>,
     ) -> anyhow::Result<Self> {
         let (queue, changes) = mpsc::channel::<Queued>();
         let path_for_checkpoints = path.clone();
         let turn_for_checkpoints = Arc::clone(&turn);
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || write_until_closed(&changes, &path, busy_timeout, &turn))?;
+            .spawn(move || {
+                write_until_closed(&changes, &path, busy_timeout, &turn, &committed);
+            })?;
         let (checkpoints, stop) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
@@ -99,6 +103,7 @@ fn write_until_closed(
     path: &Path,
     busy_timeout: StdDuration,
     turn: &tokio::sync::Mutex<()>,
+    committed: &Committed,
 ) {
     let mut conn: Option<Connection> = None;
     while let Ok(first) = changes.recv() {
@@ -131,6 +136,12 @@ fn write_until_closed(
                 }
             }
         };
+        // Before any answer: the next webhook of a call waits for this one's answer.
+        for (change, applied) in changes.iter().zip(&results) {
+            if matches!(applied, Ok(Applied::Yes)) {
+                committed.record(change);
+            }
+        }
         for (done, applied) in answers.into_iter().zip(results) {
             // The requester may have given up meanwhile: nothing to tell.
             let _ = done.send(applied);
