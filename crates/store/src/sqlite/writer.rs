@@ -509,9 +509,9 @@ mod tests {
 
     use super::*;
 
-    /// The first pass alone never catches up with a writer that commits back to back, so
-    /// its WAL would hold everything ever written; the second pass (under the write turn)
-    /// lets the next write start the WAL over.
+    /// Passes without the write turn never catch up with a writer that commits back to
+    /// back, so its WAL would hold everything ever written; the last pass (under the write
+    /// turn) lets the next write start the WAL over.
     #[test]
     fn a_writer_that_never_pauses_still_gets_its_wal_started_over() {
         let dir = tempfile::tempdir().expect("a temporary folder");
