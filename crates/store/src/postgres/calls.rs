@@ -112,12 +112,13 @@ const LAYOUT: Layout = {
 /// The apply statement: `call_row` inserts (version 0) or updates the call at the expected
 /// version; every other part writes only if it did (`EXISTS (SELECT 1 FROM call_row)`).
 ///
-/// Every table is reached by its key (`d.call_sid = $1`, `g.id = ANY(agent ids)`), not only
-/// through a join to an `unnest`: the plan is generic and made once per connection, often
-/// while the tables are nearly empty, and a plan that chose to scan `dial_attempts` then
-/// scanned every round of every call ever made, at each webhook (3,500 rows at the end of
-/// a 10 s benchmark). See [`super::CHANGES_SESSION`] and the test
-/// `the_change_statements_reach_every_table_by_its_key`.
+/// `dial_attempts` is reached by the call's key (`d.call_sid = $1`), not only through a
+/// join to an `unnest`: the plan is generic and made once per connection, often while the
+/// tables are nearly empty, and a plan that chose to scan `dial_attempts` then scanned
+/// every round of every call ever made, at each webhook (3,500 rows at the end of a 10 s
+/// benchmark). The pool's sessions run with sequential scans off for the rest
+/// ([`super::CHANGES_SESSION`]); the test `the_change_statements_reach_every_table_by_its_key`
+/// checks the plans.
 ///
 /// Lock order: the call's row first, then its agents' rows in id order (`agent_locks`,
 /// whatever order the change lists them in), and only then are they updated, so two calls
@@ -160,7 +161,7 @@ rounds_closed AS (
 ),
 agent_locks AS MATERIALIZED (
     SELECT g.id, {reservable} AS reservable FROM agents g
-    WHERE g.id = ANY({effect_agents}) AND EXISTS (SELECT 1 FROM call_row)
+    WHERE g.id IN (SELECT e.agent_id FROM {effects}) AND EXISTS (SELECT 1 FROM call_row)
     ORDER BY g.id FOR UPDATE OF g
 ),
 agent_effects AS (
@@ -187,7 +188,7 @@ agent_effects AS (
             WHEN e.offer = 'clear' AND g.offer_call_sid = $1 THEN NULL
             ELSE g.offer_call_sid END
     FROM {effects} JOIN agent_locks l ON l.id = e.agent_id
-    WHERE g.id = e.agent_id AND g.id = ANY({effect_agents})
+    WHERE g.id = e.agent_id
 ),
 audit AS (
     INSERT INTO audit_log ({audit_cols}) SELECT {audit_cols}
@@ -209,7 +210,6 @@ SELECT (SELECT count(*) FROM call_row) + reservation_conflict((
         opened = RoundOpenedRow::unnest(l.opened, "a"),
         closed = RoundClosedRow::unnest(l.closed, "a"),
         effects = EffectRow::unnest(l.effects, "e"),
-        effect_agents = format!("${}::uuid[]", l.effects),
         audit_cols = AuditEventRow::columns(None),
         audit_arrays = AuditEventRow::arrays(l.audit),
     )
