@@ -114,6 +114,20 @@ fn agent_effects(rows: usize) -> String {
 pub(super) static AGENT_EFFECTS: LazyLock<super::MultiInsert> =
     LazyLock::new(|| super::MultiInsert::new(agent_effects));
 
+/// The call's rows as the domain reads them (`None`: no such call).
+fn call_state(call: Option<CallRow>, offers: Vec<OfferRow>) -> anyhow::Result<Option<CallState>> {
+    let Some(call) = call else {
+        return Ok(None);
+    };
+    Ok(Some(CallState {
+        call: call.try_into()?,
+        offers: offers
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<anyhow::Result<_>>()?,
+    }))
+}
+
 impl SqliteStore {
     /// The call with its offers and the receipts asked for, in one statement, read inline
     /// ([`super::direct::Readers`]).
@@ -132,17 +146,10 @@ impl SqliteStore {
             .into_iter()
             .map(|(key, fingerprint)| Receipt { key, fingerprint })
             .collect();
-        let state = match call {
-            Some(call) => Some(CallState {
-                call: call.try_into()?,
-                offers: offers
-                    .into_iter()
-                    .map(TryInto::try_into)
-                    .collect::<anyhow::Result<_>>()?,
-            }),
-            None => None,
-        };
-        Ok(Snapshot { state, seen })
+        Ok(Snapshot {
+            state: call_state(call, offers)?,
+            seen,
+        })
     }
 
     /// The call as this process last committed it ([`super::committed`]). In debug builds
@@ -157,27 +164,17 @@ impl SqliteStore {
 
     #[cfg(debug_assertions)]
     fn same_as_stored(&self, state: &CallState) {
-        let Ok((_, Some(call), offers)) = self
+        let stored = self
             .readers
             .read(|conn| read_call(conn, &state.call.call_sid, "[]"))
-        else {
-            return;
-        };
-        let Ok(call) = call_center::Call::try_from(call) else {
-            return;
-        };
-        if call.version != state.call.version {
-            return;
+            .ok()
+            .and_then(|(_, call, offers)| call_state(call, offers).ok().flatten());
+        if let Some(stored) = stored.filter(|s| s.call.version == state.call.version) {
+            debug_assert_eq!(
+                &stored, state,
+                "the committed copy differs from the stored call at the same version"
+            );
         }
-        let offers: Vec<call_center::Offer> = offers
-            .into_iter()
-            .filter_map(|o| o.try_into().ok())
-            .collect();
-        debug_assert_eq!(
-            &CallState { call, offers },
-            state,
-            "the committed copy differs from the stored call at the same version"
-        );
     }
 
     /// Hands `change` to the writer thread ([`super::writer`]) and waits for its result:
