@@ -7,7 +7,6 @@ use std::sync::Arc;
 use agents::{AgentId, AgentStore, AgentStoreError, Clock, Liveness, PauseReason};
 use audit::{Actor, AuditAction, AuditSink, NewAuditEvent};
 use chrono::{DateTime, Duration, Utc};
-use rand::seq::SliceRandom as _;
 use serde_json::Value;
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -16,6 +15,7 @@ use crate::decide::{Context, Reply, decide, may_offer, wants_place};
 use crate::documents;
 use crate::event::Event;
 use crate::model::{Call, CallState, CallView};
+use crate::picks::{Pick, PickedAgents, Picks};
 use crate::port::{
     Applied, CallFilter, CallStore, CallStoreError, Receipt, Redaction, SignedRequest, Snapshot,
 };
@@ -87,6 +87,12 @@ enum Try {
 /// A request offering agents in its own answer picks them among this many times as many
 /// of the longest idle ([`CallFlow::free_for`]).
 const INLINE_SPREAD: u32 = 4;
+/// Reads again at most this many times when every free agent is held by another request
+/// of this process ([`CallFlow::free_for`]).
+const PICK_WAITS: u32 = 4;
+/// The longest wait for another request's release of its agents (it is released when that
+/// request's change is stored, normally within a write turn).
+const PICK_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Callers the matcher looks at per read of the queue's head.
 const HEADS: u32 = 8;
@@ -245,6 +251,7 @@ pub struct CallFlow {
     urls: Arc<Urls>,
     heartbeat_ttl: Duration,
     turns: Arc<CallTurns>,
+    picked: Arc<PickedAgents>,
 }
 
 impl std::fmt::Debug for CallFlow {
@@ -285,6 +292,7 @@ impl CallFlow {
             urls: Arc::new(urls),
             heartbeat_ttl,
             turns: Arc::default(),
+            picked: Arc::default(),
         }
     }
 
@@ -430,16 +438,21 @@ impl CallFlow {
             _ => 0,
         };
         let call = state.map(|s| &s.call);
-        let (at_head, free) = if !duplicate && may_offer(call, event, &self.settings) {
-            self.free_for(call_sid, now).await?
-        } else {
-            (false, Vec::new())
-        };
+        let offering = !duplicate && may_offer(call, event, &self.settings);
         let ring_again = match state {
-            Some(s) if at_head && matches!(event, Event::DialResult { .. }) => {
+            Some(s) if offering && matches!(event, Event::DialResult { .. }) => {
                 self.eligible_again(s, now).await?
             }
             _ => Vec::new(),
+        };
+        // Held until this try ends: no other request of this process picks them meanwhile.
+        let (at_head, free, _picks) = if offering {
+            let wanted = self
+                .agents_per_offer()
+                .saturating_sub(u32::try_from(ring_again.len()).unwrap_or(u32::MAX));
+            self.free_for(call_sid, now, wanted).await?
+        } else {
+            (false, Vec::new(), Picks::none())
         };
         let offered_now = at_head && !free.is_empty();
         let place = if !offered_now && !duplicate && wants_place(call, event) {
@@ -537,36 +550,54 @@ impl CallFlow {
     /// caller), and the agents free now: what its request may offer it in its own answer.
     /// The store re-checks each agent's reservability when the change is applied.
     ///
-    /// Requests run concurrently (the matcher is one loop): each takes its agents at
-    /// random among the [`INLINE_SPREAD`] × n longest idle, keeping their order, so
-    /// concurrent requests rarely reach for the same agents and lose the race.
+    /// Requests run concurrently (the matcher is one loop): each takes the `wanted` agents
+    /// (the offer's, less those ringing again) at random among the [`INLINE_SPREAD`] ×
+    /// `wanted` longest idle, keeping their order, among
+    /// those no other request of this process holds ([`PickedAgents`]); the agents taken
+    /// are held until the request's try ends. When every free agent is held, it waits for
+    /// a release and reads again (at most [`PICK_WAITS`] times, then it takes what it read
+    /// and the store decides).
     async fn free_for(
         &self,
         call_sid: &str,
         now: DateTime<Utc>,
-    ) -> Result<(bool, Vec<agents::Candidate>), FlowError> {
-        let per_offer = self.agents_per_offer();
-        // Eligibility as of the read (a request decided as of its receipt must still see
-        // an agent released since).
-        let now = self.clock.now().max(now);
-        let pool = per_offer.saturating_mul(INLINE_SPREAD);
-        let view = self
-            .queue
-            .match_view(&self.match_want(now, 1, pool, true))
-            .await?;
-        if view.heads.first().is_some_and(|head| head != call_sid) {
-            return Ok((false, Vec::new()));
+        wanted: u32,
+    ) -> Result<(bool, Vec<agents::Candidate>, Picks<'_>), FlowError> {
+        let pool = wanted.saturating_mul(INLINE_SPREAD);
+        let mut waits = 0;
+        loop {
+            let released = self.picked.released();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            // Eligibility as of the read (a request decided as of its receipt must still
+            // see an agent released since).
+            let now = self.clock.now().max(now);
+            let view = self
+                .queue
+                .match_view(&self.match_want(now, 1, pool, true))
+                .await?;
+            if view.heads.first().is_some_and(|head| head != call_sid) {
+                return Ok((false, Vec::new(), Picks::none()));
+            }
+            let mut free = view.free;
+            if waits == PICK_WAITS {
+                free.truncate(wanted as usize);
+                return Ok((true, free, Picks::none()));
+            }
+            match self.picked.pick(free, wanted as usize) {
+                Pick::Taken(taken, picks) => return Ok((true, taken, picks)),
+                Pick::AllHeld => {
+                    waits += 1;
+                    let _ = tokio::time::timeout(PICK_WAIT_MAX, released).await;
+                }
+            }
         }
-        let mut free: Vec<(usize, agents::Candidate)> = view.free.into_iter().enumerate().collect();
-        free.shuffle(&mut rand::rng());
-        free.truncate(per_offer as usize);
-        free.sort_by_key(|(i, _)| *i);
-        Ok((true, free.into_iter().map(|(_, c)| c).collect()))
     }
 
     /// With no no-answer delay: the agents of the caller's ringing offers that are eligible
-    /// but for that offer (present, not paused, heartbeat fresh), whom the next round may
-    /// ring again.
+    /// but for that offer (present, not paused, heartbeat fresh) and whom this miss does not
+    /// pause, whom the next round may ring again (the offer needs that many fewer free
+    /// agents).
     async fn eligible_again(
         &self,
         state: &CallState,
@@ -578,8 +609,11 @@ impl CallFlow {
         let now = self.clock.now().max(now);
         let liveness = Liveness::new(now, self.heartbeat_ttl);
         let mut eligible = Vec::new();
+        let misses_to_pause = self.settings.queue.misses_to_pause;
         let ringing = state.offers.iter().filter(|o| {
-            o.attempt == state.call.attempts && o.state == crate::model::OfferState::Ringing
+            o.attempt == state.call.attempts
+                && o.state == crate::model::OfferState::Ringing
+                && (misses_to_pause <= 0 || o.misses_before + 1 < misses_to_pause)
         });
         for offer in ringing {
             if let Some(agent) = self.agents.get(offer.agent_id).await?

@@ -30,6 +30,7 @@ mod event;
 mod flow;
 mod memory;
 mod model;
+mod picks;
 mod port;
 pub mod queue;
 pub mod reports;
