@@ -367,3 +367,74 @@ async fn futures_join(handles: impl Iterator<Item = tokio::task::JoinHandle<()>>
         h.await.unwrap();
     }
 }
+
+/// A call change's entries are sealed in the change's own transaction on SQLite (inserted
+/// with their chain columns), after whatever other writes left pending; on PostgreSQL the
+/// sealer seals both. Either way one chain, in commit order, verified whole.
+async fn call_change_entries_follow_pending_ones(postgres: bool) {
+    let db = if postgres {
+        TestDb::postgres()
+            .await
+            .expect("PostgreSQL (TEST_DATABASE_URL)")
+    } else {
+        TestDb::sqlite()
+    };
+    let store = Store::open(&StoreOptions::new(&db.url)).unwrap();
+    store.migrate().await.unwrap();
+    let log = store.audit();
+    let at = Utc
+        .timestamp_opt(1_790_000_000, 987_654_321)
+        .single()
+        .unwrap();
+    log.append(vec![NewAuditEvent::new(
+        at,
+        Actor::Admin,
+        AuditAction::AgentRegistered,
+    )])
+    .await
+    .unwrap();
+    let mut change = call_center::contract::effects_on("v3:call-sealed", 1, vec![]);
+    change.audit = vec![
+        NewAuditEvent::new(at, Actor::Telnyx, AuditAction::CallReceived).call("v3:call-sealed"),
+        NewAuditEvent::new(at, Actor::Telnyx, AuditAction::OfferMade)
+            .call("v3:call-sealed")
+            .data([("attempt", serde_json::Value::from(1))]),
+    ];
+    assert_eq!(
+        store.calls().apply(&change).await.unwrap(),
+        call_center::Applied::Yes
+    );
+    if postgres {
+        assert_eq!(seal_all(log.as_ref(), 3).await, 3);
+    } else {
+        assert_eq!(
+            log.seal_pending().await.unwrap(),
+            0,
+            "sealed with the change"
+        );
+    }
+    let report = verify(&store).await;
+    assert!(report.ok && report.entries == 3, "{report:?}");
+    let page = log.chain_page(0, 10).await.unwrap();
+    let actions: Vec<AuditAction> = page.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        [
+            AuditAction::AgentRegistered,
+            AuditAction::CallReceived,
+            AuditAction::OfferMade
+        ],
+        "in commit order"
+    );
+}
+
+#[tokio::test]
+async fn call_change_entries_follow_pending_ones_sqlite() {
+    call_change_entries_follow_pending_ones(false).await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
+async fn call_change_entries_follow_pending_ones_postgres() {
+    call_change_entries_follow_pending_ones(true).await;
+}

@@ -7,11 +7,13 @@
 //! batch, so it never competes with the pool's writers for the file's write lock.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, LazyLock, mpsc};
 use std::time::Duration as StdDuration;
 
+use ::audit::ChainHead;
 use agents::OfferMark;
 use call_center::{Applied, CallChange};
+use chrono::SubsecRound as _;
 use rusqlite::{Connection, ToSql};
 use tokio::sync::oneshot;
 
@@ -264,15 +266,16 @@ fn try_batch(
     changes: &[CallChange],
 ) -> rusqlite::Result<Vec<anyhow::Result<Applied>>> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut chain = Chain::start(conn)?;
     let mut results = Vec::with_capacity(changes.len());
     for change in changes {
-        results.push(Ok(if apply_in(conn, change)? {
+        results.push(Ok(if apply_in(conn, change, &mut chain)? {
             Applied::Yes
         } else {
             Applied::Conflict
         }));
     }
-    seal_within(conn)?;
+    chain.finish(conn)?;
     conn.execute_batch("COMMIT")?;
     Ok(results)
 }
@@ -280,9 +283,10 @@ fn try_batch(
 fn apply_alone(conn: &Connection, change: &CallChange) -> anyhow::Result<Applied> {
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| anyhow::Error::new(e).context("begin"))?;
-    let applied = apply_in(conn, change).and_then(|written| {
+    let applied = Chain::start(conn).and_then(|mut chain| {
+        let written = apply_in(conn, change, &mut chain)?;
         if written {
-            seal_within(conn)?;
+            chain.finish(conn)?;
             conn.execute_batch("COMMIT")?;
         } else {
             conn.execute_batch("ROLLBACK")?;
@@ -303,29 +307,158 @@ fn apply_alone(conn: &Connection, change: &CallChange) -> anyhow::Result<Applied
     }
 }
 
-/// Chains the pending audit entries (the batch's own, and any an earlier writer left) in
-/// the batch's transaction, so the sealer finds nothing left to hold the write turn for.
-/// Sealing is the sealer's job should it fail here: its savepoint is rolled back, the
-/// calls' changes still commit, and the periodic sealer tries again and reports.
-fn seal_within(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("SAVEPOINT seal")?;
-    match seal(conn) {
-        Ok(()) => conn.execute_batch("RELEASE seal"),
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "sealing in the batch failed; the sealer will try again");
-            conn.execute_batch("ROLLBACK TO seal; RELEASE seal")
+/// The audit chain as a transaction of the writer thread extends it: the entries of its
+/// changes are inserted sealed (their place, the digest before theirs and their own), so
+/// none is written twice, none enters the pending index, and the sealer finds nothing
+/// left to hold the write turn for. The transaction holds the database's write lock, so
+/// nothing else extends the chain meanwhile.
+struct Chain {
+    /// The chain's head so far; `None` when entries written by others could not be sealed
+    /// first (the transaction's entries are then inserted pending, in order behind them,
+    /// for the sealer, which reports).
+    head: Option<ChainHead>,
+    /// Whether this transaction sealed anything (its head is then stored at the end).
+    extended: bool,
+}
+
+impl Chain {
+    /// Seals the entries pending before this transaction (normally none: only the pool's
+    /// writers leave any, for the sealer) and reads the head.
+    fn start(conn: &Connection) -> rusqlite::Result<Self> {
+        conn.execute_batch("SAVEPOINT seal")?;
+        match seal(conn) {
+            Ok(head) => {
+                conn.execute_batch("RELEASE seal")?;
+                Ok(Self {
+                    extended: head.is_some(),
+                    head: Some(match head {
+                        Some(head) => head,
+                        None => read_head(conn)?,
+                    }),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "sealing pending audit entries in the batch failed; the sealer will try again");
+                conn.execute_batch("ROLLBACK TO seal; RELEASE seal")?;
+                Ok(Self {
+                    head: None,
+                    extended: false,
+                })
+            }
+        }
+    }
+
+    /// Inserts `events` sealed after the head (pending when the head is unknown).
+    fn append(&mut self, conn: &Connection, events: Vec<AuditEventRow>) -> rusqlite::Result<()> {
+        let Some(head) = self.head.as_mut() else {
+            return execute_rows(conn, &super::INSERT_AUDIT, &events, &[]);
+        };
+        if events.is_empty() {
+            return Ok(());
+        }
+        let sealed = sealed_rows(head, events).map_err(|e| {
+            rusqlite::Error::ToSqlConversionFailure(format!("sealing audit entries: {e:#}").into())
+        })?;
+        self.extended = true;
+        execute_rows(conn, &INSERT_SEALED_AUDIT, &sealed, &[])
+    }
+
+    /// Stores the head when this transaction extended the chain.
+    fn finish(self, conn: &Connection) -> rusqlite::Result<()> {
+        match self.head {
+            Some(head) if self.extended => {
+                execute(
+                    conn,
+                    crate::audit::SET_CHAIN_HEAD,
+                    &[&head.seq, &head.digest],
+                )?;
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 }
 
-/// One round of the sealer, as `seal_pending` does it through sqlx (same statements).
-fn seal(conn: &Connection) -> anyhow::Result<()> {
+/// An audit entry with its chain columns, inserted as one row.
+struct SealedAuditRow {
+    event: AuditEventRow,
+    seq: i64,
+    prev_digest: String,
+    digest: String,
+}
+
+impl PushParams for SealedAuditRow {
+    fn push_params<'a>(&'a self, out: &mut Vec<&'a dyn ToSql>) {
+        self.event.push_params(out);
+        out.extend([&self.seq as &dyn ToSql, &self.prev_digest, &self.digest]);
+    }
+}
+
+/// `INSERT` of sealed entries: the event's columns, then `seq`, `prev_digest`, `digest`.
+static INSERT_SEALED_AUDIT: LazyLock<super::MultiInsert> = LazyLock::new(|| {
+    super::MultiInsert::new(|rows| {
+        let n = AuditEventRow::COLUMNS.len() + 3;
+        let values: Vec<String> = (0..rows)
+            .map(|r| format!("({})", crate::schema::params(1 + r * n, n)))
+            .collect();
+        format!(
+            "INSERT INTO {} ({}, seq, prev_digest, digest) VALUES {}",
+            AuditEventRow::NAME,
+            AuditEventRow::columns(None),
+            values.join(", ")
+        )
+    })
+});
+
+/// Seals `events` after `head` (advanced past them), as the sealer would once they were
+/// stored: each entry is hashed as it reads back (the stored time has microseconds).
+fn sealed_rows(
+    head: &mut ChainHead,
+    events: Vec<AuditEventRow>,
+) -> anyhow::Result<Vec<SealedAuditRow>> {
+    let entries = events
+        .iter()
+        .map(|event| {
+            let mut stored = event.clone();
+            stored.occurred_at = SqlTime(stored.occurred_at.0.trunc_subsecs(6));
+            crate::rows::audit_entry(
+                stored,
+                AuditSealRow {
+                    id: 0,
+                    seq: None,
+                    prev_digest: None,
+                    digest: None,
+                },
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (seals, new_head) = crate::audit::seal(head, &entries);
+    *head = new_head;
+    Ok(events
+        .into_iter()
+        .zip(seals)
+        .map(|(event, seal)| SealedAuditRow {
+            event,
+            seq: seal.seq,
+            prev_digest: seal.prev_digest,
+            digest: seal.digest,
+        })
+        .collect())
+}
+
+/// The chain's head as stored (genesis when the chain is empty).
+fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
     let head = query(conn, crate::audit::CHAIN_HEAD, &[], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
     })?
     .into_iter()
     .next();
-    let head = crate::audit::head(head);
+    Ok(crate::audit::head(head))
+}
+
+/// One round of the sealer, as `seal_pending` does it through sqlx (same statements): the
+/// new head, or `None` when nothing was pending.
+fn seal(conn: &Connection) -> anyhow::Result<Option<ChainHead>> {
     let at = AuditEventRow::COLUMNS.len();
     let rows = query(
         conn,
@@ -339,8 +472,9 @@ fn seal(conn: &Connection) -> anyhow::Result<()> {
         },
     )?;
     if rows.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    let head = read_head(conn)?;
     let entries = rows
         .into_iter()
         .map(|(event, seal)| crate::rows::audit_entry(event, seal))
@@ -358,7 +492,7 @@ fn seal(conn: &Connection) -> anyhow::Result<()> {
         crate::audit::SET_CHAIN_HEAD,
         &[&new_head.seq, &new_head.digest],
     )?;
-    Ok(())
+    Ok(Some(new_head))
 }
 
 /// Ends a transaction left open by an error (none open: nothing to do).
@@ -474,7 +608,7 @@ fn write_call(conn: &Connection, change: &CallChange) -> rusqlite::Result<()> {
 /// The writes of a change inside the transaction; `false` (nothing written) when the call
 /// row was not at the expected version, a receipt is already stored, or an agent it
 /// reserves is no longer reservable (see [`agents::Agent::reservable`]).
-fn apply_in(conn: &Connection, change: &CallChange) -> rusqlite::Result<bool> {
+fn apply_in(conn: &Connection, change: &CallChange, chain: &mut Chain) -> rusqlite::Result<bool> {
     if !check(conn, change)? {
         return Ok(false);
     }
@@ -498,8 +632,7 @@ fn apply_in(conn: &Connection, change: &CallChange) -> rusqlite::Result<bool> {
         &effects,
         &[&change.call.call_sid, &now],
     )?;
-    let audit = crate::rows::audit_rows(&change.audit);
-    execute_rows(conn, &super::INSERT_AUDIT, &audit, &[])?;
+    chain.append(conn, crate::rows::audit_rows(&change.audit))?;
     Ok(true)
 }
 
