@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# One server alone under the bench-vs-demo generator (../shared/bench-vs-demo/load/flow.lua,
+# never copied here), started as that harness starts it (SQLite, signatures off, 2c + 2
+# agents, two per round, no no-answer delay, no pauses): for comparing two builds round by
+# round, and for seeing where the time goes. Prints the generator's result, the server's CPU
+# per call, its per-route latency histogram (share of requests under each bound, from
+# /metrics) and the audit chain's verification after the run.
+#
+#   tools/vs-demo-alone.sh                                     # target/release/callcenter, no answer
+#   BIN=/tmp/old FLOW=cc-answered C=20 D=10 tools/vs-demo-alone.sh
+#   RUST_LOG=warn,call_center::flow=debug tools/vs-demo-alone.sh   # log lines kept in $dir/server.log
+#
+# Needs wrk. Binds 127.0.0.1:$PORT (18400).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+harness=${BENCH_VS_DEMO:-$root/../shared/bench-vs-demo}
+BIN=${BIN:-$root/target/release/callcenter}
+FLOW=${FLOW:-cc-noanswer} C=${C:-20} D=${D:-10} PORT=${PORT:-18400}
+dir=${TMPDIR:-/tmp}/vs-demo-alone-$PORT
+token=vs-demo-alone-admin-token
+command -v wrk >/dev/null || { echo "vs-demo-alone: wrk is missing (apt-get install -y wrk)" >&2; exit 2; }
+[[ -x $BIN ]] || { echo "vs-demo-alone: no binary at $BIN (cargo build --release -p callcenter)" >&2; exit 2; }
+rm -rf "$dir" && mkdir -p "$dir"
+(cd "$dir" && exec env -i PATH="$PATH" HOME="$dir" DATABASE_URL="sqlite://$dir/cc.db" \
+    BIND_ADDR="127.0.0.1:$PORT" WEBHOOK_BASE_URL="http://127.0.0.1:$PORT" \
+    CALL_CENTER_ADMIN_TOKEN=$token TELNYX_VERIFY_SIGNATURES=false \
+    CALL_CENTER_AGENT_HEARTBEAT_TTL=86400 CALL_CENTER_MAX_AGENTS_PER_ROUND=2 \
+    CALL_CENTER_NO_ANSWER_DELAY_SECONDS=0 CALL_CENTER_MISSES_TO_PAUSE=0 \
+    RUST_LOG="${RUST_LOG:-warn}" LOG_FORMAT=human "$BIN" serve >"$dir/server.log" 2>&1) &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+python3 - "$PORT" "$token" $((2 * C + 2)) <<'PY'
+import http.client, json, sys
+port, token, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+h = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+for i in range(1, n + 1):
+    body = {"name": f"Agent {i}", "sip_uri": f"sip:agent{i}@alone.sip.telnyx.com", "status": "available"}
+    c.request("POST", "/api/call-center/agents/register", json.dumps(body), h)
+    r = c.getresponse(); r.read()
+    if r.status != 201:
+        sys.exit(f"vs-demo-alone: registering agent {i}: HTTP {r.status}")
+PY
+ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+t0=$(ticks)
+wrk -t "$C" -c "$C" -d "${D}s" --timeout 30s -s "$harness/load/flow.lua" "http://127.0.0.1:$PORT" \
+    -- flow="$FLOW" mode=brief run="r$RANDOM" >"$dir/wrk.txt" 2>&1
+t1=$(ticks)
+grep RESULT_JSON "$dir/wrk.txt"
+curl -s -H "Authorization: Bearer $token" "127.0.0.1:$PORT/metrics" >"$dir/metrics.txt"
+python3 - "$dir/wrk.txt" "$dir/metrics.txt" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
+import collections, json, re, sys
+wrk, metrics, t0, t1, hz = sys.argv[1], sys.argv[2], int(float(sys.argv[3])), int(float(sys.argv[4])), int(sys.argv[5])
+result = json.loads(next(l for l in open(wrk) if l.startswith("RESULT_JSON")).split(" ", 1)[1])
+calls = max(result["calls"], 1)
+print(f"calls/s {result['calls_per_s']:.1f}  p99 {result['p99_ms']:.1f} ms  server CPU {1000 * (t1 - t0) / hz / calls:.3f} ms/call")
+buckets = collections.defaultdict(dict)
+for line in open(metrics):
+    m = re.match(r'callcenter_http_request_duration_seconds_bucket\{(.*)\} (\d+)', line)
+    if m:
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        buckets[labels["route"]][labels["le"]] = int(m.group(2))
+for route, b in sorted(buckets.items()):
+    total = b.get("+Inf", 0)
+    if total < 100:
+        continue
+    shares = " ".join(f"<{float(le) * 1000:g}ms {100 * n / total:.1f}%" for le, n in sorted(
+        ((le, n) for le, n in b.items() if le != "+Inf" and float(le) <= 0.05), key=lambda x: float(x[0])))
+    print(f"{route:40s} n={total:7d} {shares}")
+PY
+echo "audit chain: $(curl -s -H "Authorization: Bearer $token" "127.0.0.1:$PORT/api/call-center/audit/verify")"
