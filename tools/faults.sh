@@ -21,9 +21,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-# The `faults` profile: release's optimizations without its whole-program LTO, which makes
-# a clean build minutes longer (CI) and changes nothing the faults test.
-bin=${CARGO_TARGET_DIR:-$root/target}/faults  # where cargo put it
+# The `fault-suite` profile: release's optimizations without its whole-program LTO, which
+# makes a clean build minutes longer (CI) and changes nothing the faults test.
+bin=${CARGO_TARGET_DIR:-$root/target}/fault-suite  # where cargo put it
 out=$root/target/faults
 calls=${FAULT_CALLS:-400}
 concurrency=${FAULT_CONCURRENCY:-40}
@@ -56,7 +56,7 @@ command -v psql >/dev/null || {
     exit 2
 }
 
-(cd "$root" && cargo build --profile faults -q -p callcenter -p telnyx-sim)
+(cd "$root" && cargo build --profile fault-suite -q -p callcenter -p telnyx-sim)
 mkdir -p "$out"
 : >"$out/results.jsonl"
 
