@@ -122,24 +122,29 @@ mod tests {
         c.iter().map(|c| c.id).collect()
     }
 
+    /// The agents a pick took, or a failed test saying why some should have been.
+    fn taken<'a>(pick: Pick<'a>, why: &str) -> (Vec<Candidate>, Picks<'a>) {
+        match pick {
+            Pick::Taken(agents, picks) => (agents, picks),
+            Pick::AllHeld => panic!("{why}"),
+        }
+    }
+
     #[test]
     fn concurrent_picks_never_share_an_agent_and_a_drop_releases() {
         let register = PickedAgents::default();
         let free: Vec<Candidate> = (1..=3).map(candidate).collect();
-        let Pick::Taken(first, first_picks) = register.pick(free.clone(), 2) else {
-            panic!("three free agents");
-        };
+        let (first, first_picks) = taken(register.pick(free.clone(), 2), "three free agents");
         assert_eq!(first.len(), 2);
-        let Pick::Taken(second, second_picks) = register.pick(free.clone(), 2) else {
-            panic!("one agent still open");
-        };
+        let (second, second_picks) = taken(register.pick(free.clone(), 2), "one agent still open");
         assert_eq!(second.len(), 1);
         assert!(ids(&first).iter().all(|a| !ids(&second).contains(a)));
         assert!(matches!(register.pick(free.clone(), 2), Pick::AllHeld));
         drop(first_picks);
-        let Pick::Taken(third, _third_picks) = register.pick(free, 2) else {
-            panic!("the first request's agents are released");
-        };
+        let (third, _third_picks) = taken(
+            register.pick(free, 2),
+            "the first request's agents are released",
+        );
         assert_eq!(ids(&third), ids(&first));
         drop(second_picks);
     }
@@ -148,10 +153,8 @@ mod tests {
     fn picks_keep_the_longest_idle_order_and_nothing_free_is_no_agent() {
         let register = PickedAgents::default();
         let free: Vec<Candidate> = (1..=8).map(candidate).collect();
-        let Pick::Taken(taken, _picks) = register.pick(free.clone(), 3) else {
-            panic!("eight free agents");
-        };
-        let positions: Vec<usize> = taken
+        let (picked, _picks) = taken(register.pick(free.clone(), 3), "eight free agents");
+        let positions: Vec<usize> = picked
             .iter()
             .map(|t| {
                 free.iter()
@@ -160,18 +163,17 @@ mod tests {
             })
             .collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
-        let Pick::Taken(none, _) = register.pick(Vec::new(), 2) else {
-            panic!("nothing free is no pick, not a wait");
-        };
+        let (none, _) = taken(
+            register.pick(Vec::new(), 2),
+            "nothing free is no pick, not a wait",
+        );
         assert!(none.is_empty());
     }
 
     #[tokio::test]
     async fn a_release_wakes_a_request_waiting_for_it() {
         let register = std::sync::Arc::new(PickedAgents::default());
-        let Pick::Taken(_, picks) = register.pick(vec![candidate(1)], 2) else {
-            panic!("one free agent");
-        };
+        let (_, picks) = taken(register.pick(vec![candidate(1)], 2), "one free agent");
         let released = register.released();
         tokio::pin!(released);
         released.as_mut().enable();

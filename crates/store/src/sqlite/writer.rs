@@ -317,7 +317,8 @@ struct Chain {
     /// first (the transaction's entries are then inserted pending, in order behind them,
     /// for the sealer, which reports).
     head: Option<ChainHead>,
-    /// Whether this transaction sealed anything (its head is then stored at the end).
+    /// Whether this transaction's own entries extended the chain (its head is then stored
+    /// at the end).
     extended: bool,
 }
 
@@ -327,14 +328,16 @@ impl Chain {
     fn start(conn: &Connection) -> rusqlite::Result<Self> {
         conn.execute_batch("SAVEPOINT seal")?;
         match seal(conn) {
-            Ok(head) => {
+            Ok(sealed) => {
                 conn.execute_batch("RELEASE seal")?;
+                // A head the leftovers' sealing moved is stored already.
+                let head = match sealed {
+                    Some(head) => head,
+                    None => read_head(conn)?,
+                };
                 Ok(Self {
-                    extended: head.is_some(),
-                    head: Some(match head {
-                        Some(head) => head,
-                        None => read_head(conn)?,
-                    }),
+                    head: Some(head),
+                    extended: false,
                 })
             }
             Err(e) => {
