@@ -9,8 +9,10 @@
 #   tools/vs-demo-alone.sh                                     # target/release/callcenter, no answer
 #   BIN=/tmp/old FLOW=cc-answered C=20 D=10 tools/vs-demo-alone.sh
 #   RUST_LOG=warn,call_center::flow=debug tools/vs-demo-alone.sh   # log lines kept in $dir/server.log
+#   PG=postgres://postgres@127.0.0.1:5432 tools/vs-demo-alone.sh  # PostgreSQL: a fresh database
+#                                                                 # vs_demo_alone each run
 #
-# Needs wrk. Binds 127.0.0.1:$PORT (18400).
+# Needs wrk (and psql with PG). Binds 127.0.0.1:$PORT (18400).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 harness=${BENCH_VS_DEMO:-$root/../shared/bench-vs-demo}
@@ -21,7 +23,12 @@ token=vs-demo-alone-admin-token
 command -v wrk >/dev/null || { echo "vs-demo-alone: wrk is missing (apt-get install -y wrk)" >&2; exit 2; }
 [[ -x $BIN ]] || { echo "vs-demo-alone: no binary at $BIN (cargo build --release -p callcenter)" >&2; exit 2; }
 rm -rf "$dir" && mkdir -p "$dir"
-(cd "$dir" && exec env -i PATH="$PATH" HOME="$dir" DATABASE_URL="sqlite://$dir/cc.db" \
+db_url="sqlite://$dir/cc.db"
+if [[ -n ${PG:-} ]]; then
+    psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS vs_demo_alone" -c "CREATE DATABASE vs_demo_alone"
+    db_url="$PG/vs_demo_alone"
+fi
+(cd "$dir" && exec env -i PATH="$PATH" HOME="$dir" DATABASE_URL="$db_url" \
     BIND_ADDR="127.0.0.1:$PORT" WEBHOOK_BASE_URL="http://127.0.0.1:$PORT" \
     CALL_CENTER_ADMIN_TOKEN=$token TELNYX_VERIFY_SIGNATURES=false \
     CALL_CENTER_AGENT_HEARTBEAT_TTL=86400 CALL_CENTER_MAX_AGENTS_PER_ROUND=2 \
@@ -43,18 +50,22 @@ for i in range(1, n + 1):
         sys.exit(f"vs-demo-alone: registering agent {i}: HTTP {r.status}")
 PY
 ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
-t0=$(ticks)
+# PostgreSQL's backends and background processes: every postgres process's CPU ticks.
+pg_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 ~ /^\(postgres/ {t += $14 + $15} END {print t + 0}'; }
+t0=$(ticks) p0=$(pg_ticks)
 wrk -t "$C" -c "$C" -d "${D}s" --timeout 30s -s "$harness/load/flow.lua" "http://127.0.0.1:$PORT" \
     -- flow="$FLOW" mode=brief run="r$RANDOM" >"$dir/wrk.txt" 2>&1
-t1=$(ticks)
+t1=$(ticks) p1=$(pg_ticks)
 grep RESULT_JSON "$dir/wrk.txt"
 curl -s -H "Authorization: Bearer $token" "127.0.0.1:$PORT/metrics" >"$dir/metrics.txt"
-python3 - "$dir/wrk.txt" "$dir/metrics.txt" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$dir/wrk.txt" "$dir/metrics.txt" "$t0" "$t1" "$(getconf CLK_TCK)" "$p0" "$p1" "${PG:+pg}" <<'PY'
 import collections, json, re, sys
 wrk, metrics, t0, t1, hz = sys.argv[1], sys.argv[2], int(float(sys.argv[3])), int(float(sys.argv[4])), int(sys.argv[5])
+p0, p1, pg = int(float(sys.argv[6])), int(float(sys.argv[7])), sys.argv[8] == "pg"
 result = json.loads(next(l for l in open(wrk) if l.startswith("RESULT_JSON")).split(" ", 1)[1])
 calls = max(result["calls"], 1)
-print(f"calls/s {result['calls_per_s']:.1f}  p99 {result['p99_ms']:.1f} ms  server CPU {1000 * (t1 - t0) / hz / calls:.3f} ms/call")
+pg_cpu = f"  PostgreSQL CPU {1000 * (p1 - p0) / hz / calls:.3f} ms/call" if pg else ""
+print(f"calls/s {result['calls_per_s']:.1f}  p99 {result['p99_ms']:.1f} ms  server CPU {1000 * (t1 - t0) / hz / calls:.3f} ms/call{pg_cpu}")
 buckets = collections.defaultdict(dict)
 for line in open(metrics):
     m = re.match(r'callcenter_http_request_duration_seconds_bucket\{(.*)\} (\d+)', line)

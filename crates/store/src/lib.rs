@@ -14,6 +14,7 @@
 mod agents;
 mod audit;
 mod calls;
+mod committed;
 mod common;
 pub mod postgres;
 mod reports;

@@ -245,11 +245,11 @@ static INSERT_RECEIPTS: LazyLock<&'static str> = LazyLock::new(|| {
 });
 
 impl PgStore {
-    /// None: several instances may write the same calls, so no process's copy is the
-    /// stored state.
-    #[allow(clippy::unused_self)] // the same shape as SQLite's
-    pub(crate) fn committed_state(&self, _call_sid: &str) -> Option<CallState> {
-        None
+    /// The call as this process last committed it ([`crate::committed`]). Another
+    /// instance may have written the call since; the apply statement's version check
+    /// then turns the decision taken from this copy into a conflict and a load.
+    pub(crate) fn committed_state(&self, call_sid: &str) -> Option<CallState> {
+        self.committed.get(call_sid)
     }
 
     pub(crate) async fn load_snapshot(
@@ -279,6 +279,7 @@ impl PgStore {
             Ok(row) => {
                 let applied: i64 = row.try_get("applied").context("apply result")?;
                 Ok(if applied == 1 {
+                    self.committed.record(change);
                     Applied::Yes
                 } else {
                     Applied::Conflict

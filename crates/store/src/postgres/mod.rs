@@ -5,7 +5,7 @@
 mod audit;
 mod calls;
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use anyhow::Context as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -47,6 +47,9 @@ pub struct PgStore {
     /// connection, so the apply statement is planned once, not at every call (planning it
     /// costs more than running it).
     changes: PgPool,
+    /// The calls as this process committed them: a webhook's first try decides from the
+    /// copy instead of loading the call ([`crate::committed`]).
+    committed: Arc<crate::committed::Committed>,
 }
 
 impl PgStore {
@@ -136,6 +139,7 @@ impl PgStore {
         Ok(Self {
             pool: pool_options().connect_lazy_with(connect),
             changes,
+            committed: Arc::default(),
         })
     }
 

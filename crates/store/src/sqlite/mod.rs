@@ -11,7 +11,6 @@
 
 mod audit;
 mod calls;
-mod committed;
 mod direct;
 mod writer;
 
@@ -71,7 +70,7 @@ pub struct SqliteStore {
     /// commit), taking this process's write turn for each batch.
     batch_writer: Arc<writer::Writer>,
     /// The calls as the writer thread committed them.
-    committed: Arc<committed::Committed>,
+    committed: Arc<crate::committed::Committed>,
     /// The longest a write waits for its turn (then it fails: a stalled writer must not
     /// stall every request behind it).
     write_wait: StdDuration,
@@ -176,7 +175,7 @@ impl SqliteStore {
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
         let turn = Arc::new(Mutex::new(()));
-        let committed = Arc::new(committed::Committed::default());
+        let committed = Arc::new(crate::committed::Committed::default());
         Ok(Self {
             pool,
             write_turn: Arc::clone(&turn),

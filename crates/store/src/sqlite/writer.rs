@@ -17,7 +17,7 @@ use chrono::SubsecRound as _;
 use rusqlite::{Connection, ToSql};
 use tokio::sync::oneshot;
 
-use super::committed::Committed;
+use crate::committed::Committed;
 use super::direct::{bind_numbered, query};
 use crate::schema::{AuditEventRow, AuditSealRow, CallRow, OfferRow, PushParams, Table};
 use crate::types::SqlTime;

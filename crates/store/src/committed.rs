@@ -1,13 +1,17 @@
-//! The calls as this process committed them ([`call_center::CallStore::committed`]): one
-//! process writes a SQLite file, so the state its writer thread just committed is the
-//! stored state until the next change the same thread commits. A webhook's first try
-//! decides from it without reading the call back; every change decided from it is still
-//! checked under the write lock (the call's version, the receipts), so a copy gone stale
-//! (a redaction, another process) costs a conflict and a read, never a wrong write.
+//! The calls as this process committed them ([`call_center::CallStore::committed`]), for
+//! both backends. A webhook's first try decides from the copy without reading the call back;
+//! every change decided from it is still checked where it is written (the call's version and
+//! the receipts, under SQLite's write lock or in PostgreSQL's apply statement), so a copy
+//! gone stale (a redaction, the retention sweep, another instance that took a webhook of the
+//! same call) costs a conflict and a read, never a wrong write. On SQLite one process writes
+//! the file, so the copy is nearly always the stored state; behind a load balancer on
+//! PostgreSQL it is whenever the call's webhooks reach the instance that wrote it last.
 //!
 //! Only what a commit says is kept: a change whose base is not the copy held (or a new
 //! call) is dropped; a call that ended is dropped (what comes after the hang-up reads it);
-//! at most [`CAPACITY`] calls are kept, an arbitrary one dropped to make room.
+//! at most [`CAPACITY`] calls are kept, an arbitrary one dropped to make room. A process
+//! applies the changes of one call one at a time (the flow's per-call turn), so it records
+//! them in commit order.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
