@@ -535,6 +535,113 @@ pub async fn crossed_agent_effects_never_deadlock(s: Stores) {
     }
 }
 
+/// Changes on different calls and agents at once, which a store may apply together (one
+/// transaction for several webhooks): each applies or conflicts on its own merits. A stale
+/// version (first wave) or a receipt already stored (second wave) conflicts without costing
+/// another change its write, and every part of a change (call, offer, agent effect, receipt,
+/// audit entry) lands or none does.
+pub async fn concurrent_changes_apply_each_on_its_own(s: Stores) {
+    const CALLS: usize = 24;
+    let sids: Vec<String> = (0..CALLS).map(|i| format!("together-{i}")).collect();
+    let mut agents = Vec::with_capacity(CALLS);
+    for n in 1..=CALLS {
+        agents.push(new_agent(&s, n).await);
+    }
+    let all = |changes: Vec<CallChange>| {
+        let calls = Arc::clone(&s.calls);
+        async move {
+            let applies = changes.into_iter().map(|change| {
+                let calls = Arc::clone(&calls);
+                tokio::spawn(async move { calls.apply(&change).await.unwrap() })
+            });
+            futures::future::join_all(applies)
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        }
+    };
+    let created = all(sids.iter().map(|sid| create(sid)).collect()).await;
+    assert!(created.iter().all(|a| *a == Applied::Yes));
+    let stale = |i: usize| i % 4 == 3;
+    let first = |i: usize, sid: &str| {
+        let delta = MetricsDelta {
+            answered: 1,
+            missed: 0,
+            talk_seconds: 5,
+        };
+        let mut c = effects_on(sid, 2, vec![effect(agents[i], delta, true, false)]);
+        c.offers = vec![offer(sid, 1, agents[i], i + 1)];
+        c.receipts = vec![Receipt {
+            key: format!("sig:{sid}"),
+            fingerprint: "fp".into(),
+        }];
+        c.audit = vec![event(sid, AuditAction::OfferMade)];
+        if stale(i) {
+            (c.expected_version, c.call.version) = (7, 8);
+        }
+        c
+    };
+    let applied = all(sids.iter().enumerate().map(|(i, sid)| first(i, sid)).collect()).await;
+    for (i, (sid, applied)) in sids.iter().zip(applied).enumerate() {
+        let state = s.calls.load(sid, &[]).await.unwrap().state.unwrap();
+        let agent = s.agents.get(agents[i]).await.unwrap().unwrap();
+        let audit = audited(s.audit.as_ref(), sid).await;
+        if stale(i) {
+            assert_eq!(applied, Applied::Conflict, "{sid}");
+            assert_eq!(state.call.version, 1, "{sid}");
+            assert!(state.offers.is_empty(), "{sid}");
+            assert_eq!(agent.current_call_sid, None, "{sid}");
+            assert_eq!(agent.metrics.calls_answered, 0, "{sid}");
+            assert_eq!(audit, vec![AuditAction::CallReceived], "{sid}");
+        } else {
+            assert_eq!(applied, Applied::Yes, "{sid}");
+            assert_eq!(state.call.version, 2, "{sid}");
+            assert_eq!(state.offers, vec![offer(sid, 1, agents[i], i + 1)], "{sid}");
+            assert_eq!(agent.current_call_sid.as_deref(), Some(sid.as_str()), "{sid}");
+            assert_eq!(agent.metrics.calls_answered, 1, "{sid}");
+            assert_eq!(
+                audit,
+                vec![AuditAction::CallReceived, AuditAction::OfferMade],
+                "{sid}"
+            );
+            let key = format!("sig:{sid}");
+            assert_eq!(s.calls.load(sid, &[key]).await.unwrap().seen.len(), 1);
+        }
+        if let Some(copy) = s.calls.committed(sid) {
+            assert_eq!(copy, state, "{sid}: the committed copy is the stored call");
+        }
+    }
+    // The second wave, on the calls at version 2: one repeats a receipt already stored.
+    let moved: Vec<usize> = (0..CALLS).filter(|i| !stale(*i)).collect();
+    let repeats = moved[2];
+    let second = |i: usize| {
+        let sid = &sids[i];
+        let mut c = effects_on(sid, 3, vec![]);
+        c.receipts = vec![Receipt {
+            key: if i == repeats {
+                format!("sig:{}", sids[moved[0]])
+            } else {
+                format!("sig:{sid}:2")
+            },
+            fingerprint: "fp".into(),
+        }];
+        c.audit = vec![event(sid, AuditAction::OfferMissed)];
+        c
+    };
+    let applied = all(moved.iter().map(|i| second(*i)).collect()).await;
+    for (i, applied) in moved.iter().copied().zip(applied) {
+        let sid = &sids[i];
+        let version = s.calls.get(sid).await.unwrap().unwrap().version;
+        let audit = audited(s.audit.as_ref(), sid).await;
+        if i == repeats {
+            assert_eq!((applied, version, audit.len()), (Applied::Conflict, 2, 2), "{sid}");
+        } else {
+            assert_eq!((applied, version, audit.len()), (Applied::Yes, 3, 3), "{sid}");
+        }
+    }
+}
+
 /// An agent's release: only from the call named (a compare-and-set against a newer hold),
 /// or from whatever call it holds; idle since then; audited only when something was
 /// released; an unknown agent is `NotFound`.
@@ -1010,6 +1117,7 @@ where
     agent_effects(fresh().await).await;
     concurrent_answers_engage_one_call(fresh().await).await;
     crossed_agent_effects_never_deadlock(fresh().await).await;
+    concurrent_changes_apply_each_on_its_own(fresh().await).await;
     agent_release_is_a_compare_and_set(fresh().await).await;
     calls_to_reconcile(fresh().await).await;
     listing_and_lookups(fresh().await).await;

@@ -266,7 +266,8 @@ impl PgStore {
         snapshot(&rows)
     }
 
-    pub(crate) async fn apply_change(&self, change: &CallChange) -> anyhow::Result<Applied> {
+    /// Applies `change` alone, in the single-change statement.
+    pub(crate) async fn apply_alone(&self, change: &CallChange) -> anyhow::Result<Applied> {
         let sql: &str = if change.expected_version == 0 {
             &APPLY_INSERT
         } else {

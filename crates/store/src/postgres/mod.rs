@@ -3,9 +3,11 @@
 //! one round trip.
 
 mod audit;
+mod batch;
 mod calls;
 
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -50,6 +52,10 @@ pub struct PgStore {
     /// The calls as this process committed them: a webhook's first try decides from the
     /// copy instead of loading the call ([`crate::committed`]).
     committed: Arc<crate::committed::Committed>,
+    /// The queue of call changes and the tasks that apply them in batches ([`batch`]).
+    batcher: Arc<batch::Batcher>,
+    /// How long a request waits for its change's batch (the pool's acquire timeout).
+    write_wait: Duration,
 }
 
 impl PgStore {
@@ -140,7 +146,18 @@ impl PgStore {
             pool: pool_options().connect_lazy_with(connect),
             changes,
             committed: Arc::default(),
+            batcher: Arc::new(batch::Batcher::new()),
+            write_wait: options.acquire_timeout,
         })
+    }
+
+    /// The store as the batch tasks use it: the same pools and committed calls, without
+    /// the queue, so the tasks end when the last store holding the queue is dropped.
+    fn for_batches(&self) -> Self {
+        Self {
+            batcher: Arc::new(batch::Batcher::new()),
+            ..self.clone()
+        }
     }
 
     /// A transaction.

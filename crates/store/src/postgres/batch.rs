@@ -1,0 +1,439 @@
+//! Group commit on PostgreSQL: the changes of several webhooks in one statement, one
+//! transaction, one round trip and one WAL flush.
+//!
+//! [`Batcher`] queues each change; [`IN_FLIGHT`] tasks take every change queued by then (at
+//! most [`BATCH_MAX`], on distinct calls and distinct agents) and apply them together. A
+//! batch of one runs the single-change statement ([`super::calls`]). A batch of several runs
+//! [`BATCH`], which applies each change whose call is at its expected version and skips the
+//! others (each still all-or-nothing: every part of a change is written only if its call row
+//! was). Anything that fails the whole statement (a duplicate receipt, an agent no longer
+//! reservable, a unique offer, a deadlock) rolls the batch back, and each change is then
+//! applied alone, so one change's conflict never costs another its write. A change is
+//! answered only after the commit of the statement that applied it.
+//!
+//! Lock order, as the single statement's: calls before agents, calls in `call_sid` order
+//! (the batch is sorted), agents in id order, so two batches, or a batch and a single change,
+//! never wait on each other in a cycle.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
+use call_center::{Applied, CallChange};
+use sqlx::Row as _;
+use sqlx::postgres::PgArguments;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::PgStore;
+use crate::schema::{
+    AuditEventRow, CallRow, EffectRow, OfferRow, ReceiptRow, RoundClosedRow, RoundOpenedRow, Table,
+    offer_upsert_suffix,
+};
+use crate::types::SqlTime;
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, PgArguments>;
+
+/// Changes one statement applies at most.
+const BATCH_MAX: usize = 64;
+
+/// Batches in flight at once per process: one being applied while the next gathers.
+const IN_FLIGHT: usize = 2;
+
+/// A change waiting for a batch, and where its result goes.
+struct Queued {
+    change: CallChange,
+    done: oneshot::Sender<anyhow::Result<Applied>>,
+}
+
+/// The queue of changes and the tasks that apply them (started on the first change, on the
+/// runtime that sends it; they end when the store's last clone is dropped).
+#[derive(Debug)]
+pub(crate) struct Batcher {
+    queue: std::sync::OnceLock<mpsc::UnboundedSender<Queued>>,
+}
+
+impl Batcher {
+    pub(crate) fn new() -> Self {
+        Self {
+            queue: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl PgStore {
+    /// Queues `change` for the next batch and waits for its result (at most the pool's
+    /// acquire timeout, as a request waits for a connection; a change not yet taken when its
+    /// requester gave up is skipped).
+    pub(crate) async fn apply_change(&self, change: &CallChange) -> anyhow::Result<Applied> {
+        let (done, result) = oneshot::channel();
+        let queue = self.batcher.queue.get_or_init(|| self.start_batches());
+        queue
+            .send(Queued {
+                change: change.clone(),
+                done,
+            })
+            .map_err(|_| anyhow::anyhow!("the PostgreSQL batch tasks have stopped"))?;
+        match tokio::time::timeout(self.write_wait, result).await {
+            Ok(Ok(applied)) => applied,
+            Ok(Err(_)) => Err(anyhow::anyhow!("a PostgreSQL batch dropped a call change")),
+            Err(_) => Err(anyhow::anyhow!(
+                "waited {} ms for a PostgreSQL batch",
+                self.write_wait.as_millis()
+            )),
+        }
+    }
+
+    /// Starts the [`IN_FLIGHT`] batch tasks. They hold the pools, not the store, so they
+    /// end when the queue's sender (in the store) is dropped.
+    fn start_batches(&self) -> mpsc::UnboundedSender<Queued> {
+        let (queue, changes) = mpsc::unbounded_channel();
+        let changes = Arc::new(Mutex::new(Gathering {
+            changes,
+            held: Vec::new(),
+        }));
+        for _ in 0..IN_FLIGHT {
+            let store = self.for_batches();
+            let changes = Arc::clone(&changes);
+            tokio::spawn(async move { store.apply_until_closed(&changes).await });
+        }
+        queue
+    }
+
+    /// Gathers a batch, applies it, answers each change; until the queue closes.
+    async fn apply_until_closed(&self, changes: &Mutex<Gathering>) {
+        loop {
+            let batch = changes.lock().await.next_batch().await;
+            let Some(batch) = batch else { return };
+            let (changes, answers): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|q| (q.change, q.done)).unzip();
+            let results = self.apply_together(&changes).await;
+            for (done, applied) in answers.into_iter().zip(results) {
+                // The requester may have given up meanwhile: nothing to tell.
+                let _ = done.send(applied);
+            }
+        }
+    }
+
+    /// Applies `changes` (distinct calls and agents) in one statement, or each alone after
+    /// the statement failed as a whole.
+    async fn apply_together(&self, changes: &[CallChange]) -> Vec<anyhow::Result<Applied>> {
+        if let [change] = changes {
+            return vec![self.apply_alone(change).await];
+        }
+        match self.apply_batch(changes).await {
+            Ok(applied) => {
+                for (change, applied) in changes.iter().zip(&applied) {
+                    if *applied == Applied::Yes {
+                        self.committed.record(change);
+                    }
+                }
+                applied.into_iter().map(Ok).collect()
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, changes = changes.len(), "a batch failed; applying its changes one by one");
+                let mut results = Vec::with_capacity(changes.len());
+                for change in changes {
+                    results.push(self.apply_alone(change).await);
+                }
+                results
+            }
+        }
+    }
+
+    /// One statement for the batch: whether each change applied, in `changes`' order.
+    async fn apply_batch(&self, changes: &[CallChange]) -> Result<Vec<Applied>, sqlx::Error> {
+        let mut order: Vec<&CallChange> = changes.iter().collect();
+        order.sort_by(|a, b| a.call.call_sid.cmp(&b.call.call_sid));
+        let row = bind_batch(sqlx::query(*BATCH), &order)
+            .fetch_one(&self.changes)
+            .await?;
+        let applied: Vec<String> = row.try_get("applied")?;
+        let applied: HashSet<String> = applied.into_iter().collect();
+        Ok(changes
+            .iter()
+            .map(|c| {
+                if applied.contains(&c.call.call_sid) {
+                    Applied::Yes
+                } else {
+                    Applied::Conflict
+                }
+            })
+            .collect())
+    }
+}
+
+/// The receiving end of the queue, shared by the batch tasks, and the changes held back
+/// from a batch because they share a call or an agent with one in it (they lead the next).
+struct Gathering {
+    changes: mpsc::UnboundedReceiver<Queued>,
+    held: Vec<Queued>,
+}
+
+impl Gathering {
+    /// Waits for a change (or takes a held one), then takes every change queued by then
+    /// that touches no call or agent already in the batch, up to [`BATCH_MAX`]. None when
+    /// the queue has closed and nothing is held.
+    async fn next_batch(&mut self) -> Option<Vec<Queued>> {
+        let mut waiting: Vec<Queued> = std::mem::take(&mut self.held);
+        if waiting.is_empty() {
+            waiting.push(self.changes.recv().await?);
+        }
+        while waiting.len() < BATCH_MAX * 2
+            && let Ok(next) = self.changes.try_recv()
+        {
+            waiting.push(next);
+        }
+        let mut batch = Vec::with_capacity(waiting.len().min(BATCH_MAX));
+        let mut touched = Touched::default();
+        for queued in waiting {
+            if queued.done.is_closed() {
+                continue;
+            }
+            if batch.len() < BATCH_MAX && touched.take(&queued.change) {
+                batch.push(queued);
+            } else {
+                self.held.push(queued);
+            }
+        }
+        Some(batch)
+    }
+}
+
+/// The calls and agents a batch's changes write.
+#[derive(Default)]
+struct Touched {
+    calls: HashSet<String>,
+    agents: HashSet<uuid::Uuid>,
+}
+
+impl Touched {
+    /// Adds `change` if it shares no call and no agent with what is there.
+    fn take(&mut self, change: &CallChange) -> bool {
+        let agents: Vec<uuid::Uuid> = change
+            .agents
+            .iter()
+            .map(|e| e.agent_id.0)
+            .chain(change.offers.iter().map(|o| o.agent_id.0))
+            .collect();
+        if self.calls.contains(&change.call.call_sid)
+            || agents.iter().any(|a| self.agents.contains(a))
+        {
+            return false;
+        }
+        self.calls.insert(change.call.call_sid.clone());
+        self.agents.extend(agents);
+        true
+    }
+}
+
+/// The batch statement's parameters: the calls' columns and expected versions, then each
+/// part's arrays, with an `owner` (the call's sid) where the part's rows do not carry it.
+struct Layout {
+    expected: usize,
+    receipts: usize,
+    offers: usize,
+    opened: usize,
+    closed: usize,
+    effects: usize,
+    audit: usize,
+}
+
+const LAYOUT: Layout = {
+    let expected = CallRow::COLUMNS.len() + 1;
+    let receipts = expected + 1;
+    let offers = receipts + 1 + ReceiptRow::COLUMNS.len();
+    let opened = offers + OfferRow::COLUMNS.len();
+    let closed = opened + RoundOpenedRow::COLUMNS.len();
+    let effects = closed + RoundClosedRow::COLUMNS.len();
+    let audit = effects + 2 + EffectRow::COLUMNS.len();
+    Layout {
+        expected,
+        receipts,
+        offers,
+        opened,
+        closed,
+        effects,
+        audit,
+    }
+};
+
+/// The statement: `c` is the batch's calls; `call_row` the sids of those written (a new
+/// call inserted, or an existing one at its expected version); every other part writes
+/// only the rows of a change whose call is in `call_row`. The agent effects are
+/// [`super::calls`]'s, with the owning call and its time per row instead of one `$1`.
+fn batch_statement() -> String {
+    let l = &LAYOUT;
+    let call_cols = CallRow::columns(None);
+    let call_sets = CallRow::COLUMNS
+        .iter()
+        .skip(1)
+        .map(|c| format!("{c} = c.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let written = "IN (SELECT call_sid FROM call_row)";
+    format!(
+        "WITH c AS MATERIALIZED (
+    SELECT * FROM unnest({call_arrays}, ${expected}::int8[]) AS c({call_cols}, expected)
+),
+inserted AS (
+    INSERT INTO calls ({call_cols}) SELECT {c_cols} FROM c WHERE c.expected = 0
+    ORDER BY c.call_sid ON CONFLICT (call_sid) DO NOTHING RETURNING call_sid
+),
+updated AS (
+    UPDATE calls t SET {call_sets} FROM c
+    WHERE c.expected <> 0 AND t.call_sid = c.call_sid AND t.version = c.expected
+    RETURNING t.call_sid
+),
+call_row AS MATERIALIZED (
+    SELECT call_sid FROM inserted UNION ALL SELECT call_sid FROM updated
+),
+receipts AS (
+    INSERT INTO webhook_receipts ({receipt_cols}) SELECT {r_cols}
+    FROM unnest(${receipts}::text[], {receipt_arrays}) AS r(owner, {receipt_cols})
+    WHERE r.owner {written}
+),
+offer_rows AS (
+    INSERT INTO offers ({offer_cols}) SELECT {o_cols} FROM {offers}
+    WHERE o.call_sid {written}{offer_upsert}
+),
+rounds_opened AS (
+    INSERT INTO dial_attempts ({opened_cols}) SELECT {a_opened_cols} FROM {opened}
+    WHERE a.call_sid {written}
+    ON CONFLICT (call_sid, attempt) DO NOTHING
+),
+rounds_closed AS (
+    UPDATE dial_attempts d SET ended_at = a.ended_at, result = a.result FROM {closed}
+    WHERE d.call_sid = a.call_sid AND d.attempt = a.attempt AND d.ended_at IS NULL
+      AND a.call_sid {written}
+),
+e AS MATERIALIZED (
+    SELECT * FROM unnest(${effects}::text[], ${effects_now}::timestamptz[], {effect_arrays})
+        AS e(owner, now, {effect_cols})
+    WHERE e.owner {written}
+),
+agent_locks AS MATERIALIZED (
+    SELECT g.id, {reservable} AS reservable FROM agents g JOIN e ON e.agent_id = g.id
+    ORDER BY g.id FOR UPDATE OF g
+),
+agent_effects AS (
+    UPDATE agents g SET
+        calls_answered = g.calls_answered + e.answered,
+        calls_missed = g.calls_missed + e.missed,
+        total_talk_seconds = g.total_talk_seconds + e.talk,
+        current_call_sid = CASE
+            WHEN e.engage AND g.current_call_sid IS NULL THEN e.owner
+            WHEN e.release AND g.current_call_sid = e.owner THEN NULL
+            ELSE g.current_call_sid END,
+        idle_since = CASE WHEN e.release AND {releases}
+            THEN COALESCE(e.wrap_up_until, e.now) ELSE g.idle_since END,
+        no_answer_until = GREATEST(g.no_answer_until, e.no_answer_until),
+        missed_in_a_row = CASE WHEN e.answered > 0 THEN 0 ELSE g.missed_in_a_row + e.missed END,
+        offer_ringing = CASE
+            WHEN e.offer = 'reserve' THEN false
+            WHEN e.offer = 'reserve-ring' THEN true
+            WHEN e.offer = 'ring' AND g.offer_call_sid = e.owner THEN true
+            WHEN e.offer = 'clear' AND g.offer_call_sid = e.owner THEN false
+            ELSE g.offer_ringing END,
+        offer_call_sid = CASE
+            WHEN e.offer IN ('reserve', 'reserve-ring') THEN e.owner
+            WHEN e.offer = 'clear' AND g.offer_call_sid = e.owner THEN NULL
+            ELSE g.offer_call_sid END
+    FROM e JOIN agent_locks l ON l.id = e.agent_id
+    WHERE g.id = e.agent_id
+),
+audit AS (
+    INSERT INTO audit_log ({audit_cols}) SELECT {t_audit_cols}
+    FROM unnest(${audit}::text[], {audit_arrays}) WITH ORDINALITY AS t(owner, {audit_cols}, n)
+    WHERE t.owner {written} ORDER BY t.n
+)
+SELECT ARRAY(SELECT call_sid FROM call_row) AS applied, reservation_conflict((
+    SELECT count(*) FROM e LEFT JOIN agent_locks l ON l.id = e.agent_id
+    WHERE e.offer IN ('reserve', 'reserve-ring') AND (l.id IS NULL OR NOT l.reservable)))
+    AS conflicts",
+        call_arrays = CallRow::arrays(1),
+        expected = l.expected,
+        c_cols = CallRow::columns(Some("c")),
+        receipts = l.receipts,
+        receipt_cols = ReceiptRow::columns(None),
+        r_cols = ReceiptRow::columns(Some("r")),
+        receipt_arrays = ReceiptRow::arrays(l.receipts + 1),
+        offer_cols = OfferRow::columns(None),
+        o_cols = OfferRow::columns(Some("o")),
+        offers = OfferRow::unnest(l.offers, "o"),
+        offer_upsert = offer_upsert_suffix(),
+        opened_cols = RoundOpenedRow::columns(None),
+        a_opened_cols = RoundOpenedRow::columns(Some("a")),
+        opened = RoundOpenedRow::unnest(l.opened, "a"),
+        closed = RoundClosedRow::unnest(l.closed, "a"),
+        effects = l.effects,
+        effects_now = l.effects + 1,
+        effect_arrays = EffectRow::arrays(l.effects + 2),
+        effect_cols = EffectRow::columns(None),
+        reservable = crate::common::reservable_sql("g.", "e.owner", "e.now"),
+        releases = crate::common::releases_sql("g.", "e.owner"),
+        audit = l.audit,
+        audit_cols = AuditEventRow::columns(None),
+        t_audit_cols = AuditEventRow::columns(Some("t")),
+        audit_arrays = AuditEventRow::arrays(l.audit + 1),
+    )
+}
+
+static BATCH: LazyLock<&'static str> = LazyLock::new(|| String::leak(batch_statement()));
+
+/// Binds `changes` in [`LAYOUT`] order, each part's rows concatenated in `changes`' order.
+fn bind_batch<'q>(q: PgQuery<'q>, changes: &[&CallChange]) -> PgQuery<'q> {
+    let calls: Vec<CallRow> = changes.iter().map(|c| CallRow::from(&c.call)).collect();
+    let expected: Vec<i64> = changes.iter().map(|c| c.expected_version).collect();
+    let mut receipt_owners = Vec::new();
+    let mut receipts = Vec::new();
+    let mut offers = Vec::new();
+    let mut opened = Vec::new();
+    let mut closed = Vec::new();
+    let mut effect_owners = Vec::new();
+    let mut effect_times = Vec::new();
+    let mut effects = Vec::new();
+    let mut audit_owners = Vec::new();
+    let mut audit = Vec::new();
+    for change in changes {
+        let sid = &change.call.call_sid;
+        let now = change.call.updated_at;
+        for row in crate::rows::receipts(&change.receipts, now) {
+            receipt_owners.push(sid.clone());
+            receipts.push(row);
+        }
+        offers.extend(change.offers.iter().map(OfferRow::from));
+        let (o, c) = crate::rows::rounds(sid, &change.attempts);
+        opened.extend(o);
+        closed.extend(c);
+        for row in crate::rows::effects(&change.agents) {
+            effect_owners.push(sid.clone());
+            effect_times.push(SqlTime(now));
+            effects.push(row);
+        }
+        for row in crate::rows::audit_rows(&change.audit) {
+            audit_owners.push(sid.clone());
+            audit.push(row);
+        }
+    }
+    let q = CallRow::bind_arrays(&calls, q).bind(expected);
+    let q = ReceiptRow::bind_arrays(&receipts, q.bind(receipt_owners));
+    let q = OfferRow::bind_arrays(&offers, q);
+    let q = RoundOpenedRow::bind_arrays(&opened, q);
+    let q = RoundClosedRow::bind_arrays(&closed, q);
+    let q = EffectRow::bind_arrays(&effects, q.bind(effect_owners).bind(effect_times));
+    AuditEventRow::bind_arrays(&audit, q.bind(audit_owners))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_statement_numbers_every_parameter_once() {
+        let sql = batch_statement();
+        let last = LAYOUT.audit + AuditEventRow::COLUMNS.len();
+        for n in 1..=last {
+            assert!(sql.contains(&format!("${n}:")), "${n} unused");
+        }
+        assert!(!sql.contains(&format!("${}", last + 1)));
+    }
+}
