@@ -81,3 +81,9 @@ for route, b in sorted(buckets.items()):
     print(f"{route:40s} n={total:7d} {shares}")
 PY
 echo "audit chain: $(curl -s -H "Authorization: Bearer $token" "127.0.0.1:$PORT/api/call-center/audit/verify")"
+if [[ -n ${PG:-} ]]; then
+    # Its autovacuum would otherwise run on into the next measurement.
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS vs_demo_alone WITH (FORCE)"
+fi

@@ -6,15 +6,17 @@
 use ::audit::chain::{self, Seal};
 use ::audit::{AuditEntry, ChainHead, NewAuditEvent};
 use anyhow::Context as _;
+use chrono::SubsecRound as _;
 
 use crate::schema::{AuditEventRow, AuditSealRow, Table};
+use crate::types::SqlTime;
 
 /// Decodes a row selected with [`crate::schema::audit_columns`].
 pub(crate) fn entry<R>(row: &R) -> anyhow::Result<AuditEntry>
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
-    for<'r> crate::types::SqlTime: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> SqlTime: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> crate::types::SqlId: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -41,6 +43,51 @@ pub(crate) const SEAL_BATCH: i64 = 5_000;
 pub(crate) fn seal(head: &ChainHead, entries: &[AuditEntry]) -> (Vec<Seal>, ChainHead) {
     let pending: Vec<(i64, NewAuditEvent)> = entries.iter().map(|e| (e.id, e.event())).collect();
     chain::seal(head, &pending)
+}
+
+/// An audit entry with its chain columns, inserted as one row (a writer that holds the
+/// chain's head seals its entries as it inserts them).
+pub(crate) struct SealedAuditRow {
+    pub(crate) event: AuditEventRow,
+    pub(crate) seq: i64,
+    pub(crate) prev_digest: String,
+    pub(crate) digest: String,
+}
+
+/// Seals `events` after `head` (advanced past them), as the sealer would once they were
+/// stored: each entry is hashed as it reads back (both databases store microseconds).
+pub(crate) fn sealed_rows(
+    head: &mut ChainHead,
+    events: Vec<AuditEventRow>,
+) -> anyhow::Result<Vec<SealedAuditRow>> {
+    let entries = events
+        .iter()
+        .map(|event| {
+            let mut stored = event.clone();
+            stored.occurred_at = SqlTime(stored.occurred_at.0.trunc_subsecs(6));
+            crate::rows::audit_entry(
+                stored,
+                AuditSealRow {
+                    id: 0,
+                    seq: None,
+                    prev_digest: None,
+                    digest: None,
+                },
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (seals, new_head) = seal(head, &entries);
+    *head = new_head;
+    Ok(events
+        .into_iter()
+        .zip(seals)
+        .map(|(event, seal)| SealedAuditRow {
+            event,
+            seq: seal.seq,
+            prev_digest: seal.prev_digest,
+            digest: seal.digest,
+        })
+        .collect())
 }
 
 /// Decodes rows selected with [`crate::schema::audit_columns`].

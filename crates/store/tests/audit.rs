@@ -438,3 +438,63 @@ async fn call_change_entries_follow_pending_ones_sqlite() {
 async fn call_change_entries_follow_pending_ones_postgres() {
     call_change_entries_follow_pending_ones(true).await;
 }
+
+/// Call changes applied at once on PostgreSQL go in batches (one transaction for several
+/// webhooks) whose entries are sealed as they are inserted, after whatever other writers
+/// left pending; a change applied alone leaves its entries to the sealer. Either way one
+/// chain, verified whole, with the entry committed before every change first.
+#[tokio::test]
+#[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
+async fn batched_call_changes_extend_the_chain_after_pending_entries_postgres() {
+    const CALLS: usize = 16;
+    let db = TestDb::postgres()
+        .await
+        .expect("PostgreSQL (TEST_DATABASE_URL)");
+    let store = Store::open(&StoreOptions::new(&db.url)).unwrap();
+    store.migrate().await.unwrap();
+    let log = store.audit();
+    let at = Utc
+        .timestamp_opt(1_790_000_000, 987_654_321)
+        .single()
+        .unwrap();
+    log.append(vec![NewAuditEvent::new(
+        at,
+        Actor::Admin,
+        AuditAction::AgentRegistered,
+    )])
+    .await
+    .unwrap();
+    let calls = store.calls();
+    let applies = (0..CALLS).map(|i| {
+        let calls = std::sync::Arc::clone(&calls);
+        let sid = format!("v3:batched-{i}");
+        let mut change = call_center::contract::effects_on(&sid, 1, vec![]);
+        change.audit = vec![
+            NewAuditEvent::new(at, Actor::Telnyx, AuditAction::CallReceived).call(&sid),
+            NewAuditEvent::new(at, Actor::Telnyx, AuditAction::OfferMade)
+                .call(&sid)
+                .data([("attempt", serde_json::Value::from(1))]),
+        ];
+        tokio::spawn(async move { calls.apply(&change).await.unwrap() })
+    });
+    for applied in futures::future::join_all(applies).await {
+        assert_eq!(applied.unwrap(), call_center::Applied::Yes);
+    }
+    let total = 1 + 2 * CALLS as u64;
+    let mut sealed_by_the_sealer = 0;
+    for _ in 0..200 {
+        sealed_by_the_sealer += log.seal_pending().await.unwrap();
+        if log.head().await.unwrap().seq == total as i64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(sealed_by_the_sealer < total, "some entries were sealed in a batch");
+    let report = verify(&store).await;
+    assert!(report.ok && report.entries == total as i64, "{report:?}");
+    let page = log.chain_page(0, 100).await.unwrap();
+    assert_eq!(page[0].action, AuditAction::AgentRegistered, "in commit order");
+    for pair in page.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq.map(|s| s + 1), "no gap");
+    }
+}

@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::PgStore;
 use crate::schema::{
-    AuditEventRow, CallRow, EffectRow, OfferRow, ReceiptRow, RoundClosedRow, RoundOpenedRow, Table,
+    CallRow, EffectRow, OfferRow, ReceiptRow, RoundClosedRow, RoundOpenedRow, Table,
     offer_upsert_suffix,
 };
 use crate::types::SqlTime;
@@ -90,7 +90,8 @@ impl PgStore {
             changes,
             held: Vec::new(),
         }));
-        for _ in 0..IN_FLIGHT {
+        let in_flight = std::env::var("PG_IN_FLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(IN_FLIGHT);
+        for _ in 0..in_flight {
             let store = self.for_batches();
             let changes = Arc::clone(&changes);
             tokio::spawn(async move { store.apply_until_closed(&changes).await });
@@ -139,15 +140,25 @@ impl PgStore {
         }
     }
 
-    /// One statement for the batch: whether each change applied, in `changes`' order.
-    async fn apply_batch(&self, changes: &[CallChange]) -> Result<Vec<Applied>, sqlx::Error> {
+    /// One transaction for the batch: the statement that applies every change it can,
+    /// then the audit entries of those that applied, sealed as they are inserted
+    /// ([`PgStore::insert_sealed`]). Whether each change applied, in `changes`' order.
+    async fn apply_batch(&self, changes: &[CallChange]) -> anyhow::Result<Vec<Applied>> {
         let mut order: Vec<&CallChange> = changes.iter().collect();
         order.sort_by(|a, b| a.call.call_sid.cmp(&b.call.call_sid));
+        let mut tx = self.changes.begin().await?;
         let row = bind_batch(sqlx::query(*BATCH), &order)
-            .fetch_one(&self.changes)
+            .fetch_one(&mut *tx)
             .await?;
         let applied: Vec<String> = row.try_get("applied")?;
         let applied: HashSet<String> = applied.into_iter().collect();
+        let audit = order
+            .iter()
+            .filter(|c| applied.contains(&c.call.call_sid))
+            .flat_map(|c| crate::rows::audit_rows(&c.audit))
+            .collect();
+        Self::insert_sealed(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(changes
             .iter()
             .map(|c| {
@@ -234,7 +245,6 @@ struct Layout {
     opened: usize,
     closed: usize,
     effects: usize,
-    audit: usize,
 }
 
 const LAYOUT: Layout = {
@@ -244,7 +254,6 @@ const LAYOUT: Layout = {
     let opened = offers + OfferRow::COLUMNS.len();
     let closed = opened + RoundOpenedRow::COLUMNS.len();
     let effects = closed + RoundClosedRow::COLUMNS.len();
-    let audit = effects + 2 + EffectRow::COLUMNS.len();
     Layout {
         expected,
         receipts,
@@ -252,7 +261,6 @@ const LAYOUT: Layout = {
         opened,
         closed,
         effects,
-        audit,
     }
 };
 
@@ -339,11 +347,6 @@ agent_effects AS (
             ELSE g.offer_call_sid END
     FROM e JOIN agent_locks l ON l.id = e.agent_id
     WHERE g.id = e.agent_id
-),
-audit AS (
-    INSERT INTO audit_log ({audit_cols}) SELECT {t_audit_cols}
-    FROM unnest(${audit}::text[], {audit_arrays}) WITH ORDINALITY AS t(owner, {audit_cols}, n)
-    WHERE t.owner {written} ORDER BY t.n
 )
 SELECT ARRAY(SELECT call_sid FROM call_row) AS applied, reservation_conflict((
     SELECT count(*) FROM e LEFT JOIN agent_locks l ON l.id = e.agent_id
@@ -370,10 +373,6 @@ SELECT ARRAY(SELECT call_sid FROM call_row) AS applied, reservation_conflict((
         effect_cols = EffectRow::columns(None),
         reservable = crate::common::reservable_sql("g.", "e.owner", "e.now"),
         releases = crate::common::releases_sql("g.", "e.owner"),
-        audit = l.audit,
-        audit_cols = AuditEventRow::columns(None),
-        t_audit_cols = AuditEventRow::columns(Some("t")),
-        audit_arrays = AuditEventRow::arrays(l.audit + 1),
     )
 }
 
@@ -391,8 +390,6 @@ fn bind_batch<'q>(q: PgQuery<'q>, changes: &[&CallChange]) -> PgQuery<'q> {
     let mut effect_owners = Vec::new();
     let mut effect_times = Vec::new();
     let mut effects = Vec::new();
-    let mut audit_owners = Vec::new();
-    let mut audit = Vec::new();
     for change in changes {
         let sid = &change.call.call_sid;
         let now = change.call.updated_at;
@@ -409,18 +406,13 @@ fn bind_batch<'q>(q: PgQuery<'q>, changes: &[&CallChange]) -> PgQuery<'q> {
             effect_times.push(SqlTime(now));
             effects.push(row);
         }
-        for row in crate::rows::audit_rows(&change.audit) {
-            audit_owners.push(sid.clone());
-            audit.push(row);
-        }
     }
     let q = CallRow::bind_arrays(&calls, q).bind(expected);
     let q = ReceiptRow::bind_arrays(&receipts, q.bind(receipt_owners));
     let q = OfferRow::bind_arrays(&offers, q);
     let q = RoundOpenedRow::bind_arrays(&opened, q);
     let q = RoundClosedRow::bind_arrays(&closed, q);
-    let q = EffectRow::bind_arrays(&effects, q.bind(effect_owners).bind(effect_times));
-    AuditEventRow::bind_arrays(&audit, q.bind(audit_owners))
+    EffectRow::bind_arrays(&effects, q.bind(effect_owners).bind(effect_times))
 }
 
 #[cfg(test)]
@@ -430,7 +422,7 @@ mod tests {
     #[test]
     fn the_batch_statement_numbers_every_parameter_once() {
         let sql = batch_statement();
-        let last = LAYOUT.audit + AuditEventRow::COLUMNS.len();
+        let last = LAYOUT.effects + 1 + EffectRow::COLUMNS.len();
         for n in 1..=last {
             assert!(sql.contains(&format!("${n}:")), "${n} unused");
         }

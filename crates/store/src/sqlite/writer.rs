@@ -13,7 +13,6 @@ use std::time::Duration as StdDuration;
 use ::audit::ChainHead;
 use agents::OfferMark;
 use call_center::{Applied, CallChange};
-use chrono::SubsecRound as _;
 use rusqlite::{Connection, ToSql};
 use tokio::sync::oneshot;
 
@@ -359,7 +358,7 @@ impl Chain {
         if events.is_empty() {
             return Ok(());
         }
-        let sealed = sealed_rows(head, events).map_err(|e| {
+        let sealed = crate::audit::sealed_rows(head, events).map_err(|e| {
             rusqlite::Error::ToSqlConversionFailure(format!("sealing audit entries: {e:#}").into())
         })?;
         self.extended = true;
@@ -382,15 +381,7 @@ impl Chain {
     }
 }
 
-/// An audit entry with its chain columns, inserted as one row.
-struct SealedAuditRow {
-    event: AuditEventRow,
-    seq: i64,
-    prev_digest: String,
-    digest: String,
-}
-
-impl PushParams for SealedAuditRow {
+impl PushParams for crate::audit::SealedAuditRow {
     fn push_params<'a>(&'a self, out: &mut Vec<&'a dyn ToSql>) {
         self.event.push_params(out);
         out.extend([&self.seq as &dyn ToSql, &self.prev_digest, &self.digest]);
@@ -412,42 +403,6 @@ static INSERT_SEALED_AUDIT: LazyLock<super::MultiInsert> = LazyLock::new(|| {
         )
     })
 });
-
-/// Seals `events` after `head` (advanced past them), as the sealer would once they were
-/// stored: each entry is hashed as it reads back (the stored time has microseconds).
-fn sealed_rows(
-    head: &mut ChainHead,
-    events: Vec<AuditEventRow>,
-) -> anyhow::Result<Vec<SealedAuditRow>> {
-    let entries = events
-        .iter()
-        .map(|event| {
-            let mut stored = event.clone();
-            stored.occurred_at = SqlTime(stored.occurred_at.0.trunc_subsecs(6));
-            crate::rows::audit_entry(
-                stored,
-                AuditSealRow {
-                    id: 0,
-                    seq: None,
-                    prev_digest: None,
-                    digest: None,
-                },
-            )
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let (seals, new_head) = crate::audit::seal(head, &entries);
-    *head = new_head;
-    Ok(events
-        .into_iter()
-        .zip(seals)
-        .map(|(event, seal)| SealedAuditRow {
-            event,
-            seq: seal.seq,
-            prev_digest: seal.prev_digest,
-            digest: seal.digest,
-        })
-        .collect())
-}
 
 /// The chain's head as stored (genesis when the chain is empty).
 fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
