@@ -582,7 +582,12 @@ pub async fn concurrent_changes_apply_each_on_its_own(s: Stores) {
         }
         c
     };
-    let applied = all(sids.iter().enumerate().map(|(i, sid)| first(i, sid)).collect()).await;
+    let applied = all(sids
+        .iter()
+        .enumerate()
+        .map(|(i, sid)| first(i, sid))
+        .collect())
+    .await;
     for (i, (sid, applied)) in sids.iter().zip(applied).enumerate() {
         let state = s.calls.load(sid, &[]).await.unwrap().state.unwrap();
         let agent = s.agents.get(agents[i]).await.unwrap().unwrap();
@@ -598,7 +603,11 @@ pub async fn concurrent_changes_apply_each_on_its_own(s: Stores) {
             assert_eq!(applied, Applied::Yes, "{sid}");
             assert_eq!(state.call.version, 2, "{sid}");
             assert_eq!(state.offers, vec![offer(sid, 1, agents[i], i + 1)], "{sid}");
-            assert_eq!(agent.current_call_sid.as_deref(), Some(sid.as_str()), "{sid}");
+            assert_eq!(
+                agent.current_call_sid.as_deref(),
+                Some(sid.as_str()),
+                "{sid}"
+            );
             assert_eq!(agent.metrics.calls_answered, 1, "{sid}");
             assert_eq!(
                 audit,
@@ -635,9 +644,17 @@ pub async fn concurrent_changes_apply_each_on_its_own(s: Stores) {
         let version = s.calls.get(sid).await.unwrap().unwrap().version;
         let audit = audited(s.audit.as_ref(), sid).await;
         if i == repeats {
-            assert_eq!((applied, version, audit.len()), (Applied::Conflict, 2, 2), "{sid}");
+            assert_eq!(
+                (applied, version, audit.len()),
+                (Applied::Conflict, 2, 2),
+                "{sid}"
+            );
         } else {
-            assert_eq!((applied, version, audit.len()), (Applied::Yes, 3, 3), "{sid}");
+            assert_eq!(
+                (applied, version, audit.len()),
+                (Applied::Yes, 3, 3),
+                "{sid}"
+            );
         }
     }
 }

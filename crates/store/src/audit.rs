@@ -24,8 +24,25 @@ where
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<crate::types::SqlId>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let event = AuditEventRow::decode_at(row, 0).context("audit row")?;
-    let seal = AuditSealRow::decode_at(row, AuditEventRow::COLUMNS.len()).context("audit row")?;
+    entry_at(row, 0)
+}
+
+/// Decodes the columns of [`crate::schema::audit_columns`] from position `first` of `row`.
+pub(crate) fn entry_at<R>(row: &R, first: usize) -> anyhow::Result<AuditEntry>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> SqlTime: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> crate::types::SqlId: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<crate::types::SqlId>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let event = AuditEventRow::decode_at(row, first).context("audit row")?;
+    let seal =
+        AuditSealRow::decode_at(row, first + AuditEventRow::COLUMNS.len()).context("audit row")?;
     crate::rows::audit_entry(event, seal)
 }
 

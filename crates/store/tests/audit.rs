@@ -489,11 +489,18 @@ async fn batched_call_changes_extend_the_chain_after_pending_entries_postgres() 
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    assert!(sealed_by_the_sealer < total, "some entries were sealed in a batch");
+    assert!(
+        sealed_by_the_sealer < total,
+        "some entries were sealed in a batch"
+    );
     let report = verify(&store).await;
     assert!(report.ok && report.entries == total as i64, "{report:?}");
     let page = log.chain_page(0, 100).await.unwrap();
-    assert_eq!(page[0].action, AuditAction::AgentRegistered, "in commit order");
+    assert_eq!(
+        page[0].action,
+        AuditAction::AgentRegistered,
+        "in commit order"
+    );
     for pair in page.windows(2) {
         assert_eq!(pair[1].seq, pair[0].seq.map(|s| s + 1), "no gap");
     }

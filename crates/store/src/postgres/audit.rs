@@ -4,13 +4,15 @@
 
 use std::sync::LazyLock;
 
+use ::audit::ChainHead;
 use ::audit::chain::Seal;
+use sqlx::Row as _;
 use sqlx::{PgConnection, Postgres};
 
 use super::PgStore;
-use crate::common::{WriteTx, unexpected};
 use crate::audit::SealedAuditRow;
-use crate::schema::{AuditEventRow, Table, audit_columns};
+use crate::common::{WriteTx, unexpected};
+use crate::schema::{AuditEventRow, AuditSealRow, Table, audit_columns};
 
 /// Advisory lock key that serialises sealers across instances.
 const SEALER_LOCK: i64 = 0x0063_635f_6175_6469; // "cc_audi"
@@ -25,31 +27,89 @@ static PENDING_AUDIT: LazyLock<&'static str> = LazyLock::new(|| {
     ))
 });
 
-/// Sealed entries, in one statement: the event's columns, then `seq`, `prev_digest`,
-/// `digest`, one array each, in order.
-static INSERT_SEALED_AUDIT: LazyLock<&'static str> = LazyLock::new(|| {
+/// The chain head (two columns) with, to its right, the pending entries of finished
+/// transactions in sealing order ([`PENDING_AUDIT`]'s), one per row (null columns when
+/// there are none).
+static HEAD_AND_PENDING: LazyLock<&'static str> = LazyLock::new(|| {
+    String::leak(format!(
+        "SELECT h.seq, h.digest, {p_cols} FROM audit_chain_head h LEFT JOIN LATERAL (
+             SELECT {cols}, row_number() OVER (ORDER BY txid, id) AS n FROM audit_log
+             WHERE seq IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY txid, id LIMIT $1) p ON true
+         WHERE h.id = 1 ORDER BY p.n",
+        cols = audit_columns(),
+        p_cols = AuditEventRow::COLUMNS
+            .iter()
+            .chain(AuditSealRow::COLUMNS)
+            .map(|c| format!("p.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    ))
+});
+
+/// Where the entry's id is among the audit columns ([`audit_columns`]).
+const PENDING_ID_AT: usize = AuditEventRow::COLUMNS.len();
+
+/// One statement: the seals of pending entries (`$1`–`$4`), the new entries inserted
+/// sealed (the event's columns, then `seq`, `prev_digest`, `digest`, in order), and the
+/// head moved past both.
+static EXTEND_CHAIN: LazyLock<&'static str> = LazyLock::new(|| {
+    let first = 5;
     let n = AuditEventRow::COLUMNS.len();
     String::leak(format!(
-        "INSERT INTO audit_log ({cols}, seq, prev_digest, digest) \
-         SELECT {cols}, seq, prev_digest, digest \
-         FROM unnest({arrays}, ${seq}::int8[], ${prev}::text[], ${digest}::text[]) WITH ORDINALITY \
-         AS t({cols}, seq, prev_digest, digest, n) ORDER BY n",
+        "WITH seals AS (
+             UPDATE audit_log a SET seq = s.seq, prev_digest = s.prev, digest = s.digest
+             FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[]) AS s(id, seq, prev, digest)
+             WHERE a.id = s.id
+         ),
+         sealed AS (
+             INSERT INTO audit_log ({cols}, seq, prev_digest, digest)
+             SELECT {cols}, seq, prev_digest, digest
+             FROM unnest({arrays}, ${seq}::int8[], ${prev}::text[], ${digest}::text[])
+                 WITH ORDINALITY AS t({cols}, seq, prev_digest, digest, n)
+             ORDER BY n
+         )
+         UPDATE audit_chain_head SET seq = ${head_seq}, digest = ${head_digest} WHERE id = 1",
         cols = AuditEventRow::columns(None),
-        arrays = AuditEventRow::arrays(1),
-        seq = n + 1,
-        prev = n + 2,
-        digest = n + 3,
+        arrays = AuditEventRow::arrays(first),
+        seq = first + n,
+        prev = first + n + 1,
+        digest = first + n + 2,
+        head_seq = first + n + 3,
+        head_digest = first + n + 4,
     ))
 });
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
-fn bind_sealed<'q>(rows: &[SealedAuditRow], q: PgQuery<'q>) -> PgQuery<'q> {
+/// Binds [`EXTEND_CHAIN`].
+fn bind_extension<'q>(
+    seals: &[Seal],
+    rows: &[SealedAuditRow],
+    head: &ChainHead,
+    q: PgQuery<'q>,
+) -> PgQuery<'q> {
+    let q = q
+        .bind(seals.iter().map(|s| s.id).collect::<Vec<_>>())
+        .bind(seals.iter().map(|s| s.seq).collect::<Vec<_>>())
+        .bind(
+            seals
+                .iter()
+                .map(|s| s.prev_digest.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(seals.iter().map(|s| s.digest.clone()).collect::<Vec<_>>());
     let events: Vec<AuditEventRow> = rows.iter().map(|r| r.event.clone()).collect();
     AuditEventRow::bind_arrays(&events, q)
         .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.prev_digest.clone()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.prev_digest.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|r| r.digest.clone()).collect::<Vec<_>>())
+        .bind(head.seq)
+        .bind(head.digest.clone())
 }
 
 /// Serialises whoever extends the chain, across instances, until the transaction ends.
@@ -75,9 +135,11 @@ impl PgStore {
     }
 
     /// Seals `events` as they are inserted, in the caller's transaction (a batch of call
-    /// changes): takes the sealer lock (held until the commit), seals first what other
-    /// transactions left pending and have finished, as the sealer would, then inserts
-    /// `events` after them and moves the head once.
+    /// changes), in three round trips: takes the sealer lock (held until the commit); reads
+    /// the head with what other transactions left pending and have finished
+    /// ([`HEAD_AND_PENDING`], a statement begun after the lock, so it sees the last
+    /// sealer's commit); then seals those, inserts `events` sealed after them and moves the
+    /// head ([`EXTEND_CHAIN`]).
     pub(crate) async fn insert_sealed(
         conn: &mut PgConnection,
         events: Vec<AuditEventRow>,
@@ -85,24 +147,34 @@ impl PgStore {
         if events.is_empty() {
             return Ok(());
         }
-        take_sealer_lock(conn).await.map_err(unexpected("sealer lock"))?;
-        let mut head = Self::chain_head_for_sealing(conn).await?;
-        let rows = sqlx::query(*PENDING_AUDIT)
+        take_sealer_lock(conn)
+            .await
+            .map_err(unexpected("sealer lock"))?;
+        let rows = sqlx::query(*HEAD_AND_PENDING)
             .bind(crate::audit::SEAL_BATCH)
             .fetch_all(&mut *conn)
             .await
-            .map_err(unexpected("pending audit"))?;
-        let (seals, after) = crate::audit::seal(&head, &crate::audit::entries!(rows)?);
+            .map_err(unexpected("chain head and pending audit"))?;
+        let mut head = crate::audit::head(match rows.first() {
+            Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+            None => None,
+        });
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<i64>, _>(2 + PENDING_ID_AT)?.is_some() {
+                pending.push(crate::audit::entry_at(row, 2)?);
+            }
+        }
+        let (seals, after) = crate::audit::seal(&head, &pending);
         if !seals.is_empty() {
-            Self::write_seals(conn, &seals).await?;
             head = after;
         }
         let sealed = crate::audit::sealed_rows(&mut head, events)?;
-        bind_sealed(&sealed, sqlx::query(*INSERT_SEALED_AUDIT))
+        bind_extension(&seals, &sealed, &head, sqlx::query(*EXTEND_CHAIN))
             .execute(&mut *conn)
             .await
-            .map_err(unexpected("inserting sealed audit entries"))?;
-        Self::set_chain_head(conn, &head).await
+            .map_err(unexpected("extending the audit chain"))?;
+        Ok(())
     }
 
     /// Writes the chain columns of sealed entries, in one statement.

@@ -16,8 +16,8 @@ use call_center::{Applied, CallChange};
 use rusqlite::{Connection, ToSql};
 use tokio::sync::oneshot;
 
-use crate::committed::Committed;
 use super::direct::{bind_numbered, query};
+use crate::committed::Committed;
 use crate::schema::{AuditEventRow, AuditSealRow, CallRow, OfferRow, PushParams, Table};
 use crate::types::SqlTime;
 
