@@ -11,22 +11,6 @@ use chrono::SubsecRound as _;
 use crate::schema::{AuditEventRow, AuditSealRow, Table};
 use crate::types::SqlTime;
 
-/// Decodes a row selected with [`crate::schema::audit_columns`].
-pub(crate) fn entry<R>(row: &R) -> anyhow::Result<AuditEntry>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> SqlTime: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> crate::types::SqlId: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<crate::types::SqlId>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    entry_at(row, 0)
-}
-
 /// Decodes the columns of [`crate::schema::audit_columns`] from position `first` of `row`.
 pub(crate) fn entry_at<R>(row: &R, first: usize) -> anyhow::Result<AuditEntry>
 where
@@ -112,7 +96,7 @@ macro_rules! entries {
     ($rows:expr) => {
         $rows
             .iter()
-            .map(crate::audit::entry)
+            .map(|row| crate::audit::entry_at(row, 0))
             .collect::<anyhow::Result<Vec<_>>>()
     };
 }

@@ -368,10 +368,9 @@ async fn futures_join(handles: impl Iterator<Item = tokio::task::JoinHandle<()>>
     }
 }
 
-/// A call change's entries are sealed in the change's own transaction on SQLite (inserted
-/// with their chain columns), after whatever other writes left pending; on PostgreSQL the
-/// sealer seals both. Either way one chain, in commit order, verified whole.
-async fn call_change_entries_follow_pending_ones(postgres: bool) {
+/// A fresh store whose audit log holds one entry, pending (an agent's registration, at a
+/// time with nanoseconds), and that time.
+async fn store_with_a_pending_entry(postgres: bool) -> (TestDb, Store, chrono::DateTime<Utc>) {
     let db = if postgres {
         TestDb::postgres()
             .await
@@ -381,18 +380,28 @@ async fn call_change_entries_follow_pending_ones(postgres: bool) {
     };
     let store = Store::open(&StoreOptions::new(&db.url)).unwrap();
     store.migrate().await.unwrap();
-    let log = store.audit();
     let at = Utc
         .timestamp_opt(1_790_000_000, 987_654_321)
         .single()
         .unwrap();
-    log.append(vec![NewAuditEvent::new(
-        at,
-        Actor::Admin,
-        AuditAction::AgentRegistered,
-    )])
-    .await
-    .unwrap();
+    store
+        .audit()
+        .append(vec![NewAuditEvent::new(
+            at,
+            Actor::Admin,
+            AuditAction::AgentRegistered,
+        )])
+        .await
+        .unwrap();
+    (db, store, at)
+}
+
+/// A call change's entries are sealed in the change's own transaction on SQLite (inserted
+/// with their chain columns), after whatever other writes left pending; on PostgreSQL the
+/// sealer seals both. Either way one chain, in commit order, verified whole.
+async fn call_change_entries_follow_pending_ones(postgres: bool) {
+    let (_db, store, at) = store_with_a_pending_entry(postgres).await;
+    let log = store.audit();
     let mut change = call_center::contract::effects_on("v3:call-sealed", 1, vec![]);
     change.audit = vec![
         NewAuditEvent::new(at, Actor::Telnyx, AuditAction::CallReceived).call("v3:call-sealed"),
@@ -447,23 +456,8 @@ async fn call_change_entries_follow_pending_ones_postgres() {
 #[cfg_attr(not(pg), ignore = "PostgreSQL: set TEST_DATABASE_URL")]
 async fn batched_call_changes_extend_the_chain_after_pending_entries_postgres() {
     const CALLS: usize = 16;
-    let db = TestDb::postgres()
-        .await
-        .expect("PostgreSQL (TEST_DATABASE_URL)");
-    let store = Store::open(&StoreOptions::new(&db.url)).unwrap();
-    store.migrate().await.unwrap();
+    let (_db, store, at) = store_with_a_pending_entry(true).await;
     let log = store.audit();
-    let at = Utc
-        .timestamp_opt(1_790_000_000, 987_654_321)
-        .single()
-        .unwrap();
-    log.append(vec![NewAuditEvent::new(
-        at,
-        Actor::Admin,
-        AuditAction::AgentRegistered,
-    )])
-    .await
-    .unwrap();
     let calls = store.calls();
     let applies = (0..CALLS).map(|i| {
         let calls = std::sync::Arc::clone(&calls);

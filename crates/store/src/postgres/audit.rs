@@ -57,11 +57,7 @@ static EXTEND_CHAIN: LazyLock<&'static str> = LazyLock::new(|| {
     let first = 5;
     let n = AuditEventRow::COLUMNS.len();
     String::leak(format!(
-        "WITH seals AS (
-             UPDATE audit_log a SET seq = s.seq, prev_digest = s.prev, digest = s.digest
-             FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[]) AS s(id, seq, prev, digest)
-             WHERE a.id = s.id
-         ),
+        "WITH seals AS ({SEAL_PENDING}),
          sealed AS (
              INSERT INTO audit_log ({cols}, seq, prev_digest, digest)
              SELECT {cols}, seq, prev_digest, digest
@@ -89,16 +85,7 @@ fn bind_extension<'q>(
     head: &ChainHead,
     q: PgQuery<'q>,
 ) -> PgQuery<'q> {
-    let q = q
-        .bind(seals.iter().map(|s| s.id).collect::<Vec<_>>())
-        .bind(seals.iter().map(|s| s.seq).collect::<Vec<_>>())
-        .bind(
-            seals
-                .iter()
-                .map(|s| s.prev_digest.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(seals.iter().map(|s| s.digest.clone()).collect::<Vec<_>>());
+    let q = bind_seals(seals, q);
     let events: Vec<AuditEventRow> = rows.iter().map(|r| r.event.clone()).collect();
     AuditEventRow::bind_arrays(&events, q)
         .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
@@ -111,6 +98,27 @@ fn bind_extension<'q>(
         .bind(head.seq)
         .bind(head.digest.clone())
 }
+
+/// Binds the seals' ids, positions, previous digests and digests, one array each
+/// (`$1`–`$4` of [`SEAL_PENDING`], and of [`EXTEND_CHAIN`] which starts with it).
+fn bind_seals<'q>(seals: &[Seal], q: PgQuery<'q>) -> PgQuery<'q> {
+    q.bind(seals.iter().map(|s| s.id).collect::<Vec<_>>())
+        .bind(seals.iter().map(|s| s.seq).collect::<Vec<_>>())
+        .bind(
+            seals
+                .iter()
+                .map(|s| s.prev_digest.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(seals.iter().map(|s| s.digest.clone()).collect::<Vec<_>>())
+}
+
+/// Writes the chain columns of pending entries (`$1`–`$4`: ids, positions, previous digests,
+/// digests).
+const SEAL_PENDING: &str =
+    "UPDATE audit_log a SET seq = s.seq, prev_digest = s.prev, digest = s.digest
+             FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[]) AS s(id, seq, prev, digest)
+             WHERE a.id = s.id";
 
 /// Serialises whoever extends the chain, across instances, until the transaction ends.
 async fn take_sealer_lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
@@ -179,23 +187,10 @@ impl PgStore {
 
     /// Writes the chain columns of sealed entries, in one statement.
     pub(crate) async fn write_seals(conn: &mut PgConnection, seals: &[Seal]) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE audit_log a SET seq = s.seq, prev_digest = s.prev, digest = s.digest
-             FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[]) AS s(id, seq, prev, digest)
-             WHERE a.id = s.id",
-        )
-        .bind(seals.iter().map(|s| s.id).collect::<Vec<_>>())
-        .bind(seals.iter().map(|s| s.seq).collect::<Vec<_>>())
-        .bind(
-            seals
-                .iter()
-                .map(|s| s.prev_digest.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(seals.iter().map(|s| s.digest.clone()).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(unexpected("sealing"))?;
+        bind_seals(seals, sqlx::query(SEAL_PENDING))
+            .execute(conn)
+            .await
+            .map_err(unexpected("sealing"))?;
         Ok(())
     }
 }

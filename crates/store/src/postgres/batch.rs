@@ -329,28 +329,7 @@ agent_locks AS MATERIALIZED (
     ORDER BY g.id FOR UPDATE OF g
 ),
 agent_effects AS (
-    UPDATE agents g SET
-        calls_answered = g.calls_answered + e.answered,
-        calls_missed = g.calls_missed + e.missed,
-        total_talk_seconds = g.total_talk_seconds + e.talk,
-        current_call_sid = CASE
-            WHEN e.engage AND g.current_call_sid IS NULL THEN e.owner
-            WHEN e.release AND g.current_call_sid = e.owner THEN NULL
-            ELSE g.current_call_sid END,
-        idle_since = CASE WHEN e.release AND {releases}
-            THEN COALESCE(e.wrap_up_until, e.now) ELSE g.idle_since END,
-        no_answer_until = GREATEST(g.no_answer_until, e.no_answer_until),
-        missed_in_a_row = CASE WHEN e.answered > 0 THEN 0 ELSE g.missed_in_a_row + e.missed END,
-        offer_ringing = CASE
-            WHEN e.offer = 'reserve' THEN false
-            WHEN e.offer = 'reserve-ring' THEN true
-            WHEN e.offer = 'ring' AND g.offer_call_sid = e.owner THEN true
-            WHEN e.offer = 'clear' AND g.offer_call_sid = e.owner THEN false
-            ELSE g.offer_ringing END,
-        offer_call_sid = CASE
-            WHEN e.offer IN ('reserve', 'reserve-ring') THEN e.owner
-            WHEN e.offer = 'clear' AND g.offer_call_sid = e.owner THEN NULL
-            ELSE g.offer_call_sid END
+    UPDATE agents g SET {agent_sets}
     FROM e JOIN agent_locks l ON l.id = e.agent_id
     WHERE g.id = e.agent_id
 )
@@ -378,7 +357,7 @@ SELECT ARRAY(SELECT call_sid FROM call_row) AS applied, reservation_conflict((
         effect_arrays = EffectRow::arrays(l.effects + 2),
         effect_cols = EffectRow::columns(None),
         reservable = crate::common::reservable_sql("g.", "e.owner", "e.now"),
-        releases = crate::common::releases_sql("g.", "e.owner"),
+        agent_sets = super::calls::agent_effect_sets("e.owner", "e.now"),
     )
 }
 

@@ -165,28 +165,7 @@ agent_locks AS MATERIALIZED (
     ORDER BY g.id FOR UPDATE OF g
 ),
 agent_effects AS (
-    UPDATE agents g SET
-        calls_answered = g.calls_answered + e.answered,
-        calls_missed = g.calls_missed + e.missed,
-        total_talk_seconds = g.total_talk_seconds + e.talk,
-        current_call_sid = CASE
-            WHEN e.engage AND g.current_call_sid IS NULL THEN $1
-            WHEN e.release AND g.current_call_sid = $1 THEN NULL
-            ELSE g.current_call_sid END,
-        idle_since = CASE WHEN e.release AND {releases}
-            THEN COALESCE(e.wrap_up_until, ${now}) ELSE g.idle_since END,
-        no_answer_until = GREATEST(g.no_answer_until, e.no_answer_until),
-        missed_in_a_row = CASE WHEN e.answered > 0 THEN 0 ELSE g.missed_in_a_row + e.missed END,
-        offer_ringing = CASE
-            WHEN e.offer = 'reserve' THEN false
-            WHEN e.offer = 'reserve-ring' THEN true
-            WHEN e.offer = 'ring' AND g.offer_call_sid = $1 THEN true
-            WHEN e.offer = 'clear' AND g.offer_call_sid = $1 THEN false
-            ELSE g.offer_ringing END,
-        offer_call_sid = CASE
-            WHEN e.offer IN ('reserve', 'reserve-ring') THEN $1
-            WHEN e.offer = 'clear' AND g.offer_call_sid = $1 THEN NULL
-            ELSE g.offer_call_sid END
+    UPDATE agents g SET {agent_sets}
     FROM {effects} JOIN agent_locks l ON l.id = e.agent_id
     WHERE g.id = e.agent_id
 ),
@@ -198,9 +177,8 @@ SELECT (SELECT count(*) FROM call_row) + reservation_conflict((
     SELECT count(*) FROM {effects} LEFT JOIN agent_locks l ON l.id = e.agent_id
     WHERE e.offer IN ('reserve', 'reserve-ring') AND (l.id IS NULL OR NOT l.reservable)
       AND EXISTS (SELECT 1 FROM call_row))) AS applied",
-        now = l.now,
         reservable = crate::common::reservable_sql("g.", "$1", &format!("${}", l.now)),
-        releases = crate::common::releases_sql("g.", "$1"),
+        agent_sets = agent_effect_sets("$1", &format!("${}", l.now)),
         receipt_cols = ReceiptRow::columns(None),
         receipts = ReceiptRow::unnest(l.receipts, "r"),
         offer_cols = OfferRow::columns(None),
@@ -212,6 +190,37 @@ SELECT (SELECT count(*) FROM call_row) + reservation_conflict((
         effects = EffectRow::unnest(l.effects, "e"),
         audit_cols = AuditEventRow::columns(None),
         audit_arrays = AuditEventRow::arrays(l.audit),
+    )
+}
+
+/// The `SET` list of the `UPDATE agents g … FROM … e` that applies agent effects (`e`, an
+/// [`EffectRow`]) for the call `call` at time `now` (SQL expressions: a parameter, or the
+/// batch's per-row columns): counters added; engage, release and the offer marks as
+/// compare-and-sets against the call.
+pub(super) fn agent_effect_sets(call: &str, now: &str) -> String {
+    format!(
+        "calls_answered = g.calls_answered + e.answered,
+        calls_missed = g.calls_missed + e.missed,
+        total_talk_seconds = g.total_talk_seconds + e.talk,
+        current_call_sid = CASE
+            WHEN e.engage AND g.current_call_sid IS NULL THEN {call}
+            WHEN e.release AND g.current_call_sid = {call} THEN NULL
+            ELSE g.current_call_sid END,
+        idle_since = CASE WHEN e.release AND {releases}
+            THEN COALESCE(e.wrap_up_until, {now}) ELSE g.idle_since END,
+        no_answer_until = GREATEST(g.no_answer_until, e.no_answer_until),
+        missed_in_a_row = CASE WHEN e.answered > 0 THEN 0 ELSE g.missed_in_a_row + e.missed END,
+        offer_ringing = CASE
+            WHEN e.offer = 'reserve' THEN false
+            WHEN e.offer = 'reserve-ring' THEN true
+            WHEN e.offer = 'ring' AND g.offer_call_sid = {call} THEN true
+            WHEN e.offer = 'clear' AND g.offer_call_sid = {call} THEN false
+            ELSE g.offer_ringing END,
+        offer_call_sid = CASE
+            WHEN e.offer IN ('reserve', 'reserve-ring') THEN {call}
+            WHEN e.offer = 'clear' AND g.offer_call_sid = {call} THEN NULL
+            ELSE g.offer_call_sid END",
+        releases = crate::common::releases_sql("g.", call),
     )
 }
 
