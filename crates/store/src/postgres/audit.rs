@@ -27,15 +27,17 @@ static PENDING_AUDIT: LazyLock<&'static str> = LazyLock::new(|| {
     ))
 });
 
-/// The chain head (two columns) with, to its right, the pending entries of finished
-/// transactions in sealing order ([`PENDING_AUDIT`]'s), one per row (null columns when
-/// there are none).
+/// The chain head (two columns) with, to its right, every pending entry this statement
+/// sees, in the sealer's order, one per row (null columns when there are none). A batch
+/// reads it after taking the sealer's lock and writes no pending entry itself, so each
+/// entry it sees was committed before: it seals them all, where the sealer, which may run
+/// beside transactions still writing pending entries, waits until every older
+/// transaction has ended ([`PENDING_AUDIT`]).
 static HEAD_AND_PENDING: LazyLock<&'static str> = LazyLock::new(|| {
     String::leak(format!(
         "SELECT h.seq, h.digest, {p_cols} FROM audit_chain_head h LEFT JOIN LATERAL (
              SELECT {cols}, row_number() OVER (ORDER BY txid, id) AS n FROM audit_log
-             WHERE seq IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY txid, id LIMIT $1) p ON true
+             WHERE seq IS NULL ORDER BY txid, id LIMIT $1) p ON true
          WHERE h.id = 1 ORDER BY p.n",
         cols = audit_columns(),
         p_cols = AuditEventRow::COLUMNS
@@ -144,10 +146,12 @@ impl PgStore {
 
     /// Seals `events` as they are inserted, in the caller's transaction (a batch of call
     /// changes), in three round trips: takes the sealer lock (held until the commit); reads
-    /// the head with what other transactions left pending and have finished
+    /// the head with the pending entries of transactions already committed
     /// ([`HEAD_AND_PENDING`], a statement begun after the lock, so it sees the last
     /// sealer's commit); then seals those, inserts `events` sealed after them and moves the
-    /// head ([`EXTEND_CHAIN`]).
+    /// head ([`EXTEND_CHAIN`]). Entries committed before the batch are thus always chained
+    /// before its own, even while some older transaction elsewhere in the cluster keeps the
+    /// sealer waiting.
     pub(crate) async fn insert_sealed(
         conn: &mut PgConnection,
         events: Vec<AuditEventRow>,

@@ -125,8 +125,11 @@ impl PgStore {
     /// Applies `changes` (distinct calls and agents) in one statement, or each alone after
     /// the statement failed as a whole.
     async fn apply_together(&self, changes: &[CallChange]) -> Vec<anyhow::Result<Applied>> {
-        if let [change] = changes {
-            return vec![self.apply_alone(change).await];
+        match changes {
+            // Every requester gathered had given up.
+            [] => return Vec::new(),
+            [change] => return vec![self.apply_alone(change).await],
+            _ => {}
         }
         match self.apply_batch(changes).await {
             Ok(applied) => {
