@@ -227,6 +227,24 @@ pub(crate) fn releases_sql(g: &str, call: &str) -> String {
     )
 }
 
+/// Waits at most `wait` for the result of a change handed to a group-commit writer (`writer`
+/// names it in the errors): a request must not wait on a stalled writer for ever; a change
+/// not yet taken when its requester gave up is skipped by the writer.
+pub(crate) async fn batch_result(
+    result: tokio::sync::oneshot::Receiver<anyhow::Result<call_center::Applied>>,
+    wait: std::time::Duration,
+    writer: &str,
+) -> anyhow::Result<call_center::Applied> {
+    match tokio::time::timeout(wait, result).await {
+        Ok(Ok(applied)) => applied,
+        Ok(Err(_)) => Err(anyhow::anyhow!("{writer} dropped a call change")),
+        Err(_) => Err(anyhow::anyhow!(
+            "waited {} ms for {writer}",
+            wait.as_millis()
+        )),
+    }
+}
+
 /// A serialization failure (SQLSTATE 40001), which PostgreSQL's apply statement also raises
 /// when an agent it reserves is no longer reservable: the change is decided again.
 pub(crate) fn is_serialization_failure(e: &sqlx::Error) -> bool {

@@ -81,14 +81,7 @@ impl PgStore {
                 done,
             })
             .map_err(|_| anyhow::anyhow!("the PostgreSQL batch tasks have stopped"))?;
-        match tokio::time::timeout(self.write_wait, result).await {
-            Ok(Ok(applied)) => applied,
-            Ok(Err(_)) => Err(anyhow::anyhow!("a PostgreSQL batch dropped a call change")),
-            Err(_) => Err(anyhow::anyhow!(
-                "waited {} ms for a PostgreSQL batch",
-                self.write_wait.as_millis()
-            )),
-        }
+        crate::common::batch_result(result, self.write_wait, "a PostgreSQL batch").await
     }
 
     /// Starts the [`IN_FLIGHT`] batch tasks. They hold the pools, not the store, so they

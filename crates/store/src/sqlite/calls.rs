@@ -184,14 +184,7 @@ impl SqliteStore {
     /// taken when its requester gave up is skipped.
     pub(crate) async fn apply_change(&self, change: &CallChange) -> anyhow::Result<Applied> {
         let result = self.batch_writer.submit(change.clone())?;
-        match tokio::time::timeout(self.write_wait, result).await {
-            Ok(Ok(applied)) => applied,
-            Ok(Err(_)) => Err(anyhow::anyhow!("the SQLite writer dropped a call change")),
-            Err(_) => Err(anyhow::anyhow!(
-                "waited {} ms for the SQLite writer",
-                self.write_wait.as_millis()
-            )),
-        }
+        crate::common::batch_result(result, self.write_wait, "the SQLite writer").await
     }
 
     pub(crate) async fn insert_receipts(&self, rows: &[ReceiptRow]) -> Result<(), sqlx::Error> {
