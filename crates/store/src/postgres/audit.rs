@@ -9,7 +9,7 @@ use ::audit::chain::Seal;
 use sqlx::Row as _;
 use sqlx::{PgConnection, Postgres};
 
-use super::PgStore;
+use super::{PgQuery, PgStore};
 use crate::audit::SealedAuditRow;
 use crate::common::{WriteTx, unexpected};
 use crate::schema::{AuditEventRow, AuditSealRow, Table, audit_columns};
@@ -77,8 +77,6 @@ static EXTEND_CHAIN: LazyLock<&'static str> = LazyLock::new(|| {
         head_digest = first + n + 4,
     ))
 });
-
-type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 /// Binds [`EXTEND_CHAIN`].
 fn bind_extension<'q>(
@@ -167,7 +165,7 @@ impl PgStore {
             .fetch_all(&mut *conn)
             .await
             .map_err(unexpected("chain head and pending audit"))?;
-        let mut head = crate::audit::head(match rows.first() {
+        let head = crate::audit::head(match rows.first() {
             Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
             None => None,
         });
@@ -177,10 +175,7 @@ impl PgStore {
                 pending.push(crate::audit::entry_at(row, 2)?);
             }
         }
-        let (seals, after) = crate::audit::seal(&head, &pending);
-        if !seals.is_empty() {
-            head = after;
-        }
+        let (seals, mut head) = crate::audit::seal(&head, &pending);
         let sealed = crate::audit::sealed_rows(&mut head, events)?;
         bind_extension(&seals, &sealed, &head, sqlx::query(*EXTEND_CHAIN))
             .execute(&mut *conn)

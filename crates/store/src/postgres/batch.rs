@@ -24,17 +24,14 @@ use std::sync::{Arc, LazyLock};
 
 use call_center::{Applied, CallChange};
 use sqlx::Row as _;
-use sqlx::postgres::PgArguments;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::PgStore;
+use super::{PgQuery, PgStore};
 use crate::schema::{
     CallRow, EffectRow, OfferRow, ReceiptRow, RoundClosedRow, RoundOpenedRow, Table,
     offer_upsert_suffix,
 };
 use crate::types::SqlTime;
-
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, PgArguments>;
 
 /// Changes one statement applies at most.
 const BATCH_MAX: usize = 64;

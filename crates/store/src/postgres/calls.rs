@@ -6,17 +6,15 @@ use std::sync::LazyLock;
 use anyhow::{Context as _, anyhow};
 use call_center::{Applied, CallChange, CallState, Receipt, Snapshot};
 use sqlx::Row;
-use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::postgres::PgRow;
 
-use super::PgStore;
+use super::{PgQuery, PgStore};
 use crate::common::{is_serialization_failure, is_unique_violation, unexpected};
 use crate::schema::{
     AuditEventRow, CallRow, EffectRow, OfferRow, ReceiptRow, RoundClosedRow, RoundOpenedRow, Table,
     offer_upsert_suffix,
 };
 use crate::types::SqlTime;
-
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, PgArguments>;
 
 /// One round trip: the call with one row per offer (a call without offers is one row with
 /// null offer columns; no call is one row of nulls), plus the receipts asked for, read in

@@ -18,6 +18,9 @@ use crate::schema::{AuditEventRow, Table};
 
 pub use crate::common::sql::AVAILABLE_NOW;
 
+/// A PostgreSQL query with bound arguments (the statements built over `unnest` arrays).
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
 /// The embedded PostgreSQL migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
