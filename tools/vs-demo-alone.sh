@@ -11,6 +11,7 @@
 #   RUST_LOG=warn,call_center::flow=debug tools/vs-demo-alone.sh   # log lines kept in $dir/server.log
 #   PG=postgres://postgres@127.0.0.1:5432 tools/vs-demo-alone.sh  # PostgreSQL: a fresh database
 #                                                                 # vs_demo_alone each run
+#   STATS=1 PG=... tools/vs-demo-alone.sh                      # and the rows written per table
 #
 # Needs wrk (and psql with PG). Binds 127.0.0.1:$PORT (18400).
 set -euo pipefail
@@ -82,6 +83,14 @@ for route, b in sorted(buckets.items()):
 PY
 echo "audit chain: $(curl -s -H "Authorization: Bearer $token" "127.0.0.1:$PORT/api/call-center/audit/verify")"
 if [[ -n ${PG:-} ]]; then
+    if [[ -n ${STATS:-} ]]; then
+        # Rows written per table over the run (the stats collector lags a little).
+        sleep 1
+        psql "$db_url" -c "SELECT relname, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_hot_upd AS hot,
+            n_tup_del AS del, pg_size_pretty(pg_total_relation_size(relid)) AS size
+            FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY relname" \
+            -c "SELECT action, count(*) FROM audit_log GROUP BY action ORDER BY 2 DESC"
+    fi
     # Its autovacuum would otherwise run on into the next measurement.
     kill "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true

@@ -537,9 +537,9 @@ pub async fn crossed_agent_effects_never_deadlock(s: Stores) {
 
 /// Changes on different calls and agents at once, which a store may apply together (one
 /// transaction for several webhooks): each applies or conflicts on its own merits. A stale
-/// version (first wave) or a receipt already stored (second wave) conflicts without costing
-/// another change its write, and every part of a change (call, offer, agent effect, receipt,
-/// audit entry) lands or none does.
+/// version (first wave), a receipt already stored (second wave) or an agent no longer
+/// reservable (third wave) conflicts without costing another change its write, and every
+/// part of a change (call, offer, agent effect, receipt, audit entry) lands or none does.
 pub async fn concurrent_changes_apply_each_on_its_own(s: Stores) {
     const CALLS: usize = 24;
     let sids: Vec<String> = (0..CALLS).map(|i| format!("together-{i}")).collect();
@@ -657,6 +657,62 @@ pub async fn concurrent_changes_apply_each_on_its_own(s: Stores) {
             );
         }
     }
+    // The third wave, on the calls at version 3: each reserves an agent of its own, but one
+    // reserves the agent engaged on the first call, which is not reservable: only that
+    // change conflicts, the others apply.
+    let third: Vec<usize> = moved.iter().copied().filter(|i| *i != repeats).collect();
+    let refused = third[1];
+    let mut own = Vec::with_capacity(third.len());
+    for n in 0..third.len() {
+        own.push(new_agent(&s, CALLS + 1 + n).await);
+    }
+    let engaged = agents[moved[0]];
+    let reserve = |k: usize, i: usize| {
+        let sid = &sids[i];
+        let agent_id = if i == refused { engaged } else { own[k] };
+        let mut c = effects_on(
+            sid,
+            4,
+            vec![AgentEffect {
+                agent_id,
+                offer: Some(OfferMark::Reserve),
+                ..AgentEffect::default()
+            }],
+        );
+        c.audit = vec![event(sid, AuditAction::AttemptOpened)];
+        c
+    };
+    let applied = all(third
+        .iter()
+        .enumerate()
+        .map(|(k, i)| reserve(k, *i))
+        .collect())
+    .await;
+    for (k, (i, applied)) in third.iter().copied().zip(applied).enumerate() {
+        let sid = &sids[i];
+        let version = s.calls.get(sid).await.unwrap().unwrap().version;
+        let audit = audited(s.audit.as_ref(), sid).await;
+        let reserved = s.agents.get(own[k]).await.unwrap().unwrap().offer_call_sid;
+        if i == refused {
+            assert_eq!(
+                (applied, version, audit.len(), reserved),
+                (Applied::Conflict, 3, 3, None),
+                "{sid}"
+            );
+        } else {
+            assert_eq!(
+                (applied, version, audit.len(), reserved.as_deref()),
+                (Applied::Yes, 4, 4, Some(sid.as_str())),
+                "{sid}"
+            );
+        }
+    }
+    let engaged = s.agents.get(engaged).await.unwrap().unwrap();
+    assert_eq!(
+        (engaged.current_call_sid.as_deref(), engaged.offer_call_sid),
+        (Some(sids[moved[0]].as_str()), None),
+        "the refused reservation left the engaged agent as it was"
+    );
 }
 
 /// An agent's release: only from the call named (a compare-and-set against a newer hold),

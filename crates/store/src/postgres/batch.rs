@@ -9,15 +9,21 @@
 //! expected version and skips the others (each still all-or-nothing: every part of a change
 //! is written only if its call row was), then the audit entries of the changes applied are
 //! inserted already sealed, after whatever other writers left pending
-//! ([`PgStore::insert_sealed`], under the sealer's lock). Anything that fails the batch as a
-//! whole (a duplicate receipt, an agent no longer reservable, a unique offer, a deadlock, a
-//! lost connection) rolls it back, and each change is then applied alone, so one change's
+//! ([`PgStore::insert_sealed`], under the sealer's lock). A change that reserves an agent
+//! another call reserved first is skipped like a stale version. Anything that fails the
+//! batch as a whole (a duplicate receipt, a unique offer, a deadlock, a lost connection)
+//! rolls it back, and each change is then applied alone, so one change's
 //! conflict never costs another its write. A change is answered only after the commit of
 //! the transaction that applied it.
 //!
 //! Lock order, as the single statement's: calls before agents, calls in `call_sid` order
 //! (the batch is sorted), agents in id order, so two batches, or a batch and a single change,
-//! never wait on each other in a cycle.
+//! never wait on each other in a cycle. One exception: a new call's row does not exist to
+//! be locked, and is inserted after the agents' locks. Two instances inserting the same new
+//! call at the same moment (Telnyx's retry of `/inbound` reaching a second instance while
+//! the first still writes) can then deadlock; PostgreSQL ends one after its
+//! `deadlock_timeout`, that batch's changes are applied one by one, and the repeated call
+//! conflicts, as it would have anyway.
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
@@ -266,9 +272,17 @@ const LAYOUT: Layout = {
 };
 
 /// The statement: `c` is the batch's calls; `call_row` the sids of those written (a new
-/// call inserted, or an existing one at its expected version); every other part writes
-/// only the rows of a change whose call is in `call_row`. The agent effects are
-/// [`super::calls`]'s, with the owning call and its time per row instead of one `$1`.
+/// call inserted, or an existing one at its expected version, unless it is `refused`);
+/// every other part writes only the rows of a change whose call is in `call_row`. The agent
+/// effects are [`super::calls`]'s, with the owning call and its time per row instead of one
+/// `$1`.
+///
+/// A change that reserves an agent no longer reservable (`refused`: another call reserved
+/// it first) is skipped like a stale version, so it costs no other change its write. That
+/// needs the agents' rows locked before any call is written, in the single statement's
+/// order: `call_locks` locks the batch's existing calls (sorted) first, then `agent_locks`
+/// the agents in id order (the one-time filter on `call_locks` runs before its first row),
+/// and each agent's reservability is read from its locked, latest row.
 fn batch_statement() -> String {
     let l = &LAYOUT;
     let call_cols = CallRow::columns(None);
@@ -279,17 +293,38 @@ fn batch_statement() -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let written = "IN (SELECT call_sid FROM call_row)";
+    let not_refused = "NOT IN (SELECT owner FROM refused)";
     format!(
         "WITH c AS MATERIALIZED (
     SELECT * FROM unnest({call_arrays}, ${expected}::int8[]) AS c({call_cols}, expected)
 ),
+effects AS MATERIALIZED (
+    SELECT * FROM unnest(${effects}::text[], ${effects_now}::timestamptz[], {effect_arrays})
+        AS e(owner, now, {effect_cols})
+),
+call_locks AS MATERIALIZED (
+    SELECT t.call_sid FROM calls t JOIN c ON c.call_sid = t.call_sid
+    WHERE c.expected <> 0 ORDER BY t.call_sid FOR UPDATE OF t
+),
+agent_locks AS MATERIALIZED (
+    SELECT g.id, e.owner, {reservable} AS reservable FROM agents g JOIN effects e ON e.agent_id = g.id
+    WHERE (SELECT count(*) FROM call_locks) >= 0
+    ORDER BY g.id FOR UPDATE OF g
+),
+refused AS MATERIALIZED (
+    SELECT e.owner FROM effects e
+    LEFT JOIN agent_locks l ON l.id = e.agent_id AND l.owner = e.owner
+    WHERE e.offer IN ('reserve', 'reserve-ring') AND (l.id IS NULL OR NOT l.reservable)
+),
 inserted AS (
-    INSERT INTO calls ({call_cols}) SELECT {c_cols} FROM c WHERE c.expected = 0
+    INSERT INTO calls ({call_cols}) SELECT {c_cols} FROM c
+    WHERE c.expected = 0 AND c.call_sid {not_refused}
     ORDER BY c.call_sid ON CONFLICT (call_sid) DO NOTHING RETURNING call_sid
 ),
 updated AS (
     UPDATE calls t SET {call_sets} FROM c
     WHERE c.expected <> 0 AND t.call_sid = c.call_sid AND t.version = c.expected
+      AND c.call_sid {not_refused}
     RETURNING t.call_sid
 ),
 call_row AS MATERIALIZED (
@@ -315,23 +350,12 @@ rounds_closed AS (
       AND a.call_sid {written}
 ),
 e AS MATERIALIZED (
-    SELECT * FROM unnest(${effects}::text[], ${effects_now}::timestamptz[], {effect_arrays})
-        AS e(owner, now, {effect_cols})
-    WHERE e.owner {written}
-),
-agent_locks AS MATERIALIZED (
-    SELECT g.id, {reservable} AS reservable FROM agents g JOIN e ON e.agent_id = g.id
-    ORDER BY g.id FOR UPDATE OF g
+    SELECT * FROM effects WHERE owner {written}
 ),
 agent_effects AS (
-    UPDATE agents g SET {agent_sets}
-    FROM e JOIN agent_locks l ON l.id = e.agent_id
-    WHERE g.id = e.agent_id
+    UPDATE agents g SET {agent_sets} FROM e WHERE g.id = e.agent_id
 )
-SELECT ARRAY(SELECT call_sid FROM call_row) AS applied, reservation_conflict((
-    SELECT count(*) FROM e LEFT JOIN agent_locks l ON l.id = e.agent_id
-    WHERE e.offer IN ('reserve', 'reserve-ring') AND (l.id IS NULL OR NOT l.reservable)))
-    AS conflicts",
+SELECT ARRAY(SELECT call_sid FROM call_row) AS applied",
         call_arrays = CallRow::arrays(1),
         expected = l.expected,
         c_cols = CallRow::columns(Some("c")),
