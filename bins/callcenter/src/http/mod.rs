@@ -91,7 +91,17 @@ fn api_scope() -> scope::Scope<
         InitError = (),
     >,
 > {
+    // The Telnyx endpoints first: the router tries resources in this order, and each
+    // pattern with a `{segment}` ahead of a webhook's path would cost it a regex match.
     scope(API_PREFIX)
+        .map(|s| {
+            s.configure(telnyx::configure)
+                .route(
+                    call_center::HOLD_MUSIC_PATH,
+                    web::get().to(hold_music::serve),
+                )
+                .route("/openapi.json", web::get().to(ops::openapi))
+        })
         .service(agents_api::register)
         .service(agents_api::heartbeat)
         .service(agents_api::list)
@@ -115,14 +125,6 @@ fn api_scope() -> scope::Scope<
         .service(queue_api::rules)
         .service(queue_api::set_rule)
         .service(queue_api::remove_rule)
-        .map(|s| {
-            s.configure(telnyx::configure)
-                .route("/openapi.json", web::get().to(ops::openapi))
-                .route(
-                    call_center::HOLD_MUSIC_PATH,
-                    web::get().to(hold_music::serve),
-                )
-        })
 }
 
 /// The OpenAPI 3.1 document, generated from the registered handlers.
@@ -191,9 +193,11 @@ pub fn app(
         .route("/healthz", web::get().to(ops::healthz))
         .route("/readyz", web::get().to(ops::readyz))
         .route("/metrics", web::get().to(ops::metrics))
-        .configure(console::configure)
         .into_utoipa_app()
         .service(api_scope())
         .into_app()
+        // After the API (Telnyx's webhooks among it): its patterns with `{segment}`s are
+        // regex matches a webhook would otherwise try first.
+        .configure(console::configure)
         .default_service(web::to(ops::not_found))
 }
