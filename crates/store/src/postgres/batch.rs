@@ -314,7 +314,7 @@ agent_locks AS MATERIALIZED (
 refused AS MATERIALIZED (
     SELECT e.owner FROM effects e
     LEFT JOIN agent_locks l ON l.id = e.agent_id AND l.owner = e.owner
-    WHERE e.offer IN ('reserve', 'reserve-ring') AND (l.id IS NULL OR NOT l.reservable)
+    WHERE {refused_reservation}
 ),
 inserted AS (
     INSERT INTO calls ({call_cols}) SELECT {c_cols} FROM c
@@ -376,6 +376,7 @@ SELECT ARRAY(SELECT call_sid FROM call_row) AS applied",
         effect_arrays = EffectRow::arrays(l.effects + 2),
         effect_cols = EffectRow::columns(None),
         reservable = crate::common::reservable_sql("g.", "e.owner", "e.now"),
+        refused_reservation = super::calls::REFUSED_RESERVATION,
         agent_sets = super::calls::agent_effect_sets("e.owner", "e.now"),
     )
 }

@@ -173,8 +173,8 @@ audit AS (
 )
 SELECT (SELECT count(*) FROM call_row) + reservation_conflict((
     SELECT count(*) FROM {effects} LEFT JOIN agent_locks l ON l.id = e.agent_id
-    WHERE e.offer IN ('reserve', 'reserve-ring') AND (l.id IS NULL OR NOT l.reservable)
-      AND EXISTS (SELECT 1 FROM call_row))) AS applied",
+    WHERE {refused} AND EXISTS (SELECT 1 FROM call_row))) AS applied",
+        refused = REFUSED_RESERVATION,
         reservable = crate::common::reservable_sql("g.", "$1", &format!("${}", l.now)),
         agent_sets = agent_effect_sets("$1", &format!("${}", l.now)),
         receipt_cols = ReceiptRow::columns(None),
@@ -190,6 +190,12 @@ SELECT (SELECT count(*) FROM call_row) + reservation_conflict((
         audit_arrays = AuditEventRow::arrays(l.audit),
     )
 }
+
+/// An agent effect (`e`) that reserves its agent, whose locked row (`l`, from `agent_locks`)
+/// is gone or not reservable for the call: the single statement fails on one, the batch
+/// skips the change that holds it.
+pub(super) const REFUSED_RESERVATION: &str =
+    "e.offer IN ('reserve', 'reserve-ring') AND (l.id IS NULL OR NOT l.reservable)";
 
 /// The `SET` list of the `UPDATE agents g … FROM … e` that applies agent effects (`e`, an
 /// [`EffectRow`]) for the call `call` at time `now` (SQL expressions: a parameter, or the
