@@ -112,6 +112,25 @@ pub async fn insert_and_read_back(store: Arc<dyn AgentStore>, log: Arc<dyn Audit
         Some(a.id)
     );
     assert_eq!(store.get(AgentId::new()).await.unwrap(), None);
+    let b = agent(
+        "Bob Jones",
+        "sip:bob@example.com",
+        Presence::Offline,
+        None,
+        t0(),
+    );
+    store
+        .insert(&b, "hash-b", event(AuditAction::AgentRegistered, b.id))
+        .await
+        .unwrap();
+    let ids = |agents: Vec<Agent>| agents.into_iter().map(|x| x.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.get_many(&[b.id, AgentId::new(), a.id]).await.unwrap()),
+        vec![b.id, a.id],
+        "the agents that exist, in the order asked"
+    );
+    assert_eq!(store.get_many(&[a.id]).await.unwrap(), vec![a.clone()]);
+    assert!(store.get_many(&[]).await.unwrap().is_empty());
     assert_eq!(
         audited(log.as_ref(), a.id).await,
         vec![AuditAction::AgentRegistered]

@@ -158,6 +158,14 @@ impl AgentStore for MemoryAgentStore {
         Ok(self.lock().agents.get(&id).cloned())
     }
 
+    async fn get_many(&self, ids: &[AgentId]) -> Result<Vec<Agent>, AgentStoreError> {
+        let inner = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| inner.agents.get(id).cloned())
+            .collect())
+    }
+
     async fn agent_for_token(&self, token_hash: &str) -> Result<Option<AgentId>, AgentStoreError> {
         Ok(self.lock().tokens.get(token_hash).copied())
     }

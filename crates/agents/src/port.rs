@@ -80,6 +80,13 @@ pub trait AgentStore: Send + Sync {
     /// Only [`AgentStoreError::Unexpected`].
     async fn get(&self, id: AgentId) -> Result<Option<Agent>, AgentStoreError>;
 
+    /// The agents of `ids` that exist, in `ids`' order (one read: a `<Dial action>` that
+    /// rings a round's agents again checks them all at once).
+    ///
+    /// # Errors
+    /// Only [`AgentStoreError::Unexpected`].
+    async fn get_many(&self, ids: &[AgentId]) -> Result<Vec<Agent>, AgentStoreError>;
+
     /// The agent whose heartbeat token hashes to `token_hash`.
     ///
     /// # Errors

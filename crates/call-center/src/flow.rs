@@ -608,21 +608,27 @@ impl CallFlow {
         }
         let now = self.clock.now().max(now);
         let liveness = Liveness::new(now, self.heartbeat_ttl);
-        let mut eligible = Vec::new();
         let misses_to_pause = self.settings.queue.misses_to_pause;
         let ringing = state.offers.iter().filter(|o| {
             o.attempt == state.call.attempts
                 && o.state == crate::model::OfferState::Ringing
                 && (misses_to_pause <= 0 || o.misses_before + 1 < misses_to_pause)
         });
-        for offer in ringing {
-            if let Some(agent) = self.agents.get(offer.agent_id).await?
-                && agent.reservable(&state.call.call_sid, now)
-                && liveness.is_fresh(agent.last_heartbeat_at)
-            {
-                eligible.push(agent.id);
-            }
+        let ids: Vec<AgentId> = ringing.map(|o| o.agent_id).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
+        let eligible = self
+            .agents
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .filter(|agent| {
+                agent.reservable(&state.call.call_sid, now)
+                    && liveness.is_fresh(agent.last_heartbeat_at)
+            })
+            .map(|agent| agent.id)
+            .collect();
         Ok(eligible)
     }
 

@@ -49,6 +49,24 @@ macro_rules! agent_store {
             }
 
             #[tracing::instrument(skip_all, err)]
+            async fn get_many(
+                &self,
+                ids: &[::agents::AgentId],
+            ) -> Result<Vec<::agents::Agent>, ::agents::AgentStoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut rows = self.agent_rows(ids).await?;
+                let mut agents = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(at) = rows.iter().position(|r| r.id.0 == id.0) {
+                        agents.push(::agents::Agent::try_from(rows.swap_remove(at))?);
+                    }
+                }
+                Ok(agents)
+            }
+
+            #[tracing::instrument(skip_all, err)]
             async fn agent_for_token(
                 &self,
                 token_hash: &str,

@@ -278,6 +278,10 @@ pub(crate) mod sql {
         AGENT_BY_ID = format!("{}WHERE id = $1", AgentRow::select())
     );
     statement!(
+        /// The agents whose ids are in the array `$1` (PostgreSQL).
+        AGENTS_BY_IDS = format!("{}WHERE id = ANY($1)", AgentRow::select())
+    );
+    statement!(
         /// One agent by SIP key.
         AGENT_BY_SIP_KEY = format!("{}WHERE sip_key = $1", AgentRow::select())
     );

@@ -78,6 +78,18 @@ impl PgStore {
             .context("agent lookup")
     }
 
+    /// The agents of `ids` that exist, in no particular order, in one statement.
+    pub(crate) async fn agent_rows(
+        &self,
+        ids: &[::agents::AgentId],
+    ) -> anyhow::Result<Vec<crate::schema::AgentRow>> {
+        sqlx::query_as(*crate::common::sql::AGENTS_BY_IDS)
+            .bind(ids.iter().map(|id| id.0).collect::<Vec<uuid::Uuid>>())
+            .fetch_all(&self.pool)
+            .await
+            .context("agents lookup")
+    }
+
     /// The priority of the rule matching `number`, if one does.
     pub(crate) async fn priority_row(&self, number: &str) -> anyhow::Result<Option<i32>> {
         sqlx::query_scalar(crate::queue::sql::PRIORITY_FOR)

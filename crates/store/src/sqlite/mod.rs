@@ -117,6 +117,30 @@ impl SqliteStore {
         Ok(rows.into_iter().next())
     }
 
+    /// The agents of `ids` that exist, in no particular order, read inline (one lookup by
+    /// id each, on one connection).
+    pub(crate) async fn agent_rows(
+        &self,
+        ids: &[::agents::AgentId],
+    ) -> anyhow::Result<Vec<crate::schema::AgentRow>> {
+        let ids: Vec<crate::types::SqlId> =
+            ids.iter().map(|id| crate::types::SqlId(id.0)).collect();
+        self.readers
+            .read(|conn| {
+                let mut rows = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    rows.extend(direct::query(
+                        conn,
+                        *crate::common::sql::AGENT_BY_ID,
+                        &[id],
+                        |row| crate::schema::AgentRow::from_rusqlite(row, 0),
+                    )?);
+                }
+                Ok(rows)
+            })
+            .context("agents lookup")
+    }
+
     /// The priority of the rule matching `number`, if one does, read inline.
     pub(crate) async fn priority_row(&self, number: &str) -> anyhow::Result<Option<i32>> {
         let rows = self
