@@ -76,6 +76,26 @@ enum Reservation {
 }
 
 /// How one try at deciding a request went.
+/// What a try decides from.
+enum Basis {
+    /// The call and the webhook's receipts, read from the store.
+    Read,
+    /// The call as this process committed it ([`CallStore::committed`]; no read).
+    Committed(Box<CallState>),
+    /// No call: a first `/inbound` for a call this process has not written (no read; a
+    /// call that exists after all, a retry reaching this instance, makes the insert
+    /// conflict, and the next try reads).
+    Absent,
+}
+
+impl Basis {
+    /// Whether nothing was read: the webhook's receipts are then checked only by the
+    /// store, when a change is applied.
+    fn presumed(&self) -> bool {
+        !matches!(self, Self::Read)
+    }
+}
+
 enum Try {
     /// Decided (and applied, when it changed something).
     Done(Handled),
@@ -375,17 +395,19 @@ impl CallFlow {
         };
         for lost in 0..MAX_TRIES {
             // The first try decides from the call as this process committed it, when the
-            // store keeps it (no read); any other reads the call and the receipts.
-            let committed = if lost == 0 {
-                self.calls.committed(&call_sid)
-            } else {
-                None
+            // store keeps it, or, for an `/inbound`, from no call (no read either way); any
+            // other reads the call and the receipts.
+            let basis = match self.calls.committed(&call_sid) {
+                _ if lost > 0 => Basis::Read,
+                Some(state) => Basis::Committed(Box::new(state)),
+                None if matches!(event, Event::Inbound { .. }) => Basis::Absent,
+                None => Basis::Read,
             };
-            let from_committed = committed.is_some();
-            match self.try_once(&attempt, committed).await? {
+            let presumed = basis.presumed();
+            match self.try_once(&attempt, basis).await? {
                 Try::Done(done) => return Ok(done),
                 // Stale, a webhook seen before, or no change to check: read it all, at once.
-                Try::Lost { .. } if from_committed => {}
+                Try::Lost { .. } if presumed => {}
                 // Another request took an agent read as free: read again at once (the
                 // agents it took are gone from the next read). A caller sent to the hold
                 // loop instead would wait a hold segment for an agent that may be free.
@@ -396,14 +418,10 @@ impl CallFlow {
         Err(FlowError::Contention(call_sid))
     }
 
-    /// One decision and its change. `committed`: the call as this process committed it
-    /// ([`CallStore::committed`]); its receipts are then not read, so only a decision with
-    /// a change (checked by the store: version and receipts) is taken from it.
-    async fn try_once(
-        &self,
-        a: &Attempt<'_>,
-        committed: Option<CallState>,
-    ) -> Result<Try, FlowError> {
+    /// One decision and its change, from `basis`. When nothing was read
+    /// ([`Basis::presumed`]), the receipts are not read either, so only a decision with a
+    /// change (checked by the store: version and receipts) is taken from it.
+    async fn try_once(&self, a: &Attempt<'_>, basis: Basis) -> Result<Try, FlowError> {
         let Attempt {
             event,
             call_sid,
@@ -411,13 +429,17 @@ impl CallFlow {
             receipts,
             now,
         } = *a;
-        let from_committed = committed.is_some();
-        let snapshot = match committed {
-            Some(state) => Snapshot {
-                state: Some(state),
+        let presumed = basis.presumed();
+        let snapshot = match basis {
+            Basis::Committed(state) => Snapshot {
+                state: Some(*state),
                 seen: Vec::new(),
             },
-            None => self.calls.load(call_sid, keys).await?,
+            Basis::Absent => Snapshot {
+                state: None,
+                seen: Vec::new(),
+            },
+            Basis::Read => self.calls.load(call_sid, keys).await?,
         };
         for seen in &snapshot.seen {
             let replayed = receipts
@@ -498,7 +520,7 @@ impl CallFlow {
             }));
         }
         let Some(mut change) = decision.change else {
-            if from_committed {
+            if presumed {
                 // Nothing for the store to check: whether this webhook was seen before is
                 // read with the call.
                 return Ok(Try::Lost { offered: false });

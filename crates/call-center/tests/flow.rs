@@ -374,6 +374,27 @@ async fn a_signature_replayed_for_another_request_is_refused_and_an_identical_on
     assert_eq!(w.call("c8").await.version, version);
     let other = w.flow.handle(&dial_agents("c8", 1), sig("request-2")).await;
     assert!(matches!(other, Err(FlowError::Replay)));
+    // A first `/inbound` is decided from no call, unread; one whose call exists is read
+    // all the same (its insert conflicts), so the replay is still caught.
+    let again = w.flow.handle(&inbound("c8"), sig("request-3")).await;
+    assert!(matches!(again, Err(FlowError::Replay)));
+    assert_eq!(w.call("c8").await.version, version);
+}
+
+#[tokio::test]
+async fn a_repeated_unsigned_inbound_changes_nothing_and_offers_nothing_twice() {
+    let w = World::default();
+    let _alice = w.agent("Alice").await;
+    let first = w.flow.handle(&inbound("c9"), None).await.unwrap();
+    assert!(first.applied);
+    let call = w.call("c9").await;
+    assert_eq!(call.attempts, 1, "Alice is offered the call");
+    let repeat = w.flow.handle(&inbound("c9"), None).await.unwrap();
+    // Unsigned, it has no receipt to be a repeat by: it is decided from the call as
+    // stored (read after its insert conflicted), which it does not change.
+    assert!(!repeat.applied, "{repeat:?}");
+    let after = w.call("c9").await;
+    assert_eq!((after.version, after.attempts), (call.version, 1));
 }
 
 #[tokio::test]
