@@ -387,6 +387,25 @@ async fn unknown_call_sid_is_created_on_the_spot(app: TestApp) {
     app.stop().await;
 }
 
+/// A retried `/inbound` reaching a server that has not written the call (restarted here;
+/// behind a load balancer, another instance) is decided from no call, without a read; its
+/// insert conflicts, the call is read, and the retry is answered without a second offer or
+/// any write.
+async fn an_inbound_retried_after_a_restart_changes_nothing(mut app: TestApp) {
+    let (alice, _) = app.agent("Alice").await;
+    let first = app.inbound("v3:retried").await.texml().unwrap();
+    assert_eq!(rung(&first), [sip(&alice)]);
+    let before = app.call("v3:retried").await;
+    app.restart(async {}, &[]).await;
+    let again = app.inbound("v3:retried").await;
+    assert_eq!(again.status, 200);
+    assert!(again.texml().is_ok(), "{}", again.body);
+    let after = app.call("v3:retried").await;
+    assert_eq!(after, before, "the retry wrote nothing");
+    assert_eq!(after["attempts"], 1);
+    app.stop().await;
+}
+
 async fn broken_store_answers_the_fallback_document(app: TestApp) {
     app.inbound("v3:c7").await;
     // Break the store underneath the server: the calls table disappears.
@@ -442,6 +461,7 @@ on_both_backends!(
     caller_hangs_up_while_agents_ring,
     two_agents_answering_at_once,
     unknown_call_sid_is_created_on_the_spot,
+    an_inbound_retried_after_a_restart_changes_nothing,
     broken_store_answers_the_fallback_document,
 );
 
