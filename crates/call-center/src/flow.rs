@@ -397,11 +397,14 @@ impl CallFlow {
             // The first try decides from the call as this process committed it, when the
             // store keeps it, or, for an `/inbound`, from no call (no read either way); any
             // other reads the call and the receipts.
-            let basis = match self.calls.committed(&call_sid) {
-                _ if lost > 0 => Basis::Read,
-                Some(state) => Basis::Committed(Box::new(state)),
-                None if matches!(event, Event::Inbound { .. }) => Basis::Absent,
-                None => Basis::Read,
+            let basis = if lost > 0 {
+                Basis::Read
+            } else {
+                match self.calls.committed(&call_sid) {
+                    Some(state) => Basis::Committed(Box::new(state)),
+                    None if matches!(event, Event::Inbound { .. }) => Basis::Absent,
+                    None => Basis::Read,
+                }
             };
             let presumed = basis.presumed();
             match self.try_once(&attempt, basis).await? {

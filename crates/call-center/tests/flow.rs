@@ -391,7 +391,9 @@ async fn a_repeated_unsigned_inbound_changes_nothing_and_offers_nothing_twice() 
     assert_eq!(call.attempts, 1, "Alice is offered the call");
     let repeat = w.flow.handle(&inbound("c9"), None).await.unwrap();
     // Unsigned, it has no receipt to be a repeat by: it is decided from the call as
-    // stored (read after its insert conflicted), which it does not change.
+    // stored, which it does not change. (A server without the call's committed copy
+    // decides it from no call first; its insert conflicts: the e2e test
+    // `an_inbound_retried_after_a_restart_changes_nothing`.)
     assert!(!repeat.applied, "{repeat:?}");
     let after = w.call("c9").await;
     assert_eq!((after.version, after.attempts), (call.version, 1));
