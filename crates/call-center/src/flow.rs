@@ -75,7 +75,6 @@ enum Reservation {
     NotWaiting,
 }
 
-/// How one try at deciding a request went.
 /// What a try decides from.
 enum Basis {
     /// The call and the webhook's receipts, read from the store.
@@ -96,6 +95,7 @@ impl Basis {
     }
 }
 
+/// How one try at deciding a request went.
 enum Try {
     /// Decided (and applied, when it changed something).
     Done(Handled),
@@ -640,9 +640,6 @@ impl CallFlow {
                 && (misses_to_pause <= 0 || o.misses_before + 1 < misses_to_pause)
         });
         let ids: Vec<AgentId> = ringing.map(|o| o.agent_id).collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
         let eligible = self
             .agents
             .get_many(&ids)
