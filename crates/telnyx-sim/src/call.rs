@@ -695,6 +695,11 @@ impl<'a> CallDriver<'a> {
             // The winner: Telnyx stops the other legs at once (their callbacks follow).
             let answered_at = self.phones.timeline.now();
             let agent = legs[i].agent.clone().context("winner without agent")?;
+            // Misses in a row start again with the answer, as the server counts them. Not
+            // at the hang-up: once the server has the leg's `completed` it may offer the
+            // agent to a waiting caller, whose ring can find the softphone still on this
+            // call (busy, a miss) before this task has freed it.
+            agent.answered();
             self.leg(&cb, &sid, &sip, "in-progress", None).await?;
             for (j, other) in legs.iter().enumerate() {
                 if j != i && !ended[j] {
@@ -724,7 +729,6 @@ impl<'a> CallDriver<'a> {
             self.phones
                 .timeline
                 .busy_until(&agent.id, rang_at, hung_up_at);
-            agent.answered();
             self.agent_ready(&agent, self.scenario.server_queue.wrap_up);
             agent.free();
             self.truth.answered_by = Some(agent.id.clone());
