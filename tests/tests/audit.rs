@@ -233,10 +233,7 @@ async fn redaction_is_audited_and_the_chain_still_verifies(app: TestApp) {
     // times are hex and digits, where "4111" turns up by chance.
     for entry in entries["entries"].as_array().unwrap() {
         let data = entry["data"].as_str().unwrap();
-        assert!(
-            !data.contains("4111") && !data.contains("+1312"),
-            "no transcripts or numbers in the log: {entry}"
-        );
+        assert!(!data.contains("4111"), "no transcripts in the log: {entry}");
         assert!(
             !entry.to_string().contains("+1312"),
             "no numbers anywhere in an entry: {entry}"
